@@ -1,0 +1,19 @@
+"""jlabel: label data with a local LLM, inside Jupyter.
+
+Every name a notebook uses is importable from here: ``import jlabel as jl``.
+"""
+
+from .frame import probs, set_suggestions
+from .store import Store, StoreError
+from .task import Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Store",
+    "StoreError",
+    "Task",
+    "__version__",
+    "probs",
+    "set_suggestions",
+]

@@ -1,0 +1,242 @@
+"""The DataFrame contract: record keys, the columns jlabel writes, text and probabilities.
+
+Everything here is vectorised over the frame: no Python loop per record.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .task import Task
+
+LABEL_COLUMNS = ("label", "label_source", "annotator", "labeled_at")
+LLM_COLUMNS = ("llm_label", "llm_confidence", "llm_probs", "llm_model", "llm_prompt", "llm_error")
+LABEL_SOURCES = ("human", "llm_accepted", "llm_edited")
+
+PROBS_DTYPE = pd.ArrowDtype(pa.list_(pa.float64()))
+
+
+def record_keys(df: pd.DataFrame, id: str | None = None) -> pd.Index:
+    """The record keys of ``df``: its index, or the column ``id``; they must be unique.
+
+    Raises
+    ------
+    ValueError
+        If a key appears more than once (the message names the duplicates) or a key is missing.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"Expected a pandas DataFrame, got {type(df).__name__}.")
+    if id is None:
+        keys, where = df.index, "the frame's index"
+    else:
+        if id not in df.columns:
+            raise KeyError(f"id={id!r} is not a column of the frame; columns are {list(df.columns)}.")
+        keys, where = pd.Index(df[id]), f"column {id!r}"
+    if keys.hasnans:
+        raise ValueError(f"{where} has missing keys: every record needs a key.")
+    if not keys.is_unique:
+        dups = keys[keys.duplicated()].unique()
+        shown = ", ".join(map(repr, dups[:10].tolist())) + (" ..." if len(dups) > 10 else "")
+        raise ValueError(
+            f"{where} has {len(dups)} duplicate key(s): {shown}. Records need unique keys: "
+            f"use df.reset_index(drop=True) or pass id= a column with unique values."
+        )
+    return keys
+
+
+def key_strings(keys: pd.Index) -> pd.Index:
+    """Keys as the strings the store uses (``str(key)``), vectorised."""
+    return pd.Index(keys.astype(str), dtype=object)
+
+
+def texts(df: pd.DataFrame, task: Task) -> pd.Series:
+    """The text of every record: the task's column, or its template filled from columns.
+
+    Missing values (NaN, None, NA) become empty text, other values their ``str()``:
+    an empty record is one the panel can show, not an error.
+    """
+    missing = [c for c in task.text_columns if c not in df.columns]
+    if missing:
+        what = "template" if task.is_template else "text column"
+        raise KeyError(
+            f"The task's {what} {task.text!r} names column(s) {missing} that the frame lacks; "
+            f"the frame has {list(df.columns)}."
+        )
+    if not task.is_template:
+        return _as_text(df[task.text])
+    out = pd.Series("", index=df.index, dtype=object)
+    for literal, name, _, _ in string.Formatter().parse(task.text):
+        if literal:
+            out = out + literal
+        if name is not None:
+            out = out + _as_text(df[name])
+    return out.astype(object)
+
+
+def _as_text(column: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(column.dtype) and column.dtype == object:
+        filled = column.where(column.notna(), "")
+        non_str = ~filled.map(type).eq(str)
+        if non_str.any():
+            filled = filled.astype(str)
+        return filled.astype(object)
+    return column.astype("string").fillna("").astype(object)
+
+
+def ensure_columns(df: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Add the label and llm_* columns that ``df`` lacks, with their dtypes, in place.
+
+    single: ``label``/``llm_label`` are nullable strings; multi and spans: object
+    columns holding lists. ``llm_probs`` is an Arrow ``list<double>`` column.
+    """
+    label_dtype = "string" if task.kind == "single" else object
+    dtypes = {
+        "label": label_dtype,
+        "label_source": "string",
+        "annotator": "string",
+        "labeled_at": "datetime64[ns, UTC]",
+        "llm_label": label_dtype,
+        "llm_confidence": "float64",
+        "llm_probs": PROBS_DTYPE,
+        "llm_model": "string",
+        "llm_prompt": "string",
+        "llm_error": "string",
+    }
+    for column, dtype in dtypes.items():
+        if column not in df.columns:
+            if dtype is object:
+                df[column] = pd.Series([None] * len(df), index=df.index, dtype=object)
+            else:
+                df[column] = pd.Series(pd.NA if dtype != "float64" else np.nan, index=df.index).astype(dtype)
+    return df
+
+
+def probs(df: pd.DataFrame, task: Task, column: str = "llm_probs") -> np.ndarray:
+    """The ``(n, k)`` matrix of label probabilities, in the task's label order.
+
+    Rows without a suggestion are NaN. No Python loop: the Arrow list column is
+    flattened and reshaped.
+    """
+    k = len(task.labels)
+    n = len(df)
+    out = np.full((n, k), np.nan)
+    if column not in df.columns or n == 0:
+        return out
+    series = df[column]
+    if isinstance(series.dtype, pd.ArrowDtype):
+        array = pa.chunked_array(series.array._pa_array).combine_chunks()
+    else:
+        array = pa.array(series.map(_as_list_or_none).tolist(), type=pa.list_(pa.float64()))
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    valid = array.is_valid().to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(array).to_numpy(zero_copy_only=False)
+    wrong = valid & (lengths != k)
+    if wrong.any():
+        position = int(np.flatnonzero(wrong)[0])
+        raise ValueError(
+            f"{column!r} holds {int(lengths[position])} probabilities for record {df.index[position]!r} "
+            f"but the task has {k} labels {list(task.labels)}: the suggestions were made for another "
+            f"label set; re-run jl.preannotate with this task."
+        )
+    values = pc.list_flatten(array.filter(pa.array(valid))).to_numpy(zero_copy_only=False)
+    out[valid] = values.reshape(-1, k)
+    return out
+
+
+def _as_list_or_none(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return list(value)
+
+
+def probs_column(matrix: np.ndarray, index: pd.Index) -> pd.Series:
+    """An Arrow ``list<double>`` column from an ``(n, k)`` matrix; rows with NaN become null."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    n, k = matrix.shape
+    valid = ~np.isnan(matrix).any(axis=1)
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    offsets[1:] = np.cumsum(np.where(valid, k, 0))
+    values = pa.array(matrix[valid].ravel())
+    mask = pa.array(~valid)
+    array = pa.ListArray.from_arrays(pa.array(offsets), values, mask=mask)
+    return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index, name="llm_probs")
+
+
+def set_suggestions(
+    df: pd.DataFrame,
+    task: Task,
+    probs: np.ndarray,
+    *,
+    model: str,
+    prompt: str | None = None,
+) -> pd.DataFrame:
+    """A copy of ``df`` with the llm_* columns filled from a probability matrix.
+
+    Bring your own model: ``probs`` is ``(len(df), len(task.labels))`` in the task's label
+    order (rows of NaN mean no suggestion). single: each row is normalised to sum to 1 and
+    the suggestion is the argmax; multi: each entry is P(label applies) and the suggestion
+    is every label above 0.5.
+    """
+    matrix = np.asarray(probs, dtype=np.float64)
+    if matrix.shape != (len(df), len(task.labels)):
+        raise ValueError(
+            f"probs has shape {matrix.shape}, expected ({len(df)}, {len(task.labels)}): one row per "
+            f"record, one column per label in the task's order {list(task.labels)}."
+        )
+    if task.kind == "spans":
+        raise ValueError("set_suggestions takes label probabilities; span tasks have no label matrix.")
+    valid = ~np.isnan(matrix).any(axis=1)
+    if (matrix[valid] < 0).any() or (task.kind == "multi" and (matrix[valid] > 1).any()):
+        raise ValueError("probs must be probabilities: non-negative (and at most 1 for multi-label tasks).")
+    out = ensure_columns(df.copy(), task)
+    labels = np.array(task.labels, dtype=object)
+    if task.kind == "single":
+        sums = matrix.sum(axis=1, keepdims=True)
+        if valid.any() and (sums[valid] <= 0).any():
+            raise ValueError("Every row of probs needs a positive sum.")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            matrix = matrix / sums
+        best = np.where(valid, np.nanargmax(np.where(valid[:, None], matrix, 0), axis=1), 0)
+        out["llm_label"] = pd.Series(np.where(valid, labels[best], None), index=df.index).astype("string")
+        out["llm_confidence"] = np.where(valid, matrix[np.arange(len(df)), best], np.nan)
+    else:
+        chosen = matrix > 0.5
+        suggestion = [list(labels[row]) if ok else None for row, ok in zip(chosen, valid)]
+        out["llm_label"] = pd.Series(suggestion, index=df.index, dtype=object)
+        # confidence of a multi-label suggestion: the probability that the whole set is right
+        per_label = np.where(chosen, matrix, 1 - matrix)
+        out["llm_confidence"] = np.where(valid, per_label.prod(axis=1), np.nan)
+    out["llm_probs"] = probs_column(matrix, df.index)
+    out["llm_model"] = pd.Series(np.where(valid, model, None), index=df.index).astype("string")
+    out["llm_prompt"] = pd.Series(np.where(valid, prompt, None), index=df.index).astype("string")
+    return out
+
+
+def unlabeled(df: pd.DataFrame) -> np.ndarray:
+    """A boolean mask of the records without a human label."""
+    if "label" not in df.columns:
+        return np.ones(len(df), dtype=bool)
+    return df["label"].isna().to_numpy()
+
+
+def check_labels_match(df: pd.DataFrame, task: Task, columns: Sequence[str] = ("llm_label",)) -> None:
+    """Raise if a suggestion column holds labels that are not the task's."""
+    if task.kind != "single":
+        return
+    allowed = set(task.labels)
+    for column in columns:
+        if column in df.columns:
+            present = set(df[column].dropna().unique().tolist())
+            unknown = sorted(present - allowed)
+            if unknown:
+                raise ValueError(
+                    f"Column {column!r} holds labels {unknown[:10]} that are not in the task's labels "
+                    f"{list(task.labels)}: the suggestions were made for another task."
+                )

@@ -1,0 +1,462 @@
+"""The append-only journal of labeling decisions, in a SQLite file.
+
+The state of a record is the replay of its events: the latest decision of each
+annotator, undo applied (undo is an event, never a delete). Each ``record()`` is its
+own committed transaction, durable when it returns; several processes may write one
+store at once (WAL mode, a busy timeout).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .frame import ensure_columns, key_strings, record_keys
+from .task import Task
+
+ACTIONS = ("label", "accept", "edit", "reject", "skip", "undo", "suggest", "check")
+DECISIONS = ("label", "accept", "edit", "reject", "skip")
+SOURCE_OF = {"label": "human", "accept": "llm_accepted", "edit": "llm_edited", "reject": "llm_edited"}
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jlabel_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    record TEXT NOT NULL,
+    task TEXT NOT NULL,
+    annotator TEXT,
+    action TEXT NOT NULL,
+    value TEXT,
+    suggestion TEXT,
+    confidence REAL,
+    model TEXT,
+    prompt TEXT,
+    duration_ms INTEGER,
+    meta TEXT
+);
+CREATE INDEX IF NOT EXISTS events_record ON events (record);
+"""
+_COLUMNS = ("id", "ts", "record", "task", "annotator", "action", "value", "suggestion",
+            "confidence", "model", "prompt", "duration_ms", "meta")
+
+
+class StoreError(Exception):
+    """A store file that cannot be used: corrupt, not a jlabel store, or another task's."""
+
+
+def current_annotator(annotator: str | None = None) -> str:
+    """Who is labeling: an explicit ``annotator``, else ``JUPYTERHUB_USER``, else the OS user.
+
+    The explicit name wins so that one notebook can record several people (a lead
+    entering a colleague's paper labels, a test simulating two annotators).
+    """
+    if annotator is not None:
+        if not isinstance(annotator, str) or not annotator.strip():
+            raise ValueError(f"annotator must be a non-empty string, got {annotator!r}.")
+        return annotator.strip()
+    hub_user = os.environ.get("JUPYTERHUB_USER", "").strip()
+    if hub_user:
+        return hub_user
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container: still record something honest
+        return "unknown"
+
+
+class Store:
+    """The journal of decisions in a SQLite file.
+
+    Parameters
+    ----------
+    path
+        The SQLite file; created if it does not exist. A file that is not a jlabel
+        store raises :class:`StoreError` and is never modified.
+    task
+        The task this store is for. A new store remembers it; an existing store for a
+        different task (another ``task.id``) is refused unless ``allow_other_task=True``.
+    annotator
+        The default annotator of ``record()``; see :func:`current_annotator`.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> task = Task(["spam", "ham"])
+    >>> store = Store(os.path.join(tempfile.mkdtemp(), "labels.db"), task=task, annotator="ana")
+    >>> _ = store.record("rec-1", "label", "spam", duration_ms=800)
+    >>> store.state()["label"].tolist()
+    ['spam']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        task: Task | None = None,
+        *,
+        annotator: str | None = None,
+        allow_other_task: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        if task is not None and not isinstance(task, Task):
+            raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
+        self.path = Path(path)
+        self.annotator = current_annotator(annotator)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; give a file path such as {self.path / 'labels.db'}.")
+        self._check_header()
+        self._timeout = timeout
+        self._pid = None
+        self._conn = None
+        self._open()
+        self.task = self._bind_task(task, allow_other_task)
+
+    # -- opening -----------------------------------------------------------------
+
+    def _check_header(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb") as f:
+            header = f.read(16)
+        if header != b"SQLite format 3\x00":
+            raise StoreError(
+                f"{self.path} is not a SQLite file (it starts with {header[:16]!r}), so it is not a jlabel "
+                f"store. It was left untouched; choose another path for the store."
+            )
+
+    def _open(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables and "events" not in tables:
+                conn.close()
+                raise StoreError(
+                    f"{self.path} is a SQLite database but not a jlabel store (it has tables "
+                    f"{sorted(tables)[:5]}). It was left untouched; choose another path for the store."
+                )
+            if "events" in tables:
+                cols = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+                if not set(_COLUMNS) <= cols:
+                    conn.close()
+                    raise StoreError(f"{self.path} has an 'events' table that is not jlabel's; it was left untouched.")
+            else:
+                conn.executescript(_SCHEMA)
+            conn.execute("PRAGMA integrity_check(1)").fetchone()
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"{self.path} cannot be read as a jlabel store ({error}). The file may be corrupt; it was left "
+                f"untouched. Restore it from a backup or choose another path."
+            ) from None
+        self._conn = conn
+        self._pid = os.getpid()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        # a connection must not cross fork(): reopen in a child process
+        if self._pid != os.getpid():
+            self._open()
+        return self._conn
+
+    def _bind_task(self, task: Task | None, allow_other_task: bool) -> Task | None:
+        stored = dict(self.conn.execute("SELECT key, value FROM jlabel_meta").fetchall())
+        if "task" in stored:
+            stored_task = Task.from_dict(json.loads(stored["task"]))
+            if task is None:
+                return stored_task
+            if task.id != stored_task.id and not allow_other_task:
+                raise StoreError(
+                    f"{self.path} belongs to another task (id {stored_task.id}: labels "
+                    f"{list(stored_task.labels)}, kind {stored_task.kind!r}); this task has id {task.id} "
+                    f"(labels {list(task.labels)}, kind {task.kind!r}). Use a new store file for the new task, "
+                    f"or pass allow_other_task=True to keep both tasks' events in one file."
+                )
+            return task
+        if task is not None:
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO jlabel_meta VALUES ('task', ?), ('schema', ?)",
+                    (json.dumps(task.to_dict()), str(SCHEMA_VERSION)),
+                )
+        return task
+
+    def close(self) -> None:
+        """Close the connection (the file stays)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, task={self.task.id if self.task else None!r})"
+
+    # -- writing -----------------------------------------------------------------
+
+    def record(
+        self,
+        record,
+        action: str,
+        value=None,
+        *,
+        annotator: str | None = None,
+        suggestion=None,
+        confidence: float | None = None,
+        model: str | None = None,
+        prompt: str | None = None,
+        duration_ms: int | None = None,
+        meta: Mapping | None = None,
+    ) -> int:
+        """Append one event in its own transaction; it is on disk when this returns.
+
+        Returns the event id. ``value`` is the decision (a label for single, a list for
+        multi and spans); it is validated against the task.
+        """
+        row = self._row(record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta)
+        cursor = self.conn.execute(
+            "INSERT INTO events (ts, record, task, annotator, action, value, suggestion, confidence, model, "
+            "prompt, duration_ms, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            row,
+        )
+        return cursor.lastrowid
+
+    def record_many(self, events: pd.DataFrame | Iterable[Mapping]) -> int:
+        """Append many events in one transaction (bulk ``suggest`` or ``check`` events).
+
+        ``events`` is a frame or an iterable of dicts with the arguments of :meth:`record`
+        (``record`` and ``action`` required). Returns the number of events written.
+        """
+        if isinstance(events, pd.DataFrame):
+            events = events.to_dict("records")
+        rows = [
+            self._row(
+                e["record"], e["action"], e.get("value"), e.get("annotator"), e.get("suggestion"),
+                e.get("confidence"), e.get("model"), e.get("prompt"), e.get("duration_ms"), e.get("meta"),
+            )
+            for e in events
+        ]
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.executemany(
+                "INSERT INTO events (ts, record, task, annotator, action, value, suggestion, confidence, model, "
+                "prompt, duration_ms, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+        return len(rows)
+
+    def _row(self, record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta):
+        if action not in ACTIONS:
+            raise ValueError(f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
+        if record is None or (isinstance(record, float) and np.isnan(record)):
+            raise ValueError("record must be the record's key, got a missing value.")
+        if action in ("label", "accept", "edit") and value is None:
+            raise ValueError(f"A {action!r} event needs the label as value.")
+        if action in ("skip", "undo") and value is not None:
+            raise ValueError(f"A {action!r} event takes no value, got {value!r}.")
+        if value is not None and self.task is not None and action in DECISIONS:
+            value = self.task.check_value(value)
+        if duration_ms is not None:
+            duration_ms = int(duration_ms)
+            if duration_ms < 0:
+                raise ValueError(f"duration_ms must be >= 0, got {duration_ms}.")
+        return (
+            time.time(),
+            str(record),
+            self.task.id if self.task is not None else "",
+            current_annotator(annotator) if annotator is not None else self.annotator,
+            action,
+            _dump(value),
+            _dump(suggestion),
+            None if confidence is None else float(confidence),
+            model,
+            prompt,
+            duration_ms,
+            _dump(meta),
+        )
+
+    # -- reading -----------------------------------------------------------------
+
+    def events(self, *, actions: Iterable[str] | None = None, all_tasks: bool = False) -> pd.DataFrame:
+        """The journal as a DataFrame, oldest first; ``value``/``suggestion``/``meta`` decoded."""
+        frame = self._query(actions, all_tasks)
+        for column in ("value", "suggestion", "meta"):
+            frame[column] = _load_column(frame[column])
+        return frame
+
+    def _query(self, actions, all_tasks, columns=_COLUMNS) -> pd.DataFrame:
+        where, params = [], []
+        if actions is not None:
+            actions = list(actions)
+            where.append(f"action IN ({','.join('?' * len(actions))})")
+            params += actions
+        if self.task is not None and not all_tasks:
+            where.append("task = ?")
+            params.append(self.task.id)
+        sql = f"SELECT {', '.join(columns)} FROM events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        cursor = self.conn.execute(sql, params)
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=list(columns))
+        if "ts" in frame.columns:
+            frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True)
+        return frame
+
+    def state(self, *, per_annotator: bool = False) -> pd.DataFrame:
+        """The latest decision per record, undo applied.
+
+        Returns a frame indexed by record key (as a string) with ``label``,
+        ``label_source``, ``annotator``, ``labeled_at``, ``status`` (the last decision's
+        action: label, accept, edit, reject or skip) and ``event`` (its id). With
+        ``per_annotator=True`` there is one row per (record, annotator).
+
+        Replay rules: each annotator's decisions on a record form a stack; ``undo`` pops
+        the top one. The label is the one set by the topmost label-setting decision
+        (label, accept, edit, reject; a reject without a value clears it); ``skip`` leaves
+        the label as it was.
+        """
+        events = self._query(DECISIONS + ("undo",), False, ("id", "ts", "record", "annotator", "action", "value"))
+        return replay(events, per_annotator=per_annotator)
+
+    def apply(self, df: pd.DataFrame, *, id: str | None = None) -> pd.DataFrame:
+        """Write the store's state into ``df``'s label columns, in place; returns ``df``.
+
+        Records in the store but not in ``df`` are ignored; records in ``df`` but not in
+        the store keep what they have.
+        """
+        if self.task is None:
+            raise StoreError(f"{self.path} has no task yet: open it with Store(path, task=task) before apply().")
+        keys = key_strings(record_keys(df, id))
+        ensure_columns(df, self.task)
+        state = self.state()
+        if state.empty:
+            return df
+        positions = keys.get_indexer(state.index)
+        found = positions >= 0
+        rows, state = positions[found], state[found]
+        if not len(rows):
+            return df
+        for column in ("label", "label_source", "annotator", "labeled_at"):
+            values = state[column]
+            if column == "label" and self.task.kind != "single":
+                target = df[column].astype(object)
+                target.iloc[rows] = values.to_numpy(dtype=object)
+                df[column] = target
+            else:
+                df.iloc[rows, df.columns.get_loc(column)] = values.to_numpy()
+        return df
+
+
+def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame:
+    """Replay decision and undo events (sorted by id) into the state of each record.
+
+    Vectorised for the common case: groups of (record, annotator) with no undo take
+    their last decision directly; only groups that contain an undo are replayed one
+    event at a time.
+    """
+    columns = ["label", "label_source", "annotator", "labeled_at", "status", "event"]
+    if events.empty:
+        empty = pd.DataFrame(columns=columns)
+        empty.index.name = "record"
+        return empty
+    events = events.reset_index(drop=True)
+    group = pd.MultiIndex.from_arrays([events["record"], events["annotator"].fillna("")])
+    group_id = pd.Series(group.factorize()[0], index=events.index)
+    has_undo = group_id.isin(group_id[events["action"].eq("undo")].unique())
+
+    keep = ~has_undo.to_numpy()
+    if has_undo.any():
+        survivors = _pop_undos(events[has_undo.to_numpy()])
+        keep[survivors] = True
+    alive = events[keep & events["action"].ne("undo").to_numpy()]
+    alive_group = group_id[alive.index]
+
+    last = alive.groupby(alive_group.to_numpy(), sort=False).tail(1)
+    setters = alive[alive["action"].ne("skip")]
+    last_setter = setters.groupby(group_id[setters.index].to_numpy(), sort=False).tail(1)
+
+    state = pd.DataFrame(
+        {
+            "record": last["record"].to_numpy(),
+            "annotator": last["annotator"].to_numpy(),
+            "status": last["action"].to_numpy(),
+            "event": last["id"].to_numpy(),
+            "group": group_id[last.index].to_numpy(),
+        }
+    )
+    setter = pd.DataFrame(
+        {
+            "group": group_id[last_setter.index].to_numpy(),
+            "value": last_setter["value"].to_numpy(),
+            "action": last_setter["action"].to_numpy(),
+            "ts": last_setter["ts"].to_numpy(),
+        }
+    )
+    state = state.merge(setter, on="group", how="left")
+    state["label"] = _load_column(state["value"])
+    has_label = state["label"].notna()
+    state["label_source"] = state["action"].map(SOURCE_OF).where(has_label)
+    state["labeled_at"] = pd.to_datetime(state["ts"], utc=True).where(has_label)
+    state = state.sort_values("event", kind="stable")
+    if not per_annotator:
+        state = state.drop_duplicates("record", keep="last")
+        state = state.set_index("record")
+    else:
+        state = state.set_index(["record", "annotator"]).reset_index("annotator")
+    state["label_source"] = state["label_source"].astype("string")
+    state["annotator"] = state["annotator"].astype("string")
+    state["status"] = state["status"].astype("string")
+    return state[[c for c in columns if c in state.columns]]
+
+
+def _pop_undos(events: pd.DataFrame) -> list[int]:
+    """Row positions (in ``events``' index) of decisions that survive their undos."""
+    stacks: dict[tuple, list[int]] = {}
+    for position, record, annotator, action in zip(
+        events.index, events["record"], events["annotator"].fillna(""), events["action"]
+    ):
+        stack = stacks.setdefault((record, annotator), [])
+        if action == "undo":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(position)
+    return [position for stack in stacks.values() for position in stack]
+
+
+def _dump(value) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Cannot store a {type(value).__name__} in the journal: {value!r}.")
+
+
+def _load_column(column: pd.Series) -> pd.Series:
+    """Decode JSON text cells; caches repeated values, since labels repeat a lot."""
+    if column.empty:
+        return column.astype(object)
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    decoded = np.empty(len(uniques) + 1, dtype=object)
+    decoded[:-1] = [json.loads(u) for u in uniques]
+    return pd.Series(decoded[codes], index=column.index, dtype=object)

@@ -1,0 +1,192 @@
+"""What is being labeled: the kind of task, its labels, instructions and text."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+KINDS = ("single", "multi", "spans")
+
+_FIELD = re.compile(r"{([^{}]+)}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A labeling task.
+
+    Parameters
+    ----------
+    labels
+        The label set, as a list of names or a ``{name: description}`` mapping.
+        Descriptions are shown to annotators and given to the model.
+    kind
+        ``"single"`` (one label per record), ``"multi"`` (any number of labels)
+        or ``"spans"`` (labeled character spans inside the text).
+    instructions
+        What the annotator (and the model) is asked to do.
+    text
+        The column that holds each record's text, or a template such as
+        ``"{title}\\n\\n{body}"`` naming several columns.
+
+    Examples
+    --------
+    >>> task = Task(["World", "Sports"], instructions="Classify the news article by topic.")
+    >>> task.labels
+    ('World', 'Sports')
+    >>> len(task.id)
+    16
+    """
+
+    labels: tuple[str, ...]
+    kind: str = "single"
+    instructions: str = ""
+    text: str = "text"
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        labels: Sequence[str] | Mapping[str, str],
+        kind: str = "single",
+        instructions: str = "",
+        text: str = "text",
+    ) -> None:
+        names, descriptions = _parse_labels(labels)
+        if kind not in KINDS:
+            raise ValueError(f"Unknown task kind {kind!r}: use one of {', '.join(map(repr, KINDS))}.")
+        if not isinstance(instructions, str):
+            raise TypeError(f"instructions must be a string, got {type(instructions).__name__}.")
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(
+                f"text must name a column (such as 'text') or be a template such as "
+                f"'{{title}}\\n\\n{{body}}', got {text!r}."
+            )
+        object.__setattr__(self, "labels", names)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "instructions", instructions)
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "descriptions", descriptions)
+        if self.is_template:
+            _check_template(text)
+
+    @property
+    def is_template(self) -> bool:
+        """Whether ``text`` is a ``{column}`` template rather than a column name."""
+        return bool(_FIELD.search(self.text))
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The frame columns the record text is built from."""
+        if not self.is_template:
+            return (self.text,)
+        return tuple(dict.fromkeys(_FIELD.findall(self.text)))
+
+    def to_dict(self) -> dict:
+        """The task's definition as plain JSON-able data."""
+        return {
+            "labels": list(self.labels),
+            "descriptions": {k: self.descriptions[k] for k in self.labels if k in self.descriptions},
+            "kind": self.kind,
+            "instructions": self.instructions,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Task:
+        """Rebuild a task from :meth:`to_dict` output."""
+        descriptions = data.get("descriptions") or {}
+        labels = {k: descriptions.get(k, "") for k in data["labels"]} if descriptions else data["labels"]
+        return cls(labels, kind=data["kind"], instructions=data.get("instructions", ""), text=data["text"])
+
+    @property
+    def id(self) -> str:
+        """A stable id: the hash of the task's definition (16 hex digits)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+    def index_of(self, label: str) -> int:
+        """The position of ``label`` in the label set; a clear error for an unknown label."""
+        try:
+            return self.labels.index(label)
+        except ValueError:
+            raise ValueError(f"Unknown label {label!r}: this task's labels are {list(self.labels)}.") from None
+
+    def check_value(self, value):
+        """Validate a label value for this task's kind and return it normalised.
+
+        single: a label name; multi: a list of label names (sorted in label order,
+        no duplicates); spans: a list of ``{"start", "end", "label"}`` dicts.
+        """
+        if self.kind == "single":
+            if not isinstance(value, str):
+                raise TypeError(f"A single-label task takes one label name, got {value!r}.")
+            self.index_of(value)
+            return value
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise TypeError(f"A {self.kind} task takes a list, got {value!r}.")
+        if self.kind == "multi":
+            for label in value:
+                self.index_of(label)
+            return sorted(set(value), key=self.labels.index)
+        spans = []
+        for span in value:
+            if not isinstance(span, Mapping) or not {"start", "end", "label"} <= set(span):
+                raise TypeError(f"A span is a dict with start, end and label, got {span!r}.")
+            start, end = span["start"], span["end"]
+            if not (isinstance(start, int) and isinstance(end, int)) or not 0 <= start < end:
+                raise ValueError(f"A span needs integer offsets with 0 <= start < end, got {span!r}.")
+            self.index_of(span["label"])
+            spans.append({"start": start, "end": end, "label": span["label"]})
+        return sorted(spans, key=lambda s: (s["start"], s["end"], self.labels.index(s["label"])))
+
+    def __repr__(self) -> str:
+        return f"Task(labels={list(self.labels)!r}, kind={self.kind!r}, text={self.text!r}, id={self.id!r})"
+
+
+def _parse_labels(labels) -> tuple[tuple[str, ...], dict[str, str]]:
+    if isinstance(labels, str):
+        raise TypeError(f"labels must be a list of names or a {{name: description}} dict, not the string {labels!r}.")
+    if isinstance(labels, Mapping):
+        names = list(labels)
+        descriptions = {}
+        for name, description in labels.items():
+            if description is not None and not isinstance(description, str):
+                raise TypeError(f"The description of label {name!r} must be a string, got {description!r}.")
+            if description:
+                descriptions[name] = description.strip()
+    elif isinstance(labels, Sequence) or hasattr(labels, "__iter__"):
+        names = list(labels)
+        descriptions = {}
+    else:
+        raise TypeError(f"labels must be a list of names or a {{name: description}} dict, got {labels!r}.")
+    if not names:
+        raise ValueError("A task needs at least one label, e.g. Task(['positive', 'negative']).")
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"Labels must be strings, got {name!r} ({type(name).__name__}).")
+        if not name.strip():
+            raise ValueError(f"A label must not be empty or only whitespace, got {name!r}.")
+    seen, duplicates = set(), []
+    for name in names:
+        if name in seen and name not in duplicates:
+            duplicates.append(name)
+        seen.add(name)
+    if duplicates:
+        raise ValueError(f"Duplicate labels {duplicates}: each label must appear once.")
+    return tuple(names), descriptions
+
+
+def _check_template(template: str) -> None:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"The text template {template!r} is malformed ({error}); escape literal braces as {{{{ }}}}.") from None
+    for _, name, spec, conversion in parsed:
+        if name is not None and (not name or spec or conversion):
+            raise ValueError(
+                f"The text template {template!r} may only name columns, like '{{title}}'; "
+                f"got field {name!r}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}."
+            )

@@ -46,8 +46,21 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_record ON events (record);
 """
-_COLUMNS = ("id", "ts", "record", "task", "annotator", "action", "value", "suggestion",
-            "confidence", "model", "prompt", "duration_ms", "meta")
+_COLUMNS = (
+    "id",
+    "ts",
+    "record",
+    "task",
+    "annotator",
+    "action",
+    "value",
+    "suggestion",
+    "confidence",
+    "model",
+    "prompt",
+    "duration_ms",
+    "meta",
+)
 
 
 class StoreError(Exception):
@@ -135,8 +148,7 @@ class Store:
     def _open(self) -> None:
         try:
             conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            # look before writing anything: a file that is not ours must stay byte-for-byte as it was
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "events" not in tables:
                 conn.close()
@@ -149,9 +161,10 @@ class Store:
                 if not set(_COLUMNS) <= cols:
                     conn.close()
                     raise StoreError(f"{self.path} has an 'events' table that is not jlabel's; it was left untouched.")
-            else:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            if "events" not in tables:
                 conn.executescript(_SCHEMA)
-            conn.execute("PRAGMA integrity_check(1)").fetchone()
         except sqlite3.DatabaseError as error:
             raise StoreError(
                 f"{self.path} cannot be read as a jlabel store ({error}). The file may be corrupt; it was left "
@@ -244,8 +257,16 @@ class Store:
             events = events.to_dict("records")
         rows = [
             self._row(
-                e["record"], e["action"], e.get("value"), e.get("annotator"), e.get("suggestion"),
-                e.get("confidence"), e.get("model"), e.get("prompt"), e.get("duration_ms"), e.get("meta"),
+                e["record"],
+                e["action"],
+                e.get("value"),
+                e.get("annotator"),
+                e.get("suggestion"),
+                e.get("confidence"),
+                e.get("model"),
+                e.get("prompt"),
+                e.get("duration_ms"),
+                e.get("meta"),
             )
             for e in events
         ]
@@ -329,7 +350,7 @@ class Store:
         (label, accept, edit, reject; a reject without a value clears it); ``skip`` leaves
         the label as it was.
         """
-        events = self._query(DECISIONS + ("undo",), False, ("id", "ts", "record", "annotator", "action", "value"))
+        events = self._query((*DECISIONS, "undo"), False, ("id", "ts", "record", "annotator", "action", "value"))
         return replay(events, per_annotator=per_annotator)
 
     def apply(self, df: pd.DataFrame, *, id: str | None = None) -> pd.DataFrame:
@@ -385,7 +406,11 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
     alive = events[keep & events["action"].ne("undo").to_numpy()]
     alive_group = group_id[alive.index]
 
-    last = alive.groupby(alive_group.to_numpy(), sort=False).tail(1)
+    # one row per group: its last surviving decision, or its last event if all were undone
+    last_alive = alive.groupby(alive_group.to_numpy(), sort=False).tail(1)
+    undone = ~group_id.isin(alive_group.unique())
+    last_undone = events[undone.to_numpy()].groupby(group_id[undone].to_numpy(), sort=False).tail(1)
+    last = pd.concat([last_alive, last_undone])
     setters = alive[alive["action"].ne("skip")]
     last_setter = setters.groupby(group_id[setters.index].to_numpy(), sort=False).tail(1)
 
@@ -393,7 +418,7 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
         {
             "record": last["record"].to_numpy(),
             "annotator": last["annotator"].to_numpy(),
-            "status": last["action"].to_numpy(),
+            "status": np.where(last["action"].eq("undo"), None, last["action"].to_numpy()),
             "event": last["id"].to_numpy(),
             "group": group_id[last.index].to_numpy(),
         }
@@ -411,12 +436,13 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
     has_label = state["label"].notna()
     state["label_source"] = state["action"].map(SOURCE_OF).where(has_label)
     state["labeled_at"] = pd.to_datetime(state["ts"], utc=True).where(has_label)
-    state = state.sort_values("event", kind="stable")
     if not per_annotator:
-        state = state.drop_duplicates("record", keep="last")
+        # a record's state: the latest surviving decision of any annotator
+        state = state.assign(_alive=state["status"].notna()).sort_values(["_alive", "event"], kind="stable")
+        state = state.drop_duplicates("record", keep="last").sort_values("event", kind="stable")
         state = state.set_index("record")
     else:
-        state = state.set_index(["record", "annotator"]).reset_index("annotator")
+        state = state.sort_values("event", kind="stable").set_index("record")
     state["label_source"] = state["label_source"].astype("string")
     state["annotator"] = state["annotator"].astype("string")
     state["status"] = state["status"].astype("string")

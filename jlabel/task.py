@@ -183,7 +183,9 @@ def _check_template(template: str) -> None:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as error:
-        raise ValueError(f"The text template {template!r} is malformed ({error}); escape literal braces as {{{{ }}}}.") from None
+        raise ValueError(
+            f"The text template {template!r} is malformed ({error}); escape literal braces as {{{{ }}}}."
+        ) from None
     for _, name, spec, conversion in parsed:
         if name is not None and (not name or spec or conversion):
             raise ValueError(

@@ -1,0 +1,111 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+import jlabel as jl
+from jlabel.frame import ensure_columns, probs_column, record_keys, texts
+
+
+def test_record_keys_from_index_or_id_column():
+    df = pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"]}, index=[0, 0])
+    assert record_keys(df, id="id").tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match=r"1 duplicate key\(s\): 0"):
+        record_keys(df)
+
+
+def test_duplicate_keys_are_named():
+    df = pd.DataFrame({"text": list("abcde")}, index=["k1", "k2", "k1", "k3", "k3"])
+    with pytest.raises(ValueError, match=r"2 duplicate key\(s\): 'k1', 'k3'"):
+        record_keys(df)
+
+
+def test_missing_keys_and_bad_id_column():
+    with pytest.raises(ValueError, match="missing keys"):
+        record_keys(pd.DataFrame({"id": ["a", None]}), id="id")
+    with pytest.raises(KeyError, match="id='key' is not a column"):
+        record_keys(pd.DataFrame({"id": ["a"]}), id="key")
+
+
+def test_texts_handle_missing_and_non_strings(task):
+    big = "é" * 1_000_000
+    df = pd.DataFrame({"text": ["plain", None, np.nan, 42, big, "<script>alert(1)</script>", "日本語 🙂"]})
+    out = texts(df, task)
+    assert out.tolist() == ["plain", "", "", "42", big, "<script>alert(1)</script>", "日本語 🙂"]
+    assert out.map(type).eq(str).all()
+
+
+def test_texts_from_string_dtype_and_numbers(task):
+    assert texts(pd.DataFrame({"text": pd.array(["a", pd.NA], dtype="string")}), task).tolist() == ["a", ""]
+    assert texts(pd.DataFrame({"text": [1.5, np.nan]}), task).tolist() == ["1.5", ""]
+
+
+def test_missing_text_column_is_a_clear_error(task):
+    with pytest.raises(KeyError, match=r"text column 'text' names column\(s\) \['text'\]"):
+        texts(pd.DataFrame({"body": ["x"]}), task)
+
+
+def test_ensure_columns_dtypes(task):
+    df = ensure_columns(pd.DataFrame({"text": ["a", "b"]}), task)
+    assert str(df["label"].dtype) == "string"
+    assert str(df["llm_confidence"].dtype) == "float64"
+    assert str(df["labeled_at"].dtype) == "datetime64[ns, UTC]"
+    assert isinstance(df["llm_probs"].dtype, pd.ArrowDtype)
+    assert df["label"].isna().all()
+    multi = ensure_columns(pd.DataFrame({"text": ["a"]}), jl.Task(["x", "y"], kind="multi"))
+    assert multi["label"].dtype == object
+
+
+def test_ensure_columns_keeps_existing_labels(task):
+    df = pd.DataFrame({"text": ["a"], "label": ["Sports"]})
+    ensure_columns(df, task)
+    assert df["label"].tolist() == ["Sports"]
+
+
+def test_set_suggestions_and_probs_round_trip(task):
+    df = pd.DataFrame({"text": ["a", "b", "c"]}, index=["x", "y", "z"])
+    matrix = np.array([[1, 1, 2, 0], [np.nan] * 4, [0.1, 0.7, 0.1, 0.1]])
+    out = jl.set_suggestions(df, task, matrix, model="my-classifier")
+    assert "llm_label" not in df.columns  # input not mutated
+    assert out["llm_label"].tolist()[0] == "Business"
+    assert pd.isna(out["llm_label"].iloc[1])
+    assert out["llm_confidence"].iloc[0] == pytest.approx(0.5)
+    back = jl.probs(out, task)
+    np.testing.assert_allclose(back[0], [0.25, 0.25, 0.5, 0.0])
+    assert np.isnan(back[1]).all()
+    np.testing.assert_allclose(back[2], matrix[2])
+    assert out["llm_model"].tolist()[0] == "my-classifier" and pd.isna(out["llm_model"].iloc[1])
+
+
+def test_set_suggestions_multi_label():
+    task = jl.Task(["a", "b", "c"], kind="multi")
+    out = jl.set_suggestions(pd.DataFrame({"text": ["t"]}), task, np.array([[0.9, 0.2, 0.6]]), model="m")
+    assert out["llm_label"].iloc[0] == ["a", "c"]
+    assert out["llm_confidence"].iloc[0] == pytest.approx(0.9 * 0.8 * 0.6)
+
+
+def test_set_suggestions_bad_shapes(task):
+    df = pd.DataFrame({"text": ["a"]})
+    with pytest.raises(ValueError, match=r"shape \(1, 3\), expected \(1, 4\)"):
+        jl.set_suggestions(df, task, np.ones((1, 3)), model="m")
+    with pytest.raises(ValueError, match="non-negative"):
+        jl.set_suggestions(df, task, -np.ones((1, 4)), model="m")
+
+
+def test_probs_refuses_another_label_set(task):
+    df = pd.DataFrame({"text": ["a"]})
+    df["llm_probs"] = probs_column(np.array([[0.5, 0.5]]), df.index)
+    with pytest.raises(ValueError, match=r"holds 2 probabilities .* task has 4 labels"):
+        jl.probs(df, task)
+
+
+def test_probs_from_object_column_of_lists(task):
+    df = pd.DataFrame({"llm_probs": [[0.1, 0.2, 0.3, 0.4], None]})
+    out = jl.probs(df, task)
+    np.testing.assert_allclose(out[0], [0.1, 0.2, 0.3, 0.4])
+    assert np.isnan(out[1]).all()
+
+
+def test_probs_column_is_vectorised_for_a_million_rows(task):
+    matrix = np.random.default_rng(0).dirichlet(np.ones(4), size=1_000_000)
+    df = pd.DataFrame({"llm_probs": probs_column(matrix, pd.RangeIndex(1_000_000))})
+    np.testing.assert_array_equal(jl.probs(df, task), matrix)

@@ -1,0 +1,307 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jlabel as jl
+from jlabel.store import current_annotator
+
+LABELS = ["a", "b", "c"]
+
+
+@pytest.fixture
+def store(tmp_path):
+    return jl.Store(tmp_path / "labels.db", task=jl.Task(LABELS), annotator="ana")
+
+
+def test_record_is_durable_and_visible_to_a_second_connection(store):
+    event = store.record("r1", "label", "a", duration_ms=840)
+    other = jl.Store(store.path)
+    events = other.events()
+    assert events["id"].tolist() == [event]
+    row = events.iloc[0]
+    assert (row["record"], row["action"], row["value"], row["annotator"], row["duration_ms"]) == (
+        "r1",
+        "label",
+        "a",
+        "ana",
+        840,
+    )
+    assert str(events["ts"].dtype) == "datetime64[ns, UTC]"
+    assert other.task == store.task  # the store remembers its task
+
+
+def test_wal_mode(store):
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_state_sources_and_undo(store):
+    store.record(1, "label", "a")
+    store.record(2, "accept", "b", suggestion="b", confidence=0.9)
+    store.record(3, "edit", "c", suggestion="a", confidence=0.4)
+    store.record(3, "undo")
+    store.record(4, "skip")
+    state = store.state()
+    assert state.loc["1", "label"] == "a" and state.loc["1", "label_source"] == "human"
+    assert state.loc["2", "label_source"] == "llm_accepted"
+    assert pd.isna(state.loc["3", "label"]) and pd.isna(state.loc["3", "status"])  # undone: unlabeled again
+    assert state.loc["4", "status"] == "skip" and pd.isna(state.loc["4", "label"])
+    assert (store.events()["action"] == "undo").sum() == 1  # undo is an event, never a delete
+
+
+def test_apply_writes_state_into_frame(store):
+    df = pd.DataFrame({"text": list("wxyz")}, index=[1, 2, 3, 4])
+    store.record(1, "label", "a")
+    store.record(3, "accept", "c")
+    store.record("not-in-frame", "label", "b")
+    out = store.apply(df)
+    assert out is df
+    assert df.loc[1, "label"] == "a" and df.loc[3, "label"] == "c"
+    assert df.loc[3, "label_source"] == "llm_accepted" and df.loc[1, "annotator"] == "ana"
+    assert df["label"].isna().tolist() == [False, True, False, True]
+    assert df.loc[1, "labeled_at"] <= pd.Timestamp.now(tz="UTC")
+
+
+def test_apply_multi_and_spans(tmp_path):
+    multi = jl.Store(tmp_path / "m.db", task=jl.Task(LABELS, kind="multi"))
+    multi.record("x", "label", ["c", "a"])
+    df = pd.DataFrame({"text": ["t", "u"]}, index=["x", "y"])
+    multi.apply(df)
+    assert df.loc["x", "label"] == ["a", "c"] and df.loc["y", "label"] is None
+    spans = jl.Store(tmp_path / "s.db", task=jl.Task(["PER"], kind="spans"))
+    spans.record("x", "label", [{"start": 0, "end": 3, "label": "PER"}])
+    df = pd.DataFrame({"text": ["Ana runs"]}, index=["x"])
+    spans.apply(df)
+    assert df.loc["x", "label"] == [{"start": 0, "end": 3, "label": "PER"}]
+
+
+def test_state_per_annotator(store):
+    store.record("r", "label", "a", annotator="ana")
+    store.record("r", "label", "b", annotator="ben")
+    store.record("r", "undo", annotator="ana")
+    per = store.state(per_annotator=True)
+    by_annotator = per.loc["r"].set_index("annotator")
+    assert pd.isna(by_annotator.loc["ana", "label"]) and pd.isna(by_annotator.loc["ana", "status"])
+    assert by_annotator.loc["ben", "label"] == "b"
+    assert store.state().loc["r", "label"] == "b"  # undo of ana's event leaves ben's
+
+
+def test_bulk_suggest_events_do_not_change_state(store):
+    n = store.record_many(
+        pd.DataFrame({"record": ["r1", "r2"], "action": "suggest", "suggestion": ["a", "b"], "confidence": [0.6, 0.8]})
+    )
+    assert n == 2
+    assert store.state().empty
+    assert store.events()["suggestion"].tolist() == ["a", "b"]
+
+
+# --- replay against a straightforward model -------------------------------------
+
+
+def model_state(events):
+    """The obvious reading of the rules: a stack per (record, annotator)."""
+    stacks = {}
+    for record, annotator, action, value in events:
+        stack = stacks.setdefault((record, annotator), [])
+        if action == "undo":
+            if stack:
+                stack.pop()
+        else:
+            stack.append((action, value))
+    latest = {}
+    for (record, annotator), stack in stacks.items():
+        if not stack:  # every decision undone: the record is unlabeled again
+            latest.setdefault(record, []).append((annotator, None, None))
+            continue
+        label = None
+        for action, value in reversed(stack):
+            if action != "skip":
+                label = value
+                break
+        latest.setdefault(record, []).append((annotator, stack[-1][0], label))
+    return latest
+
+
+event_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["r1", "r2", "r3"]),
+        st.sampled_from(["ana", "ben"]),
+        st.sampled_from(["label", "undo", "skip", "accept", "edit", "reject"]),
+        st.sampled_from(LABELS),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_strategy)
+def test_replay_matches_model(tmp_path_factory, raw):
+    events = [(r, who, act, None if act in ("undo", "skip") else val) for r, who, act, val in raw]
+    store = jl.Store(tmp_path_factory.mktemp("s") / "x.db", task=jl.Task(LABELS))
+    if events:
+        store.record_many([{"record": r, "annotator": who, "action": act, "value": val} for r, who, act, val in events])
+    expected = model_state(events)
+    per = store.state(per_annotator=True)
+    got = {}
+    for record, row in per.iterrows():
+        label = row["label"] if isinstance(row["label"], str) else None
+        status = row["status"] if isinstance(row["status"], str) else None
+        got.setdefault(record, []).append((row["annotator"], status, label))
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in expected.items()}
+    # the record-level state is the most recent surviving decision of any annotator
+    state = store.state()
+    assert set(state.index) == set(expected)
+    for record, rows in expected.items():
+        surviving = [label for _, status, label in rows if status is not None]
+        got_label = state.loc[record, "label"]
+        if not surviving:
+            assert pd.isna(got_label)
+        else:
+            assert got_label in surviving or (pd.isna(got_label) and None in surviving)
+
+
+# --- crash and concurrency ----------------------------------------------------------
+
+WRITER = textwrap.dedent(
+    """
+    import sys, jlabel as jl
+    store = jl.Store(sys.argv[1], task=jl.Task(["a", "b", "c"]), annotator=sys.argv[2])
+    for i in range(int(sys.argv[3])):
+        store.record(f"{sys.argv[2]}-{i}", "label", "abc"[i % 3])
+        print(i, flush=True)
+    """
+)
+
+
+def test_sigkill_loses_no_returned_decision(tmp_path):
+    path = tmp_path / "crash.db"
+    jl.Store(path, task=jl.Task(["a", "b", "c"]))
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), "w", "100000"], stdout=subprocess.PIPE, text=True
+    )
+    returned = []
+    deadline = time.monotonic() + np.random.default_rng().uniform(0.5, 1.5)
+    while time.monotonic() < deadline or len(returned) < 20:
+        returned.append(int(child.stdout.readline()))
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    recorded = set(jl.Store(path).events()["record"])
+    assert {f"w-{i}" for i in returned} <= recorded
+    assert len(recorded) < 100000
+
+
+def test_four_processes_write_10000_events(tmp_path):
+    path = tmp_path / "team.db"
+    jl.Store(path, task=jl.Task(["a", "b", "c"]))
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"p{n}", "2500"], stdout=subprocess.DEVNULL)
+        for n in range(4)
+    ]
+    assert [w.wait(timeout=600) for w in writers] == [0, 0, 0, 0]
+    events = jl.Store(path).events()
+    assert len(events) == 10_000
+    assert events["record"].is_unique
+    assert events["id"].is_unique
+    assert events.groupby("annotator").size().to_dict() == {f"p{n}": 2500 for n in range(4)}
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+def test_refuses_another_tasks_store(tmp_path):
+    path = tmp_path / "x.db"
+    jl.Store(path, task=jl.Task(LABELS)).record("r", "label", "a")
+    with pytest.raises(jl.StoreError, match="belongs to another task"):
+        jl.Store(path, task=jl.Task(["yes", "no"]))
+    both = jl.Store(path, task=jl.Task(["yes", "no"]), allow_other_task=True)
+    both.record("r", "label", "yes")
+    assert both.state().loc["r", "label"] == "yes"
+    assert jl.Store(path, task=jl.Task(LABELS)).state().loc["r", "label"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"label,text\na,b\n", "not a SQLite file"),
+        (b"SQLite format 3\x00" + b"\x13" * 200, "cannot be read as a jlabel store"),
+    ],
+)
+def test_corrupt_file_is_refused_and_untouched(tmp_path, content, match):
+    path = tmp_path / "labels.db"
+    path.write_bytes(content)
+    with pytest.raises(jl.StoreError, match=match):
+        jl.Store(path, task=jl.Task(LABELS))
+    assert path.read_bytes() == content
+
+
+def test_foreign_sqlite_database_is_refused_and_untouched(tmp_path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    before = path.read_bytes()
+    with pytest.raises(jl.StoreError, match=r"not a jlabel store .*customers"):
+        jl.Store(path, task=jl.Task(LABELS))
+    assert path.read_bytes() == before
+
+
+def test_folder_path(tmp_path):
+    with pytest.raises(jl.StoreError, match="is a folder"):
+        jl.Store(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("r", "label", "zzz"), ValueError, "Unknown label 'zzz'"),
+        (("r", "delete"), ValueError, "Unknown action 'delete'"),
+        (("r", "label"), ValueError, "needs the label as value"),
+        (("r", "undo", "a"), ValueError, "takes no value"),
+        ((None, "label", "a"), ValueError, "record must be the record's key"),
+        (("r", "label", ["a"]), TypeError, "takes one label name"),
+    ],
+)
+def test_bad_events_are_refused_and_lose_nothing(store, args, error, match):
+    store.record("kept", "label", "b")
+    with pytest.raises(error, match=match):
+        store.record(*args)
+    assert store.events()["record"].tolist() == ["kept"]
+
+
+def test_bulk_write_with_one_bad_event_writes_nothing(store):
+    with pytest.raises(ValueError, match="Unknown label"):
+        store.record_many(
+            [{"record": "r1", "action": "label", "value": "a"}, {"record": "r2", "action": "label", "value": "?"}]
+        )
+    assert store.events().empty
+
+
+def test_annotator_identity(monkeypatch):
+    monkeypatch.setenv("JUPYTERHUB_USER", "hub-ana")
+    assert current_annotator() == "hub-ana"
+    assert current_annotator("ben") == "ben"
+    monkeypatch.delenv("JUPYTERHUB_USER")
+    assert current_annotator() == __import__("getpass").getuser()
+    with pytest.raises(ValueError, match="non-empty string"):
+        current_annotator("  ")
+
+
+def test_store_without_task(tmp_path):
+    store = jl.Store(tmp_path / "x.db")
+    assert store.task is None
+    with pytest.raises(jl.StoreError, match="has no task yet"):
+        store.apply(pd.DataFrame({"text": ["a"]}))
+
+
+def test_task_type_checked(tmp_path):
+    with pytest.raises(TypeError, match=r"must be a jl\.Task"):
+        jl.Store(tmp_path / "x.db", task=["a", "b"])

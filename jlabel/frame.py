@@ -20,6 +20,8 @@ LLM_COLUMNS = ("llm_label", "llm_confidence", "llm_probs", "llm_model", "llm_pro
 LABEL_SOURCES = ("human", "llm_accepted", "llm_edited")
 
 PROBS_DTYPE = pd.ArrowDtype(pa.list_(pa.float64()))
+# nullable strings kept as Python objects: cheap to fill from object arrays, same on pandas 2 and 3
+STRING_DTYPE = pd.StringDtype("python")
 
 
 def record_keys(df: pd.DataFrame, id: str | None = None) -> pd.Index:
@@ -52,7 +54,9 @@ def record_keys(df: pd.DataFrame, id: str | None = None) -> pd.Index:
 
 def key_strings(keys: pd.Index) -> pd.Index:
     """Keys as the strings the store uses (``str(key)``), vectorised."""
-    return pd.Index(keys.astype(str), dtype=object)
+    if pd.api.types.infer_dtype(keys, skipna=False) == "string":
+        return keys if keys.dtype == object else pd.Index(keys.to_numpy(dtype=object), dtype=object)
+    return pd.Index(keys.astype(str).to_numpy(dtype=object), dtype=object)
 
 
 def texts(df: pd.DataFrame, task: Task) -> pd.Series:
@@ -95,25 +99,27 @@ def ensure_columns(df: pd.DataFrame, task: Task) -> pd.DataFrame:
     single: ``label``/``llm_label`` are nullable strings; multi and spans: object
     columns holding lists. ``llm_probs`` is an Arrow ``list<double>`` column.
     """
-    label_dtype = "string" if task.kind == "single" else object
+    label_dtype = STRING_DTYPE if task.kind == "single" else object
     dtypes = {
         "label": label_dtype,
-        "label_source": "string",
-        "annotator": "string",
+        "label_source": STRING_DTYPE,
+        "annotator": STRING_DTYPE,
         "labeled_at": "datetime64[ns, UTC]",
         "llm_label": label_dtype,
         "llm_confidence": "float64",
         "llm_probs": PROBS_DTYPE,
-        "llm_model": "string",
-        "llm_prompt": "string",
-        "llm_error": "string",
+        "llm_model": STRING_DTYPE,
+        "llm_prompt": STRING_DTYPE,
+        "llm_error": STRING_DTYPE,
     }
     for column, dtype in dtypes.items():
         if column not in df.columns:
             if dtype is object:
                 df[column] = pd.Series([None] * len(df), index=df.index, dtype=object)
+            elif dtype == "float64":
+                df[column] = np.nan
             else:
-                df[column] = pd.Series(pd.NA if dtype != "float64" else np.nan, index=df.index).astype(dtype)
+                df[column] = pd.Series(pd.NA, index=df.index, dtype=dtype)
     return df
 
 
@@ -204,7 +210,7 @@ def set_suggestions(
         with np.errstate(invalid="ignore", divide="ignore"):
             matrix = matrix / sums
         best = np.where(valid, np.nanargmax(np.where(valid[:, None], matrix, 0), axis=1), 0)
-        out["llm_label"] = pd.Series(np.where(valid, labels[best], None), index=df.index).astype("string")
+        out["llm_label"] = pd.Series(np.where(valid, labels[best], None), index=df.index).astype(STRING_DTYPE)
         out["llm_confidence"] = np.where(valid, matrix[np.arange(len(df)), best], np.nan)
     else:
         chosen = matrix > 0.5
@@ -214,8 +220,8 @@ def set_suggestions(
         per_label = np.where(chosen, matrix, 1 - matrix)
         out["llm_confidence"] = np.where(valid, per_label.prod(axis=1), np.nan)
     out["llm_probs"] = probs_column(matrix, df.index)
-    out["llm_model"] = pd.Series(np.where(valid, model, None), index=df.index).astype("string")
-    out["llm_prompt"] = pd.Series(np.where(valid, prompt, None), index=df.index).astype("string")
+    out["llm_model"] = pd.Series(np.where(valid, model, None), index=df.index).astype(STRING_DTYPE)
+    out["llm_prompt"] = pd.Series(np.where(valid, prompt, None), index=df.index).astype(STRING_DTYPE)
     return out
 
 

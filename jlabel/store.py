@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .frame import ensure_columns, key_strings, record_keys
+from .frame import STRING_DTYPE, ensure_columns, key_strings, record_keys
 from .task import Task
 
 ACTIONS = ("label", "accept", "edit", "reject", "skip", "undo", "suggest", "check")
@@ -250,25 +250,70 @@ class Store:
     def record_many(self, events: pd.DataFrame | Iterable[Mapping]) -> int:
         """Append many events in one transaction (bulk ``suggest`` or ``check`` events).
 
-        ``events`` is a frame or an iterable of dicts with the arguments of :meth:`record`
-        (``record`` and ``action`` required). Returns the number of events written.
+        ``events`` is a frame, or an iterable of dicts, with the arguments of :meth:`record`
+        as columns (``record`` and ``action`` required). Validation is vectorised; if any
+        event is invalid, nothing is written. Returns the number of events written.
         """
-        if isinstance(events, pd.DataFrame):
-            events = events.to_dict("records")
-        rows = [
-            self._row(
-                e["record"],
-                e["action"],
-                e.get("value"),
-                e.get("annotator"),
-                e.get("suggestion"),
-                e.get("confidence"),
-                e.get("model"),
-                e.get("prompt"),
-                e.get("duration_ms"),
-                e.get("meta"),
+        frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame.from_records(list(events))
+        if frame.empty:
+            return 0
+        missing = {"record", "action"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"record_many needs columns {sorted(missing)}; got {list(frame.columns)}.")
+        unknown = set(frame.columns) - set(_COLUMNS) - {"annotator"}
+        if unknown:
+            raise ValueError(f"Unknown event field(s) {sorted(unknown)}; events take {list(_COLUMNS[2:])}.")
+        column = {
+            name: _nullable(frame[name]) if name in frame else pd.Series(None, index=frame.index, dtype=object)
+            for name in _COLUMNS[2:]
+        }
+        action = column["action"]
+        bad = ~action.isin(ACTIONS)
+        if bad.any():
+            raise ValueError(f"Unknown action {action[bad].iloc[0]!r}: use one of {', '.join(ACTIONS)}.")
+        if column["record"].isna().any():
+            raise ValueError("record must be the record's key, got a missing value.")
+        value = column["value"]
+        needs_value = action.isin(["label", "accept", "edit"]) & value.isna()
+        if needs_value.any():
+            raise ValueError(f"A {action[needs_value].iloc[0]!r} event needs the label as value.")
+        takes_none = action.isin(["skip", "undo"]) & value.notna()
+        if takes_none.any():
+            raise ValueError(
+                f"A {action[takes_none].iloc[0]!r} event takes no value, got {value[takes_none].iloc[0]!r}."
             )
-            for e in events
+        decided = action.isin(DECISIONS) & value.notna()
+        if self.task is not None and decided.any():
+            value = value.copy()
+            if self.task.kind == "single":
+                wrong = decided & ~value.isin(self.task.labels)
+                if wrong.any():
+                    self.task.check_value(value[wrong].iloc[0])  # raises the clear error
+            else:
+                value[decided] = [self.task.check_value(v) for v in value[decided]]
+        annotator = column["annotator"].fillna(self.annotator)
+        duration = column["duration_ms"]
+        if duration.notna().any() and (pd.to_numeric(duration, errors="coerce") < 0).any():
+            raise ValueError("duration_ms must be >= 0.")
+        rows = zip(
+            np.full(len(frame), time.time()),
+            column["record"].astype(str),
+            np.full(len(frame), self.task.id if self.task is not None else ""),
+            annotator,
+            action,
+            _dump_column(value),
+            _dump_column(column["suggestion"]),
+            pd.to_numeric(column["confidence"], errors="raise")
+            .astype(object)
+            .where(column["confidence"].notna(), None),
+            column["model"],
+            column["prompt"],
+            pd.to_numeric(duration, errors="raise").astype(object).where(duration.notna(), None),
+            _dump_column(column["meta"]),
+        )
+        rows = [
+            (float(t), r, k, a, x, v, s, None if c is None else float(c), m, p, None if d is None else int(d), e)
+            for t, r, k, a, x, v, s, c, m, p, d, e in rows
         ]
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -318,7 +363,7 @@ class Store:
             frame[column] = _load_column(frame[column])
         return frame
 
-    def _query(self, actions, all_tasks, columns=_COLUMNS) -> pd.DataFrame:
+    def _query(self, actions, all_tasks, columns=_COLUMNS, convert_ts=True) -> pd.DataFrame:
         where, params = [], []
         if actions is not None:
             actions = list(actions)
@@ -331,9 +376,14 @@ class Store:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"
-        cursor = self.conn.execute(sql, params)
-        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=list(columns))
-        if "ts" in frame.columns:
+        rows = self.conn.execute(sql, params).fetchall()
+        # column by column as object arrays: skips pandas' per-column type inference
+        arrays = [np.array(c, dtype=object) for c in zip(*rows)] or [np.array([], dtype=object)] * len(columns)
+        frame = pd.DataFrame({name: pd.Series(a, dtype=object, copy=False) for name, a in zip(columns, arrays)})
+        for name in ("id", "duration_ms", "confidence", "ts"):
+            if name in frame.columns:
+                frame[name] = pd.to_numeric(frame[name]) if name != "duration_ms" else frame[name].astype("Int64")
+        if "ts" in frame.columns and convert_ts:
             frame["ts"] = pd.to_datetime(frame["ts"].astype("float64"), unit="s", utc=True)
         return frame
 
@@ -350,7 +400,8 @@ class Store:
         (label, accept, edit, reject; a reject without a value clears it); ``skip`` leaves
         the label as it was.
         """
-        events = self._query((*DECISIONS, "undo"), False, ("id", "ts", "record", "annotator", "action", "value"))
+        columns = ("id", "ts", "record", "annotator", "action", "value")
+        events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
         return replay(events, per_annotator=per_annotator)
 
     def apply(self, df: pd.DataFrame, *, id: str | None = None) -> pd.DataFrame:
@@ -368,17 +419,22 @@ class Store:
             return df
         positions = keys.get_indexer(state.index)
         found = positions >= 0
-        rows, state = positions[found], state[found]
+        rows = positions[found]
         if not len(rows):
             return df
         for column in ("label", "label_source", "annotator", "labeled_at"):
-            values = state[column]
+            if column == "labeled_at":
+                merged = _utc_nanoseconds(df[column])
+                merged[rows] = _utc_nanoseconds(state[column])[found]
+                df[column] = pd.Series(merged.view("M8[ns]"), index=df.index).dt.tz_localize("UTC")
+                continue
+            values = state[column].to_numpy(dtype=object, na_value=None)[found]
+            merged = df[column].to_numpy(dtype=object, na_value=None, copy=True)
+            merged[rows] = values
             if column == "label" and self.task.kind != "single":
-                target = df[column].astype(object)
-                target.iloc[rows] = values.to_numpy(dtype=object)
-                df[column] = target
+                df[column] = pd.Series(merged, index=df.index, dtype=object)
             else:
-                df.iloc[rows, df.columns.get_loc(column)] = values.to_numpy()
+                df[column] = pd.array(merged, dtype=STRING_DTYPE)
         return df
 
 
@@ -387,76 +443,97 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
 
     Vectorised for the common case: groups of (record, annotator) with no undo take
     their last decision directly; only groups that contain an undo are replayed one
-    event at a time.
+    event at a time. ``ts`` may be epoch seconds or UTC timestamps.
     """
     columns = ["label", "label_source", "annotator", "labeled_at", "status", "event"]
     if events.empty:
-        empty = pd.DataFrame(columns=columns)
+        empty = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
         empty.index.name = "record"
         return empty
-    events = events.reset_index(drop=True)
-    group = pd.MultiIndex.from_arrays([events["record"], events["annotator"].fillna("")])
-    group_id = pd.Series(group.factorize()[0], index=events.index)
-    has_undo = group_id.isin(group_id[events["action"].eq("undo")].unique())
+    record = events["record"].to_numpy(dtype=object)
+    annotator = events["annotator"].fillna("").to_numpy(dtype=object)
+    action = events["action"].to_numpy(dtype=object)
+    record_code, _ = pd.factorize(record)
+    annotator_code, annotators = pd.factorize(annotator)
+    group, groups = pd.factorize(record_code.astype(np.int64) * max(len(annotators), 1) + annotator_code)
 
-    keep = ~has_undo.to_numpy()
-    if has_undo.any():
-        survivors = _pop_undos(events[has_undo.to_numpy()])
-        keep[survivors] = True
-    alive = events[keep & events["action"].ne("undo").to_numpy()]
-    alive_group = group_id[alive.index]
+    is_undo = action == "undo"
+    in_undo_group = np.isin(group, group[is_undo])
+    keep = ~in_undo_group & ~is_undo
+    if in_undo_group.any():
+        positions = np.flatnonzero(in_undo_group)
+        keep[_pop_undos(group[positions], is_undo[positions], positions)] = True
 
-    # one row per group: its last surviving decision, or its last event if all were undone
-    last_alive = alive.groupby(alive_group.to_numpy(), sort=False).tail(1)
-    undone = ~group_id.isin(alive_group.unique())
-    last_undone = events[undone.to_numpy()].groupby(group_id[undone].to_numpy(), sort=False).tail(1)
-    last = pd.concat([last_alive, last_undone])
-    setters = alive[alive["action"].ne("skip")]
-    last_setter = setters.groupby(group_id[setters.index].to_numpy(), sort=False).tail(1)
+    alive = np.flatnonzero(keep)
+    last_alive = _last_per_group(group, alive)
+    last_any = _last_per_group(group, np.arange(len(group)))
+    all_undone = last_any[~np.isin(group[last_any], group[alive])]
+    rows = np.concatenate([last_alive, all_undone])
+    setters = alive[action[alive] != "skip"]
+    last_setter = _last_per_group(group, setters)
 
-    state = pd.DataFrame(
-        {
-            "record": last["record"].to_numpy(),
-            "annotator": last["annotator"].to_numpy(),
-            "status": np.where(last["action"].eq("undo"), None, last["action"].to_numpy()),
-            "event": last["id"].to_numpy(),
-            "group": group_id[last.index].to_numpy(),
-        }
+    # the label-setting event of each row's group, if any
+    setter_of_group = np.full(len(groups), -1)
+    setter_of_group[group[last_setter]] = last_setter
+    setter = setter_of_group[group[rows]]
+    found = setter >= 0
+    values = events["value"].to_numpy(dtype=object)
+    label = _load_column(pd.Series(np.where(found, values[setter], None), dtype=object)).to_numpy(dtype=object)
+    has_label = pd.notna(label)
+    setter_action = np.where(found, action[setter], None)
+    source = pd.Series(setter_action, dtype=object).map(SOURCE_OF).to_numpy(dtype=object)
+    ts = events["ts"]
+    seconds = (
+        ts.to_numpy(dtype=np.float64)
+        if not pd.api.types.is_datetime64_any_dtype(ts)
+        else (ts.astype("int64").to_numpy() / 1e9)
     )
-    setter = pd.DataFrame(
-        {
-            "group": group_id[last_setter.index].to_numpy(),
-            "value": last_setter["value"].to_numpy(),
-            "action": last_setter["action"].to_numpy(),
-            "ts": last_setter["ts"].to_numpy(),
-        }
-    )
-    state = state.merge(setter, on="group", how="left")
-    state["label"] = _load_column(state["value"])
-    has_label = state["label"].notna()
-    state["label_source"] = state["action"].map(SOURCE_OF).where(has_label)
-    state["labeled_at"] = pd.to_datetime(state["ts"], utc=True).where(has_label)
-    if not per_annotator:
-        # a record's state: the latest surviving decision of any annotator
-        state = state.assign(_alive=state["status"].notna()).sort_values(["_alive", "event"], kind="stable")
-        state = state.drop_duplicates("record", keep="last").sort_values("event", kind="stable")
-        state = state.set_index("record")
+    labeled_at = np.where(found & has_label, seconds[setter], np.nan)
+    status = action[rows].copy()
+    status[is_undo[rows]] = None
+    event = events["id"].to_numpy()[rows]
+
+    objects = {
+        "record": record[rows],
+        "label": label,
+        "label_source": np.where(has_label, source, None),
+        "annotator": annotator[rows],
+        "status": status,
+    }
+    state = pd.DataFrame({name: pd.Series(a, dtype=object, copy=False) for name, a in objects.items()})
+    state["labeled_at"] = pd.to_datetime(labeled_at, unit="s", utc=True)
+    state["event"] = event
+    if per_annotator:
+        keep_rows = np.argsort(event, kind="stable")
     else:
-        state = state.sort_values("event", kind="stable").set_index("record")
-    state["label_source"] = state["label_source"].astype("string")
-    state["annotator"] = state["annotator"].astype("string")
-    state["status"] = state["status"].astype("string")
-    return state[[c for c in columns if c in state.columns]]
+        # a record's state: the latest surviving decision of any annotator
+        ranked = np.lexsort((event, status != None, record_code[rows]))  # noqa: E711
+        last_of_record = np.r_[record_code[rows][ranked][1:] != record_code[rows][ranked][:-1], True]
+        keep_rows = np.sort(ranked[last_of_record])
+        keep_rows = keep_rows[np.argsort(event[keep_rows], kind="stable")]
+    return state.iloc[keep_rows].set_index("record")[columns]
 
 
-def _pop_undos(events: pd.DataFrame) -> list[int]:
-    """Row positions (in ``events``' index) of decisions that survive their undos."""
-    stacks: dict[tuple, list[int]] = {}
-    for position, record, annotator, action in zip(
-        events.index, events["record"], events["annotator"].fillna(""), events["action"]
-    ):
-        stack = stacks.setdefault((record, annotator), [])
-        if action == "undo":
+def _utc_nanoseconds(column: pd.Series) -> np.ndarray:
+    """A UTC datetime column as int64 nanoseconds (NaT as NaT's integer), copied."""
+    return column.dt.tz_convert("UTC").dt.tz_localize(None).dt.as_unit("ns").to_numpy().view("i8").copy()
+
+
+def _last_per_group(group: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The last of ``positions`` (ascending) in each group."""
+    if not len(positions):
+        return positions
+    reversed_groups = group[positions][::-1]
+    _, first_in_reversed = np.unique(reversed_groups, return_index=True)
+    return positions[len(positions) - 1 - first_in_reversed]
+
+
+def _pop_undos(group: np.ndarray, is_undo: np.ndarray, positions: np.ndarray) -> list[int]:
+    """Positions of decisions that survive their undos (a stack per group)."""
+    stacks: dict[int, list[int]] = {}
+    for g, undo, position in zip(group.tolist(), is_undo.tolist(), positions.tolist()):
+        stack = stacks.setdefault(g, [])
+        if undo:
             if stack:
                 stack.pop()
         else:
@@ -468,6 +545,28 @@ def _dump(value) -> str | None:
     if value is None:
         return None
     return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _nullable(column: pd.Series) -> pd.Series:
+    """An object column with every missing value (NaN, NA, NaT) as None."""
+    column = column.astype(object)
+    missing = column.map(_is_missing, na_action=None) if column.dtype == object else column.isna()
+    return column.where(~missing.astype(bool), None)
+
+
+def _is_missing(value) -> bool:
+    return value is None or (not isinstance(value, (list, dict, tuple, np.ndarray)) and pd.isna(value))
+
+
+def _dump_column(column: pd.Series) -> list:
+    """JSON-encode a column; strings and numbers are encoded once per distinct value."""
+    hashable = column.map(lambda v: not isinstance(v, (list, dict, np.ndarray)))
+    if hashable.all():
+        codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        encoded = np.empty(len(uniques) + 1, dtype=object)
+        encoded[:-1] = [_dump(u) for u in uniques]
+        return encoded[codes].tolist()
+    return [_dump(v) for v in column]
 
 
 def _json_default(value):

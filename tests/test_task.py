@@ -21,6 +21,11 @@ def test_id_is_stable_and_depends_on_definition():
     assert jl.Task.from_dict(a.to_dict()) == a
 
 
+def test_id_never_changes_between_versions():
+    # stores remember their task by this id: a change here would lock users out of their stores
+    assert jl.Task(["x", "y"], instructions="Do it.").id == "548ccde14695d630"
+
+
 @pytest.mark.parametrize(
     ("labels", "kind", "error", "match"),
     [

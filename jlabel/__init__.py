@@ -6,10 +6,12 @@ Every name a notebook uses is importable from here: ``import jlabel as jl``.
 from .frame import probs, set_suggestions
 from .store import Store, StoreError
 from .task import Task
+from .widget import Labeler
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Labeler",
     "Store",
     "StoreError",
     "Task",

@@ -1,0 +1,540 @@
+"""Labeler: the keyboard-first labeling panel, an anywidget bound to the user's DataFrame.
+
+The frame is never synced to the browser. The front end holds the current record and a
+small prefetched window, which it asks for by custom message (with a request id); Python
+answers. Every decision goes to the store (durable) before the answer lets the panel move
+on, and into the frame's label columns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import pandas as pd
+import traitlets
+
+from .frame import check_labels_match, ensure_columns, probs, record_keys, texts, unlabeled
+from .store import DECISIONS, SOURCE_OF, Store, replay
+from .task import Task
+
+_STATIC = Path(__file__).parent / "static"
+WINDOW = 6  # records the front end holds ahead of the current one
+PREFETCH = 3  # records whose live suggestions are computed ahead
+FEW_SHOT = 8  # most recent session decisions given to the model as examples
+_FRONT_ACTIONS = ("label", "accept", "reject", "skip", "confirm")
+
+
+class Labeler(anywidget.AnyWidget):
+    """The labeling panel: shows one record at a time, records every decision.
+
+    Parameters
+    ----------
+    df
+        The records. Mutated in place: decisions land in its label columns
+        (``label``, ``label_source``, ``annotator``, ``labeled_at``); also available as ``w.df``.
+    task
+        What is being labeled (:class:`jlabel.Task`).
+    llm
+        Optional model for live suggestions: a record without a pre-computed suggestion
+        (the ``llm_*`` columns) gets one in a background thread while it is on screen; the
+        next records are prefetched. The panel never waits for the model.
+    store
+        A :class:`jlabel.Store` or the path of its SQLite file. Opening on an existing
+        store first brings ``df`` up to date (``store.apply(df)``). Without a store the
+        journal lives in memory (undo still works; nothing survives the kernel).
+    order
+        The record keys to label, in order (e.g. from ``jl.queue``). Default: the
+        unlabeled records in frame order.
+    annotator
+        Who is labeling; default ``JUPYTERHUB_USER``, else the OS user.
+    blind
+        Share of records (0..1) whose suggestion is hidden, chosen at random with ``seed``;
+        recorded in each event's meta so accept rates can be compared.
+    context
+        Other columns shown with each record.
+    seed
+        Seed of the blind-mode draw.
+    id
+        A column holding the record keys, if not the frame's index.
+
+    Examples
+    --------
+    >>> import pandas as pd, jlabel as jl
+    >>> df = pd.DataFrame({"text": ["good film", "bad film"]}, index=["a", "b"])
+    >>> w = jl.Labeler(df, jl.Task(["pos", "neg"]), annotator="ana")
+    >>> w.total, w.position
+    (2, 0)
+    >>> w.decide("pos")
+    'a'
+    >>> df.loc["a", "label"], df.loc["a", "label_source"], w.position
+    ('pos', 'human', 1)
+    """
+
+    _esm = _STATIC / "labeler.js"
+    _css = _STATIC / "labeler.css"
+
+    # user-facing state
+    position = traitlets.Int(0, help="Position of the shown record in the queue.").tag(sync=True)
+    total = traitlets.Int(0, help="Records in the queue.").tag(sync=True)
+    done = traitlets.Int(0, help="Records of the queue that hold a label.").tag(sync=True)
+    annotator = traitlets.Unicode("").tag(sync=True)
+    labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    kind = traitlets.Unicode("single").tag(sync=True)
+    queue_name = traitlets.Unicode("").tag(sync=True)
+    message = traitlets.Unicode("", help="The last notice (a model error, an empty queue...).").tag(sync=True)
+    # plumbing
+    _instructions = traitlets.Unicode("").tag(sync=True)
+    _descriptions = traitlets.Dict().tag(sync=True)
+    _context = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    _has_llm = traitlets.Bool(False).tag(sync=True)
+    _revision = traitlets.Int(0).tag(sync=True)
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        task: Task,
+        *,
+        llm: Any = None,
+        store: Store | str | Path | None = None,
+        order: Sequence | pd.Index | np.ndarray | None = None,
+        annotator: str | None = None,
+        blind: float = 0.0,
+        context: Sequence[str] = (),
+        seed: int = 0,
+        id: str | None = None,
+    ) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"Labeler takes a pandas DataFrame as df, got {type(df).__name__}.")
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a jl.Task, got {type(task).__name__}: build one with jl.Task([...]).")
+        if isinstance(blind, bool) or not isinstance(blind, (int, float)) or not 0 <= blind <= 1:
+            raise ValueError(f"blind is the share of records whose suggestion is hidden, 0..1; got {blind!r}.")
+        if isinstance(context, str):
+            context = (context,)
+        missing = [c for c in context if c not in df.columns]
+        if missing:
+            raise KeyError(f"context names column(s) {missing} that the frame lacks; it has {list(df.columns)}.")
+        if llm is not None and not callable(getattr(llm, "score", None)):
+            raise TypeError(
+                f"llm must be a jlabel model (from jl.llm(...)) with a score() method, got {type(llm).__name__}."
+            )
+        keys = record_keys(df, id)
+        texts(df.iloc[:0], task)  # a task whose text columns the frame lacks fails here, with the columns named
+        check_labels_match(df, task)
+        ensure_columns(df, task)
+        probs(df.iloc[: min(len(df), 1)], task)  # llm_probs of another label set fails here
+
+        self.df = df
+        self.task = task
+        self._keys = keys
+        self._store = _open_store(store, task, annotator)
+        self._store.apply(df, id=id)
+        self._llm = llm
+        self._blind = float(blind)
+        self._seed = int(seed)
+        self._queue, queue_name = _queue(df, keys, order)
+        self._labeled = ~unlabeled(df)[self._queue]
+        self._history: list[tuple[int, tuple]] = []  # this session's decisions: (position, row before), for undo
+        self._examples: list[tuple[str, Any]] = []
+        self._lock = threading.RLock()
+        self._pending: set[int] = set()
+        self._failed: dict[int, str] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-suggest") if llm else None
+
+        not_done = np.flatnonzero(~self._labeled)
+        start = int(not_done[0]) if len(not_done) else len(self._queue)
+        message = ""
+        if len(df) == 0:
+            message = "The frame is empty: there is nothing to label."
+        elif len(self._queue) == 0:
+            message = "Every record is labeled: nothing is left in the queue. Pass order= to review records."
+        super().__init__(
+            position=start,
+            total=len(self._queue),
+            done=int(self._labeled.sum()),
+            annotator=self._store.annotator,
+            labels=list(task.labels),
+            kind=task.kind,
+            queue_name=queue_name,
+            message=message,
+            _instructions=task.instructions,
+            _descriptions=dict(task.descriptions),
+            _context=list(context),
+            _has_llm=llm is not None,
+        )
+        self.on_msg(self._on_message)
+        self._schedule(start)
+
+    # -- Python-side API ---------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The journal the decisions go to."""
+        return self._store
+
+    @property
+    def current(self) -> Any:
+        """The key of the shown record (None past the end of the queue)."""
+        if 0 <= self.position < len(self._queue):
+            return self._keys[self._queue[self.position]]
+        return None
+
+    def decide(self, value: Any = None, *, action: str = "label", duration_ms: int | None = None) -> Any:
+        """Record a decision on the shown record and move on, as the panel's keys do.
+
+        ``action`` is ``"label"`` (accept or edit is inferred from the suggestion shown),
+        ``"accept"``, ``"reject"`` (the suggestion is wrong; ``value`` is the right label),
+        ``"skip"`` or ``"confirm"`` (multi and spans). Returns the key of the decided record.
+        """
+        position = self.position
+        self._decide(position, action, value, duration_ms)
+        return self._keys[self._queue[position]]
+
+    def undo(self) -> Any:
+        """Undo this session's last decision and show that record again; returns its key."""
+        position = self._undo()
+        return self._keys[self._queue[position]]
+
+    def close(self) -> None:
+        """Close the panel and stop the suggestion thread."""
+        executor = getattr(self, "_executor", None)  # absent when __init__ failed early
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        super().close()
+
+    # -- messages ----------------------------------------------------------------
+
+    def _on_message(self, _widget, content, _buffers) -> None:
+        if not isinstance(content, Mapping):
+            return
+        kind, request = content.get("type"), content.get("id")
+        # state changes go out after the answer, so the front end holds the record when it moves
+        with self.hold_sync():
+            try:
+                if kind == "fetch":
+                    start = int(content.get("start", self.position))
+                    count = min(int(content.get("count", WINDOW)), 50)
+                    self.send({"type": "records", "id": request, "records": self._records(start, start + count)})
+                    return
+                if kind == "decide":
+                    position = int(content["position"])
+                    action, value = content.get("action", "label"), content.get("value")
+                    self._decide(position, action, value, content.get("duration_ms"))
+                    first = min(position, self.position)
+                elif kind == "undo":
+                    first = self._undo()
+                else:
+                    raise ValueError(f"unknown message type {kind!r}")
+            except Exception as error:  # the panel shows the error and stays usable
+                self.send({"type": "error", "id": request, "error": str(error)})
+                return
+            records = self._records(first, self.position + WINDOW)
+            self.send({"type": "records", "id": request, "records": records, "position": self.position})
+
+    @traitlets.observe("position")
+    def _position_changed(self, change) -> None:
+        self._schedule(change["new"])
+
+    # -- decisions ---------------------------------------------------------------
+
+    def _decide(self, position: int, action: str, value: Any, duration_ms: Any) -> None:
+        if action not in _FRONT_ACTIONS:
+            raise ValueError(f"Unknown action {action!r}: use one of {', '.join(_FRONT_ACTIONS)}.")
+        if not 0 <= position < len(self._queue):
+            raise IndexError(f"No record at position {position}: the queue holds {len(self._queue)} records.")
+        row = int(self._queue[position])
+        key = self._keys[row]
+        suggestion = self._suggestion(row)
+        hidden = self._hidden(key)
+        shown = suggestion is not None and not hidden
+        if action == "accept":
+            if not shown:
+                raise ValueError(f"Record {key!r} has no suggestion to accept: choose a label instead.")
+            value = suggestion["label"]
+        elif action in ("label", "confirm"):
+            if value is None:
+                raise ValueError(f"A {action!r} decision needs a value: the chosen label(s).")
+            value = self.task.check_value(value)
+            action = "label" if not shown else ("accept" if value == suggestion["label"] else "edit")
+        elif action == "reject":
+            if not shown:
+                raise ValueError(f"Record {key!r} shows no suggestion to reject: choose a label instead.")
+            value = None if value is None else self.task.check_value(value)
+        elif value is not None:
+            raise ValueError(f"A skip takes no value, got {value!r}.")
+        if duration_ms is not None:
+            duration_ms = max(0, int(duration_ms))
+        meta = {"blind": bool(hidden), "shown": bool(shown), "position": position}
+        with self._lock:
+            before = tuple(self.df[c].iloc[row] for c in ("label", "label_source", "labeled_at", "annotator"))
+            self._store.record(
+                str(key),
+                action,
+                value,
+                suggestion=suggestion["label"] if suggestion else None,
+                confidence=suggestion["confidence"] if suggestion else None,
+                model=suggestion["model"] if suggestion else None,
+                prompt=suggestion["prompt"] if suggestion else None,
+                duration_ms=duration_ms,
+                meta=meta,
+            )
+            if action != "skip":
+                self._write(position, value, SOURCE_OF[action], pd.Timestamp.now(tz="UTC"))
+                if value is not None:
+                    self._examples.append((self._text(row), value))
+                    del self._examples[:-FEW_SHOT]
+        self._history.append((position, before))
+        self.done = int(self._labeled.sum())
+        self.position = min(position + 1, len(self._queue))
+
+    def _undo(self) -> int:
+        if not self._history:
+            raise ValueError("Nothing to undo: this session has made no decision yet.")
+        position, before = self._history.pop()
+        row = int(self._queue[position])
+        key = str(self._keys[row])
+        with self._lock:
+            self._store.record(key, "undo")
+            state = self._replay(key)
+            if state is None:  # no decision survives in the store: back to what the frame held
+                label, source, when, who = before
+                if _missing(label):
+                    self._write(position, None, None, None)
+                else:
+                    self._write(position, label, _display(source) or None, when, _display(who) or None)
+            else:
+                self._write(position, state["label"], state["label_source"], state["labeled_at"], state["annotator"])
+        self.done = int(self._labeled.sum())
+        self.position = position
+        return position
+
+    def _replay(self, key: str) -> Mapping | None:
+        """The store's state of one record (None when no decision survives)."""
+        names = (*DECISIONS, "undo")
+        rows = self._store.conn.execute(
+            f"SELECT id, ts, record, annotator, action, value FROM events WHERE record = ? AND task = ? "
+            f"AND action IN ({','.join('?' * len(names))}) ORDER BY id",
+            (key, self.task.id, *names),
+        ).fetchall()
+        events = pd.DataFrame.from_records(rows, columns=["id", "ts", "record", "annotator", "action", "value"])
+        events["ts"] = pd.to_datetime(events["ts"].astype("float64"), unit="s", utc=True)
+        state = replay(events)
+        if state.empty or pd.isna(state["status"].iloc[0]) or _missing(state["label"].iloc[0]):
+            return None
+        return state.iloc[0].to_dict()
+
+    def _write(self, position: int, value, source, when, annotator: str | None = None) -> None:
+        """The label columns of the record at queue ``position``, in place; None clears them."""
+        index = self.df.index[[int(self._queue[position])]]
+        self.df.loc[index, "label"] = pd.Series([value], index=index, dtype=object)
+        self.df.loc[index, "label_source"] = pd.NA if source is None else source
+        self.df.loc[index, "annotator"] = pd.NA if value is None else (annotator or self._store.annotator)
+        self.df.loc[index, "labeled_at"] = pd.NaT if value is None else when
+        self._labeled[position] = value is not None
+
+    # -- what the front end sees -------------------------------------------------
+
+    def _records(self, start: int, stop: int) -> list[dict]:
+        start, stop = max(0, start), min(len(self._queue), stop)
+        if start >= stop:
+            return []
+        rows = self._queue[start:stop]
+        with self._lock:
+            sub = self.df.iloc[rows]
+            text = texts(sub, self.task).tolist()
+            matrix = probs(sub, self.task) if self.task.kind != "spans" else None
+        out = []
+        for i, row in enumerate(rows):
+            key = self._keys[row]
+            label = sub["label"].iloc[i]
+            record = {
+                "position": start + i,
+                "key": str(key),
+                "text": text[i],
+                "context": {c: _display(sub[c].iloc[i]) for c in self._context},
+                "label": None if _missing(label) else _plain(label),
+                "label_source": _display(sub["label_source"].iloc[i]) or None,
+                "suggestion": None,
+                "suggestion_state": "none",
+                "error": None,
+            }
+            suggestion = self._suggestion(int(row), sub.iloc[i], None if matrix is None else matrix[i])
+            if suggestion is not None:
+                record["suggestion_state"] = "ready"
+                record["suggestion"] = suggestion
+            elif int(row) in self._failed:
+                record["suggestion_state"] = "error"
+                record["error"] = self._failed[int(row)]
+            elif self._llm is not None:
+                record["suggestion_state"] = "coming"
+            if suggestion is not None and self._hidden(key):
+                record["suggestion_state"], record["suggestion"] = "hidden", None
+            out.append(record)
+        return out
+
+    def _suggestion(self, row: int, series: pd.Series | None = None, matrix_row=None) -> dict | None:
+        if series is None:
+            series = self.df.iloc[row]
+        label = series["llm_label"]
+        if _missing(label):
+            return None
+        if matrix_row is None and self.task.kind != "spans":
+            matrix_row = probs(self.df.iloc[[row]], self.task)[0]
+        confidence = series["llm_confidence"]
+        return {
+            "label": _plain(label),
+            "confidence": None if _missing(confidence) else float(confidence),
+            "probs": None
+            if matrix_row is None or np.isnan(matrix_row).any()
+            else [round(float(p), 6) for p in matrix_row],
+            "model": _display(series["llm_model"]) or None,
+            "prompt": _display(series["llm_prompt"]) or None,
+        }
+
+    def _hidden(self, key) -> bool:
+        if self._blind <= 0:
+            return False
+        draw = zlib.crc32(f"{self._seed}:{key}".encode()) / 2**32
+        return draw < self._blind
+
+    def _text(self, row: int) -> str:
+        return texts(self.df.iloc[[row]], self.task).iloc[0]
+
+    # -- live suggestions --------------------------------------------------------
+
+    def _schedule(self, position: int) -> None:
+        if self._executor is None or self.task.kind == "spans":
+            return
+        rows = self._queue[max(0, position) : position + PREFETCH]
+        if not len(rows):
+            return
+        with self._lock:
+            lacking = (
+                self.df["llm_label"].iloc[rows].isna().to_numpy() & ~self._labeled[position : position + len(rows)]
+            )
+        for offset in np.flatnonzero(lacking).tolist():
+            row = int(rows[offset])
+            if row not in self._pending and row not in self._failed:
+                self._pending.add(row)
+                self._executor.submit(self._suggest, position + offset, row, list(self._examples))
+
+    def _suggest(self, position: int, row: int, examples: list) -> None:
+        key = self._keys[row]
+        try:
+            matrix = np.asarray(self._llm.score(self.task, [self._text(row)], examples=examples), dtype=np.float64)
+            if matrix.shape != (1, len(self.task.labels)):
+                raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
+            with self._lock:
+                self._write_suggestion(row, matrix[0])
+        except Exception as error:
+            with self._lock:
+                self._failed[row] = f"{type(error).__name__}: {error}"
+            self.message = (
+                f"The model failed on record {key!r} ({type(error).__name__}: {error}). "
+                f"Label it yourself: the panel keeps working without the suggestion."
+            )
+        finally:
+            self._pending.discard(row)
+        self.send({"type": "records", "id": None, "records": self._records(position, position + 1)})
+
+    def _write_suggestion(self, row: int, p: np.ndarray) -> None:
+        index = self.df.index[[row]]
+        labels = np.array(self.task.labels, dtype=object)
+        if self.task.kind == "single":
+            p = p / p.sum()
+            best = int(np.argmax(p))
+            label, confidence = labels[best], float(p[best])
+        else:
+            chosen = p > 0.5
+            label = list(labels[chosen])
+            confidence = float(np.where(chosen, p, 1 - p).prod())
+        self.df.loc[index, "llm_label"] = pd.Series([label], index=index, dtype=object)
+        self.df.loc[index, "llm_confidence"] = confidence
+        self.df.loc[index, "llm_probs"] = pd.Series([p.tolist()], index=index)
+        self.df.loc[index, "llm_model"] = str(getattr(self._llm, "id", type(self._llm).__name__))
+        prompt = getattr(self._llm, "prompt_hash", None)
+        if prompt is not None:
+            self.df.loc[index, "llm_prompt"] = str(prompt)
+
+
+def _open_store(store, task: Task, annotator: str | None) -> Store:
+    if store is None:
+        return Store(":memory:", task=task, annotator=annotator)
+    if isinstance(store, (str, Path)):
+        return Store(store, task=task, annotator=annotator)
+    if not isinstance(store, Store):
+        raise TypeError(f"store must be a jl.Store or the path of its file, got {type(store).__name__}.")
+    if store.task is not None and store.task.id != task.id:
+        raise ValueError(
+            f"The store {store.path} is for task {store.task.id} (labels {list(store.task.labels)}), "
+            f"not this task ({task.id}, labels {list(task.labels)}): open a store made for this task."
+        )
+    if annotator is not None and annotator != store.annotator:
+        store = Store(store.path, task=task, annotator=annotator)
+    return store
+
+
+def _queue(df: pd.DataFrame, keys: pd.Index, order) -> tuple[np.ndarray, str]:
+    """Row positions of the records to label, and a name for the queue."""
+    if order is None:
+        return np.flatnonzero(unlabeled(df)), "unlabeled, frame order"
+    if isinstance(order, (str, bytes)) or not hasattr(order, "__len__"):
+        raise TypeError(f"order must be a sequence of record keys (e.g. from jl.queue), got {order!r}.")
+    wanted = pd.Index(list(order) if not isinstance(order, (pd.Index, np.ndarray, pd.Series)) else order)
+    if wanted.has_duplicates:
+        dups = wanted[wanted.duplicated()].unique()[:10].tolist()
+        raise ValueError(f"order lists keys more than once: {dups}. Give each record once.")
+    rows = keys.get_indexer(wanted)
+    missing = rows < 0
+    if missing.any():
+        # keys as the store writes them (strings) are accepted too
+        rows[missing] = pd.Index(keys.astype(str)).get_indexer(wanted[missing].astype(str))
+        missing = rows < 0
+    if missing.any():
+        unknown = wanted[missing][:10].tolist()
+        more = f" and {int(missing.sum()) - 10} more" if missing.sum() > 10 else ""
+        raise KeyError(
+            f"order names {int(missing.sum())} key(s) that are not records of the frame: {unknown}{more}. "
+            f"Use keys from the frame's index (or its id= column)."
+        )
+    return rows.astype(np.int64), f"custom order ({len(rows)} records)"
+
+
+def _missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        return False
+    return bool(pd.isna(value))
+
+
+def _plain(value):
+    """A label value as JSON-able Python data."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _display(value) -> str:
+    if _missing(value):
+        return ""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(_plain(value), ensure_ascii=False)
+    return str(value)

@@ -1,0 +1,326 @@
+"""Labeler's Python side: messages handled directly, no browser."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jlabel as jl
+from jlabel.widget import Labeler
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Panel:
+    """A Labeler with its outgoing custom messages captured, driven like the front end."""
+
+    def __init__(self, *args, **kwargs):
+        self.w = Labeler(*args, **kwargs)
+        self.sent: list[dict] = []
+        self.w.send = lambda content, buffers=None: self.sent.append(content)
+        self.n = 0
+
+    def msg(self, **content) -> dict:
+        self.n += 1
+        content["id"] = f"t{self.n}"
+        self.w._on_message(self.w, content, [])
+        replies = [m for m in self.sent if m.get("id") == content["id"]]
+        assert len(replies) == 1, replies
+        return replies[0]
+
+    def decide(self, action="label", value=None, duration_ms=100):
+        content = {"type": "decide", "position": self.w.position, "action": action, "duration_ms": duration_ms}
+        if value is not None:
+            content["value"] = value
+        return self.msg(**content)
+
+
+@pytest.fixture
+def suggested(small_df, task):
+    probs = np.array(
+        [[0.1, 0.1, 0.7, 0.1], [0.05, 0.9, 0.03, 0.02], [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.2, 0.6], [0.25] * 4]
+    )
+    return jl.set_suggestions(small_df, task, probs, model="stand-in", prompt="p1")
+
+
+def test_js_source_and_shipped_static_are_identical():
+    for name in ("labeler.js", "labeler.css"):
+        source = (REPO / "js" / name).read_bytes()
+        shipped = (REPO / "jlabel" / "static" / name).read_bytes()
+        assert source == shipped, f"jlabel/static/{name} differs from js/{name}: run cp js/{name} jlabel/static/"
+
+
+def test_fetch_returns_window_and_never_the_frame(small_df, task):
+    p = Panel(small_df, task, annotator="ana")
+    assert set(p.w.keys) - {"layout", "tabbable", "tooltip"} <= {
+        "position", "total", "done", "annotator", "labels", "kind", "queue_name", "message",
+        "_instructions", "_descriptions", "_context", "_has_llm", "_revision",
+        "_esm", "_css", "_anywidget_id", "_dom_classes", "_model_module", "_model_module_version",
+        "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "comm",
+    }  # fmt: skip
+    reply = p.msg(type="fetch", start=1, count=2)
+    assert [r["key"] for r in reply["records"]] == ["r1", "r2"]
+    assert reply["records"][0]["text"] == small_df.loc["r1", "text"]
+    assert reply["records"][0]["suggestion_state"] == "none"
+    assert p.msg(type="fetch", start=4, count=10)["records"][0]["text"] == ""
+
+
+def test_label_accept_edit_reject_skip_land_in_df_and_store(suggested, task, tmp_path):
+    p = Panel(suggested, task, store=tmp_path / "l.db", annotator="ana")
+    p.decide("label", "Sports")  # r0: suggestion Business -> edit
+    p.decide("accept")  # r1: Sports accepted
+    p.decide("reject", "Business")  # r2: suggestion World rejected -> Business
+    p.decide("skip")  # r3
+    p.decide("label", "World")  # r4: suggestion World (tie, argmax first) -> accept
+    df = p.w.df
+    assert df is suggested
+    assert df["label"].tolist()[:3] == ["Sports", "Sports", "Business"]
+    assert pd.isna(df.loc["r3", "label"])
+    assert df["label_source"].tolist()[:3] == ["llm_edited", "llm_accepted", "llm_edited"]
+    events = jl.Store(tmp_path / "l.db", task=task).events()
+    assert events["action"].tolist() == ["edit", "accept", "reject", "skip", "accept"]
+    assert events["suggestion"].tolist() == ["Business", "Sports", "World", "Sci/Tech", "World"]
+    assert events["confidence"].iloc[1] == pytest.approx(0.9)
+    assert events["model"].unique().tolist() == ["stand-in"]
+    assert events["prompt"].unique().tolist() == ["p1"]
+    assert events["duration_ms"].tolist() == [100] * 5
+    assert (events["annotator"] == "ana").all()
+    assert p.w.done == 4 and p.w.position == 5
+    assert df["annotator"].iloc[0] == "ana" and df["labeled_at"].notna().sum() == 4
+
+
+def test_reply_carries_next_record_before_position_changes(small_df, task):
+    p = Panel(small_df, task, annotator="ana")
+    order = []
+    p.w.observe(lambda change: order.append(("position", change["new"])), "position")
+    p.w.send = lambda content, buffers=None: order.append(("send", content.get("position")))
+    p.w._on_message(p.w, {"type": "decide", "position": 0, "action": "label", "value": "World", "id": "x"}, [])
+    assert order[-1] == ("send", 1)
+    assert ("position", 1) in order
+
+
+def test_undo_any_number_of_steps_restores_from_the_store(suggested, task, tmp_path):
+    suggested.loc["r1", "label"] = "World"  # labeled before the session: undo must restore it
+    suggested.loc["r1", "label_source"] = "human"
+    p = Panel(suggested, task, store=tmp_path / "l.db", annotator="ana", order=["r0", "r1", "r2"])
+    before = suggested[["label", "label_source"]].copy()
+    assert p.w.position == 0
+    p.decide("label", "World")
+    p.decide("label", "Sports")  # relabels r1
+    p.decide("accept")
+    assert p.w.done == 3
+    for expected_position in (2, 1, 0):
+        reply = p.msg(type="undo")
+        assert reply["position"] == expected_position
+        assert reply["records"][0]["position"] == expected_position
+    assert p.w.position == 0
+    assert pd.isna(suggested.loc["r0", "label"]) and pd.isna(suggested.loc["r2", "label"])
+    # r1 held a label before the session (not in the store): undo brings it back
+    pd.testing.assert_frame_equal(suggested[["label", "label_source"]], before)
+    assert p.w.done == 1
+    events = p.w.store.events()
+    assert events["action"].tolist() == ["edit", "accept", "accept", "undo", "undo", "undo"]
+    assert p.w.store.state()["status"].isna().all()
+    error = p.msg(type="undo")
+    assert error["type"] == "error" and "Nothing to undo" in error["error"]
+
+
+def test_multi_toggle_confirm(small_df):
+    task = jl.Task(["a", "b", "c"], kind="multi")
+    df = jl.set_suggestions(small_df, task, np.tile([0.9, 0.2, 0.7], (5, 1)), model="m")
+    p = Panel(df, task, annotator="ana")
+    reply = p.msg(type="fetch", start=0, count=1)
+    assert reply["records"][0]["suggestion"]["label"] == ["a", "c"]
+    p.decide("confirm", ["c", "a"])  # same set, other order -> accept
+    p.decide("confirm", ["b"])
+    p.decide("confirm", [])  # "none of these" is a decision too
+    assert df["label"].tolist()[:3] == [["a", "c"], ["b"], []]
+    assert df["label_source"].tolist()[:3] == ["llm_accepted", "llm_edited", "llm_edited"]
+
+
+def test_spans_confirm_and_bad_span(task):
+    task = jl.Task(["PER", "ORG"], kind="spans")
+    df = pd.DataFrame({"text": ["Ana works at Acme.", "Bo"]})
+    p = Panel(df, task, annotator="ana")
+    bad = p.decide("confirm", [{"start": 5, "end": 2, "label": "PER"}])
+    assert bad["type"] == "error" and "0 <= start < end" in bad["error"]
+    assert p.w.position == 0 and pd.isna(df.loc[0, "label"])
+    p.decide("confirm", [{"start": 13, "end": 17, "label": "ORG"}, {"start": 0, "end": 3, "label": "PER"}])
+    assert df.loc[0, "label"] == [{"start": 0, "end": 3, "label": "PER"}, {"start": 13, "end": 17, "label": "ORG"}]
+    assert df.loc[0, "label_source"] == "human"
+
+
+def test_arrows_move_the_position_and_fetch_works_anywhere(small_df, task):
+    p = Panel(small_df, task, annotator="ana")
+    p.w.position = 3  # what the front end's save_changes does
+    p.decide("skip")
+    assert p.w.position == 4
+    p.w.position = 1
+    p.decide("label", "Business")
+    assert small_df.loc["r1", "label"] == "Business" and p.w.position == 2
+
+
+def test_blind_mode_hides_a_seeded_share_and_records_it(task):
+    n = 400
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(n)]})
+    df = jl.set_suggestions(df, task, np.tile([0.7, 0.1, 0.1, 0.1], (n, 1)), model="m")
+    p = Panel(df, task, annotator="ana", blind=0.25, seed=3)
+    records = [r for s in range(0, n, 50) for r in p.msg(type="fetch", start=s, count=50)["records"]]
+    hidden = [r["suggestion_state"] == "hidden" for r in records]
+    assert 0.15 < np.mean(hidden) < 0.35
+    assert all(r["suggestion"] is None for r, h in zip(records, hidden) if h)
+    again = Panel(df, task, annotator="ana", blind=0.25, seed=3)
+    assert [r["suggestion_state"] for r in again.msg(type="fetch", start=0, count=50)["records"]] == [
+        r["suggestion_state"] for r in records[:50]
+    ]
+    first_hidden = hidden.index(True)
+    p.w.position = first_hidden
+    assert p.decide("accept")["type"] == "error"  # nothing shown to accept
+    p.decide("label", "World")
+    event = p.w.store.events().iloc[-1]
+    assert event["action"] == "label" and event["meta"]["blind"] is True
+    assert df["label_source"].iloc[first_hidden] == "human"
+
+
+def test_default_queue_skips_labeled_and_store_applies_first(small_df, task, tmp_path):
+    store = jl.Store(tmp_path / "l.db", task=task, annotator="bo")
+    store.record("r0", "label", "World")
+    store.record("r2", "label", "Sports")
+    p = Panel(small_df, task, store=store)
+    assert small_df.loc["r2", "label"] == "Sports"
+    assert p.w.total == 3 and p.w.annotator == "bo"
+    assert p.msg(type="fetch", start=0, count=5)["records"][0]["key"] == "r1"
+
+
+def test_order_takes_keys_and_names_unknown_ones(small_df, task):
+    p = Panel(small_df, task, annotator="ana", order=["r3", "r1"])
+    assert [r["key"] for r in p.msg(type="fetch", start=0, count=5)["records"]] == ["r3", "r1"]
+    with pytest.raises(KeyError, match=r"'nope', 'r9'"):
+        Labeler(small_df, task, order=["r1", "nope", "r9"])
+    with pytest.raises(ValueError, match="more than once"):
+        Labeler(small_df, task, order=["r1", "r1"])
+    ints = pd.DataFrame({"text": ["a", "b"]}, index=[10, 20])
+    assert Panel(ints, task, order=["20"], annotator="a").msg(type="fetch", start=0)["records"][0]["key"] == "20"
+
+
+def test_empty_frame_and_everything_labeled(task):
+    empty = Labeler(pd.DataFrame({"text": pd.Series([], dtype=object)}), task, annotator="ana")
+    assert empty.total == 0 and "empty" in empty.message
+    done = pd.DataFrame({"text": ["a", "b"], "label": ["World", "Sports"]})
+    w = Labeler(done, task, annotator="ana")
+    assert w.total == 0 and "Every record is labeled" in w.message
+    assert Panel(done, task, annotator="ana").msg(type="fetch", start=0)["records"] == []
+
+
+def test_bad_input_is_explained(small_df, task):
+    with pytest.raises(TypeError, match="pandas DataFrame"):
+        Labeler([1, 2], task)
+    with pytest.raises(TypeError, match=r"jl\.Task"):
+        Labeler(small_df, ["a"])
+    with pytest.raises(ValueError, match="blind"):
+        Labeler(small_df, task, blind=1.5)
+    with pytest.raises(KeyError, match="context"):
+        Labeler(small_df, task, context=["nope"])
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        Labeler(small_df, task, blnd=0.1)
+    with pytest.raises(TypeError, match="score"):
+        Labeler(small_df, task, llm="llama")
+    other = jl.set_suggestions(small_df, jl.Task(["x", "y"]), np.tile([0.5, 0.5], (5, 1)), model="m")
+    with pytest.raises(ValueError, match="not in the task's labels"):
+        Labeler(other, task)
+    p = Panel(small_df, task, annotator="ana")
+    reply = p.decide("label", "Nope")
+    assert reply["type"] == "error" and "Unknown label 'Nope'" in reply["error"]
+    assert p.decide("accept")["type"] == "error"  # no suggestion on r0
+    assert p.msg(type="decide", position=99, action="skip")["type"] == "error"
+    assert p.w.position == 0 and small_df["label"].isna().all()
+
+
+def test_more_than_nine_labels_all_reachable(small_df):
+    task = jl.Task([f"L{i}" for i in range(12)])
+    p = Panel(small_df, task, annotator="ana")
+    assert len(p.w.labels) == 12
+    p.decide("label", "L11")
+    assert small_df.loc["r0", "label"] == "L11"
+
+
+def test_context_columns_are_sent_as_text(small_df, task):
+    small_df["source"] = ["a", None, "c", "d", "e"]
+    small_df["n"] = [1.5, 2, 3, 4, 5]
+    p = Panel(small_df, task, annotator="ana", context=["source", "n"])
+    records = p.msg(type="fetch", start=0, count=2)["records"]
+    assert records[0]["context"] == {"source": "a", "n": "1.5"}
+    assert records[1]["context"]["source"] == ""
+
+
+class StandInLLM:
+    """A model with the scoring interface of jlabel.llm; scores by keyword, can be told to fail."""
+
+    id = "stand-in@sha256:0"
+
+    def __init__(self, fail_on=()):
+        self.calls: list[tuple[str, int]] = []
+        self.fail_on = set(fail_on)
+        self.release = threading.Event()
+        self.release.set()
+
+    def score(self, task, texts, *, examples=()):
+        self.release.wait(10)
+        self.calls.append((texts[0], len(examples)))
+        if any(word in texts[0] for word in self.fail_on):
+            raise RuntimeError("out of memory")
+        row = np.full(len(task.labels), 0.1)
+        row[1 if "striker" in texts[0] else 0] = 0.7
+        return row[None, :] / row.sum()
+
+
+def _wait_for(condition, timeout=10.0):
+    event = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        event.wait(0.02)
+    return condition()
+
+
+def test_live_suggestions_come_in_the_background_and_are_prefetched(small_df, task):
+    llm = StandInLLM()
+    llm.release.clear()  # the model is "slow": the panel must answer at once
+    p = Panel(small_df, task, annotator="ana", llm=llm)
+    first = p.msg(type="fetch", start=0, count=2)["records"]
+    assert [r["suggestion_state"] for r in first] == ["coming", "coming"]
+    llm.release.set()
+    assert _wait_for(lambda: small_df["llm_label"].notna().sum() >= 3)
+    assert small_df.loc["r1", "llm_label"] == "Sports"
+    assert small_df.loc["r1", "llm_model"] == llm.id
+    assert len(small_df.loc["r1", "llm_probs"]) == 4
+    pushed = [m for m in p.sent if m.get("id") is None]
+    assert any(r["suggestion_state"] == "ready" for m in pushed for r in m["records"])
+    p.decide("accept")  # r0's suggestion arrived: accepting it records the model
+    assert p.w.store.events()["model"].iloc[0] == llm.id
+    assert _wait_for(lambda: any(n == 1 for _, n in llm.calls))  # later calls get the decision as an example
+
+
+def test_llm_that_raises_keeps_the_panel_working(small_df, task):
+    llm = StandInLLM(fail_on=["central bank"])
+    p = Panel(small_df, task, annotator="ana", llm=llm)
+    assert _wait_for(lambda: "model failed" in p.w.message)
+    assert "RuntimeError: out of memory" in p.w.message
+    record = p.msg(type="fetch", start=0, count=1)["records"][0]
+    assert record["suggestion_state"] == "error" and "out of memory" in record["error"]
+    p.decide("label", "Business")
+    assert small_df.loc["r0", "label"] == "Business" and p.w.position == 1
+
+
+def test_a_million_rows_open_without_per_row_work(task):
+    n = 1_000_000
+    df = pd.DataFrame({"text": np.full(n, "x", dtype=object)})
+    p = Panel(df, task, annotator="ana")
+    assert p.w.total == n
+    p.decide("label", "World")
+    assert p.msg(type="fetch", start=n - 2, count=5)["records"][-1]["key"] == str(n - 1)
+    assert df["label"].notna().sum() == 1

@@ -147,7 +147,8 @@ class Store:
 
     def _open(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            # check_same_thread=False: ipykernel runs widget messages on another thread than cells
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False)
             # look before writing anything: a file that is not ours must stay byte-for-byte as it was
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables and "events" not in tables:
@@ -378,8 +379,10 @@ class Store:
         sql += " ORDER BY id"
         rows = self.conn.execute(sql, params).fetchall()
         # column by column as object arrays: skips pandas' per-column type inference
-        arrays = [np.array(c, dtype=object) for c in zip(*rows)] or [np.array([], dtype=object)] * len(columns)
-        frame = pd.DataFrame({name: pd.Series(a, dtype=object, copy=False) for name, a in zip(columns, arrays)})
+        table = np.empty((len(rows), len(columns)), dtype=object)
+        if rows:
+            table[:] = rows
+        frame = pd.DataFrame({name: pd.Series(table[:, i], dtype=object) for i, name in enumerate(columns)})
         for name in ("id", "duration_ms", "confidence", "ts"):
             if name in frame.columns:
                 frame[name] = pd.to_numeric(frame[name]) if name != "duration_ms" else frame[name].astype("Int64")
@@ -481,7 +484,9 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
     label = _load_column(pd.Series(np.where(found, values[setter], None), dtype=object)).to_numpy(dtype=object)
     has_label = pd.notna(label)
     setter_action = np.where(found, action[setter], None)
-    source = pd.Series(setter_action, dtype=object).map(SOURCE_OF).to_numpy(dtype=object)
+    source = np.full(len(rows), None, dtype=object)
+    for action_name, source_name in SOURCE_OF.items():
+        source[setter_action == action_name] = source_name
     ts = events["ts"]
     seconds = (
         ts.to_numpy(dtype=np.float64)

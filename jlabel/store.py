@@ -62,6 +62,8 @@ _COLUMNS = (
     "meta",
 )
 
+_INSERT = f"INSERT INTO events ({', '.join(_COLUMNS[1:])}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))})"
+
 
 class StoreError(Exception):
     """A store file that cannot be used: corrupt, not a jlabel store, or another task's."""
@@ -241,11 +243,7 @@ class Store:
         multi and spans); it is validated against the task.
         """
         row = self._row(record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta)
-        cursor = self.conn.execute(
-            "INSERT INTO events (ts, record, task, annotator, action, value, suggestion, confidence, model, "
-            "prompt, duration_ms, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            row,
-        )
+        cursor = self.conn.execute(_INSERT, row)
         return cursor.lastrowid
 
     def record_many(self, events: pd.DataFrame | Iterable[Mapping]) -> int:
@@ -318,11 +316,7 @@ class Store:
         ]
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.executemany(
-                "INSERT INTO events (ts, record, task, annotator, action, value, suggestion, confidence, model, "
-                "prompt, duration_ms, meta) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            self.conn.executemany(_INSERT, rows)
         return len(rows)
 
     def _row(self, record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta):

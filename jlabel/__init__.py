@@ -3,7 +3,10 @@
 Every name a notebook uses is importable from here: ``import jlabel as jl``.
 """
 
+from .audit import audit, report
+from .dashboard import dashboard
 from .frame import probs, set_suggestions
+from .io import export, read
 from .store import Store, StoreError
 from .task import Task
 from .widget import Labeler
@@ -16,6 +19,11 @@ __all__ = [
     "StoreError",
     "Task",
     "__version__",
+    "audit",
+    "dashboard",
+    "export",
     "probs",
+    "read",
+    "report",
     "set_suggestions",
 ]

@@ -1,0 +1,747 @@
+"""Export and import labeled frames: training JSONL, Label Studio, Prodigy and Parquet.
+
+Which columns each format carries (and so round-trips exactly):
+
+- ``jsonl``: training-ready lines ``{"id", "text", "label"}``, labeled records only.
+- ``labelstudio``: a JSON list of Label Studio tasks: ``data`` (the text and other plain
+  columns), ``annotations`` (the human label, its time), ``predictions`` (the model's
+  suggestion with ``score`` and ``model_version``) and ``meta`` (the record key, annotator,
+  label source, prompt hash and label probabilities). Every record, labeled or not.
+- ``prodigy``: Prodigy JSONL (``answer`` accept/reject/ignore; ``accept`` options for
+  single and multi-label tasks, ``spans`` for span tasks), labeled records only.
+- ``parquet``: every column, with the task in the file's metadata.
+
+Every import returns one row per record in the file (records in = records out) or raises
+an error that names the file and the line or record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .frame import LABEL_COLUMNS, LLM_COLUMNS, PROBS_DTYPE, STRING_DTYPE, ensure_columns, key_strings, record_keys
+from .frame import probs as probs_matrix
+from .frame import texts as record_texts
+from .task import Task
+
+FORMATS = ("jsonl", "labelstudio", "prodigy", "parquet")
+PRODIGY_ANSWERS = ("accept", "reject", "ignore")
+_SUFFIXES = {".jsonl": "jsonl", ".json": "labelstudio", ".parquet": "parquet", ".pq": "parquet"}
+_TASK_META = b"jlabel_task"
+_JLABEL_COLUMNS = (*LABEL_COLUMNS, *LLM_COLUMNS)
+
+
+# -- public API ----------------------------------------------------------------------
+
+
+def export(
+    df: pd.DataFrame,
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    task: Task | None = None,
+    id: str | None = None,
+) -> Path:
+    """Write ``df`` to ``path`` in one of :data:`FORMATS`.
+
+    Parameters
+    ----------
+    df
+        A frame with jlabel's label columns (``label``, and ``llm_*`` where suggested).
+    path
+        The file to write (overwritten).
+    format
+        ``"jsonl"``, ``"labelstudio"``, ``"prodigy"`` or ``"parquet"``; by default from the
+        suffix (``.jsonl``, ``.json`` = Label Studio, ``.parquet``).
+    task
+        The task; by default inferred from the frame (text column ``text``, the labels in
+        order of appearance, the kind from the label values). Give it to keep the label order
+        and to validate labels.
+    id
+        A column holding the record keys instead of the index.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        No labeled record (and, for Label Studio, no suggestion either), an unknown label, or
+        a span outside its record's text: the message names the record.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> df = pd.DataFrame({"text": ["Goal!", "Rates up"], "label": ["Sports", "Business"]})
+    >>> path = export(df, os.path.join(tempfile.mkdtemp(), "train.jsonl"))
+    >>> read(path)["label"].tolist()
+    ['Sports', 'Business']
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"export takes a pandas DataFrame, got {type(df).__name__}.")
+    path = Path(path)
+    format = _format_of(path, format)
+    task = task if task is not None else infer_task(df)
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
+    keys = record_keys(df, id)
+    frame = ensure_columns(df.copy(), task)
+    labeled = frame["label"].notna().to_numpy()
+    suggested = frame["llm_label"].notna().to_numpy()
+    if not labeled.any() and (format != "labelstudio" or not suggested.any()):
+        what = "a label or a suggestion" if format == "labelstudio" else "a label"
+        raise ValueError(
+            f"Nothing to export to {path}: none of the {len(df)} records has {what}. Label some records "
+            f"first (jl.Labeler) or load the store's labels with store.apply(df)."
+        )
+    text = record_texts(frame, task)
+    _validate(frame, task, keys, text, labeled)
+    if format == "parquet":
+        _export_parquet(df, path, task)
+    elif format == "jsonl":
+        lines = _training_lines(frame, task, keys, text, labeled)
+        _write_lines(path, lines)
+    elif format == "prodigy":
+        _write_lines(path, _prodigy_lines(frame, task, keys, text, labeled))
+    else:
+        tasks = _labelstudio_tasks(frame, task, keys, text, id)
+        path.write_text(json.dumps(tasks, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def read(path: str | os.PathLike, *, format: str | None = None, task: Task | None = None) -> pd.DataFrame:
+    """Read a file written by :func:`export`, Label Studio or Prodigy into a frame.
+
+    Parameters
+    ----------
+    path
+        The file.
+    format
+        One of :data:`FORMATS`; by default from the suffix (``.json`` = Label Studio,
+        ``.jsonl`` = training JSONL unless its lines look like Prodigy's).
+    task
+        Validates the labels (unknown labels are an error) and the kind of the file's
+        results; by default inferred from the file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record in the file, indexed by the record key when the file has unique
+        keys (else 0..n-1), with ``text`` and jlabel's label columns.
+
+    Raises
+    ------
+    ValueError
+        A malformed or truncated file, a result of another task type, an unknown label or
+        answer: the message names the file and the line (JSONL) or task (JSON).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No file at {path}.")
+    if task is not None and not isinstance(task, Task):
+        raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
+    format = _format_of(path, format)
+    if format == "parquet":
+        return _read_parquet(path)
+    if format == "labelstudio":
+        return _read_labelstudio(path, task)
+    rows = _read_jsonl(path)
+    if format == "jsonl" and rows and any("answer" in row for _, row in rows):
+        format = "prodigy"
+    if format == "prodigy":
+        return _read_prodigy(path, rows, task)
+    return _read_training(path, rows, task)
+
+
+def infer_task(df: pd.DataFrame) -> Task:
+    """A task guessed from a frame: text column ``text``, labels in order of appearance.
+
+    The kind is ``spans`` when labels are lists of dicts, ``multi`` when lists of names,
+    else ``single``.
+    """
+    if "text" not in df.columns:
+        raise ValueError(
+            f"The frame has no 'text' column (columns: {list(df.columns)}); pass task=jl.Task(..., text=COLUMN)."
+        )
+    values = pd.concat([df[c].dropna() for c in ("label", "llm_label") if c in df.columns])
+    if values.empty:
+        raise ValueError("The frame has no labels or suggestions to infer the task from; pass task=jl.Task(...).")
+    kind = _kind_of(values.iloc[0])
+    if kind == "single":
+        labels = pd.unique(values.astype(str)).tolist()
+    elif kind == "multi":
+        labels = pd.unique(values.explode().dropna()).tolist()
+    else:
+        spans = values.explode().dropna()
+        labels = pd.unique(pd.Series([s["label"] for s in spans], dtype=object)).tolist()
+    if not labels:
+        raise ValueError("The frame's label lists are all empty; pass task=jl.Task(labels, kind=...).")
+    return Task(labels, kind=kind)
+
+
+# -- validation ----------------------------------------------------------------------
+
+
+def _format_of(path: Path, format: str | None) -> str:
+    if format is None:
+        format = _SUFFIXES.get(path.suffix.lower())
+        if format is None:
+            raise ValueError(
+                f"Cannot tell the format of {path} from its suffix {path.suffix!r}: pass format= one of {FORMATS}."
+            )
+    if format not in FORMATS:
+        raise ValueError(f"Unknown format {format!r}: use one of {', '.join(FORMATS)}.")
+    return format
+
+
+def _kind_of(value) -> str:
+    if isinstance(value, str):
+        return "single"
+    items = list(value)
+    if any(isinstance(item, Mapping) for item in items):
+        return "spans"
+    return "multi"
+
+
+def _validate(frame: pd.DataFrame, task: Task, keys: pd.Index, text: pd.Series, labeled: np.ndarray) -> None:
+    for column in ("label", "llm_label"):
+        values = frame[column]
+        present = values.notna().to_numpy()
+        if not present.any():
+            continue
+        if task.kind == "single":
+            bad = present & ~values.isin(task.labels).to_numpy()
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"Record {keys[first]!r} has {column} {values.iloc[first]!r}, which is not one of the task's "
+                    f"labels {list(task.labels)}."
+                )
+            continue
+        exploded = values[present].explode().dropna()
+        if task.kind == "multi":
+            names = exploded
+        else:
+            if not exploded.map(lambda s: isinstance(s, Mapping)).all():
+                raise ValueError(f"{column} of a span task must hold lists of {{start, end, label}} dicts.")
+            spans = pd.DataFrame(exploded.tolist(), index=exploded.index)
+            names = spans["label"]
+            length = text.str.len().reindex(spans.index)
+            bad = ~((spans["start"] >= 0) & (spans["start"] < spans["end"]) & (spans["end"] <= length)).to_numpy()
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                row = spans.index[first]
+                position = frame.index.get_loc(row)
+                raise ValueError(
+                    f"Record {keys[position]!r}: {column} span {dict(spans.iloc[first])} lies outside its text, "
+                    f"which has {int(length.iloc[first])} characters (0 <= start < end <= length)."
+                )
+        unknown = ~names.isin(task.labels)
+        if unknown.any():
+            row = names.index[unknown.to_numpy()][0]
+            raise ValueError(
+                f"Record {keys[frame.index.get_loc(row)]!r} has {column} label {names[unknown].iloc[0]!r}, which is "
+                f"not one of the task's labels {list(task.labels)}."
+            )
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def _write_lines(path: Path, lines: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+
+
+def _plain(values: np.ndarray) -> list:
+    """Numpy scalars as Python ones, for json."""
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _iso(column: pd.Series) -> np.ndarray:
+    stamps = pd.to_datetime(column, utc=True)
+    out = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").to_numpy(dtype=object, na_value=None)
+    nanos = (stamps.dt.nanosecond % 1000).to_numpy(dtype=object, na_value=None)
+    return np.array(
+        [None if s is None else f"{s}{int(n):03d}Z" if n else f"{s}Z" for s, n in zip(out, nanos)], dtype=object
+    )
+
+
+def _training_lines(frame, task, keys, text, labeled) -> list[dict]:
+    rows = np.flatnonzero(labeled)
+    return [
+        {"id": k, "text": t, "label": v}
+        for k, t, v in zip(_plain(keys[rows].to_numpy()), text.to_numpy()[rows], frame["label"].to_numpy()[rows])
+    ]
+
+
+def _hash(*parts: str) -> int:
+    digest = hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _prodigy_lines(frame, task, keys, text, labeled) -> list[dict]:
+    rows = np.flatnonzero(labeled)
+    options = [{"id": label, "text": label} for label in task.labels]
+    annotators = frame["annotator"].to_numpy(dtype=object, na_value=None)[rows]
+    sources = frame["label_source"].to_numpy(dtype=object, na_value=None)[rows]
+    stamps = _iso(frame["labeled_at"])[rows]
+    lines = []
+    for key, t, value, who, source, when in zip(
+        _plain(keys[rows].to_numpy()),
+        text.to_numpy()[rows],
+        frame["label"].to_numpy()[rows],
+        annotators,
+        sources,
+        stamps,
+    ):
+        line = {"text": t, "meta": {"id": key}, "_input_hash": _hash(t)}
+        if task.kind == "spans":
+            line["spans"] = list(value)
+            line["_view_id"] = "ner_manual"
+        else:
+            line["options"] = options
+            line["accept"] = [value] if task.kind == "single" else list(value)
+            line["config"] = {"choice_style": "single" if task.kind == "single" else "multiple"}
+            line["_view_id"] = "choice"
+        line["_task_hash"] = _hash(t, json.dumps(value))
+        line["answer"] = "accept"
+        if who is not None:
+            line["_annotator_id"] = who
+        if source is not None:
+            line["meta"]["label_source"] = source
+        if when is not None:
+            line["meta"]["labeled_at"] = when
+        lines.append(line)
+    return lines
+
+
+def _ls_result(value, kind: str, text: str, origin: str) -> list[dict]:
+    base = {"from_name": "label", "to_name": "text", "origin": origin}
+    if kind == "spans":
+        return [
+            {
+                **base,
+                "id": f"s{i}",
+                "type": "labels",
+                "value": {
+                    "start": s["start"],
+                    "end": s["end"],
+                    "text": text[s["start"] : s["end"]],
+                    "labels": [s["label"]],
+                },
+            }
+            for i, s in enumerate(value)
+        ]
+    choices = [value] if kind == "single" else list(value)
+    return [{**base, "id": "c0", "type": "choices", "value": {"choices": choices}}]
+
+
+def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
+    data_columns = [c for c in frame.columns if c not in _JLABEL_COLUMNS and c != id]
+    # the data block: the frame's own columns as JSON values (timestamps as ISO strings)
+    data = json.loads(frame[data_columns].to_json(orient="records", date_format="iso", force_ascii=False))
+    if task.text not in data_columns:
+        for row, t in zip(data, text.to_numpy()):
+            row["text"] = t
+    matrix = probs_matrix(frame, task) if task.kind != "spans" and frame["llm_probs"].notna().any() else None
+    columns = {
+        c: frame[c].to_numpy(dtype=object, na_value=None)
+        for c in ("label", "label_source", "annotator", "llm_label", "llm_model", "llm_prompt")
+    }
+    confidence = frame["llm_confidence"].to_numpy(dtype=float)
+    stamps = _iso(frame["labeled_at"])
+    tasks = []
+    for i, (key, t) in enumerate(zip(_plain(keys.to_numpy()), text.to_numpy())):
+        meta = {"jlabel_key": key}
+        entry = {"data": data[i], "meta": meta, "annotations": [], "predictions": []}
+        label = columns["label"][i]
+        if label is not None:
+            annotation = {
+                "result": _ls_result(label, task.kind, t, "manual"),
+                "was_cancelled": False,
+                "ground_truth": False,
+            }
+            if stamps[i] is not None:
+                annotation["created_at"] = stamps[i]
+            entry["annotations"].append(annotation)
+            for name in ("annotator", "label_source"):
+                if columns[name][i] is not None:
+                    meta[name] = columns[name][i]
+        suggestion = columns["llm_label"][i]
+        if suggestion is not None:
+            prediction = {
+                "model_version": columns["llm_model"][i] or "unknown",
+                "result": _ls_result(suggestion, task.kind, t, "prediction"),
+            }
+            if not np.isnan(confidence[i]):
+                prediction["score"] = float(confidence[i])
+            entry["predictions"].append(prediction)
+            if columns["llm_prompt"][i] is not None:
+                meta["llm_prompt"] = columns["llm_prompt"][i]
+            if matrix is not None and not np.isnan(matrix[i]).any():
+                meta["llm_probs"] = matrix[i].tolist()
+        tasks.append(entry)
+    return tasks
+
+
+def _export_parquet(df: pd.DataFrame, path: Path, task: Task) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[_TASK_META] = json.dumps(task.to_dict()).encode("utf-8")
+    pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno}); "
+                    f"the file may be truncated."
+                ) from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.")
+            rows.append((number, row))
+    return rows
+
+
+def _index(keys: list, n: int) -> pd.Index:
+    if len(keys) == n and all(k is not None for k in keys) and len(set(map(repr, keys))) == n:
+        return pd.Index(keys, dtype=object if any(isinstance(k, str) for k in keys) else None)
+    return pd.RangeIndex(n)
+
+
+def _finish(frame: pd.DataFrame, task: Task, where: list[str]) -> pd.DataFrame:
+    """Validate labels against the task, set the contract's dtypes."""
+    ensure_columns(frame, task)
+    for column in ("label", "llm_label"):
+        values = frame[column]
+        present = values.notna()
+        if not present.any():
+            continue
+        names = values[present] if task.kind == "single" else values[present].explode().dropna()
+        if task.kind == "spans":
+            names = names.map(lambda s: s["label"])
+        unknown = ~names.isin(task.labels)
+        if unknown.any():
+            position = frame.index.get_loc(names.index[unknown.to_numpy()][0])
+            raise ValueError(
+                f"{where[position]}: {column} {names[unknown].iloc[0]!r} is not one of the task's labels "
+                f"{list(task.labels)}."
+            )
+    for column in ("label_source", "annotator", "llm_model", "llm_prompt"):
+        frame[column] = frame[column].astype(STRING_DTYPE)
+    if task.kind == "single":
+        for column in ("label", "llm_label"):
+            frame[column] = frame[column].astype(STRING_DTYPE)
+    frame["labeled_at"] = pd.to_datetime(frame["labeled_at"], utc=True, format="ISO8601").astype("datetime64[ns, UTC]")
+    frame.attrs["jlabel_task"] = task.to_dict()
+    return frame
+
+
+def _task_for(found: list, kind: str, task: Task | None, path: Path) -> Task:
+    if task is not None:
+        if kind and kind != task.kind:
+            raise ValueError(f"{path} holds {kind} labels but the task is a {task.kind!r} task.")
+        return task
+    labels = list(dict.fromkeys(found))
+    if not labels:
+        raise ValueError(f"{path} holds no labels to infer the task from; pass task=jl.Task(...).")
+    return Task(labels, kind=kind or "single")
+
+
+def _read_training(path: Path, rows: list[tuple[int, dict]], task: Task | None) -> pd.DataFrame:
+    keys, text, labels, where, found = [], [], [], [], []
+    kind = task.kind if task is not None else ""
+    for number, row in rows:
+        if "text" not in row or "label" not in row:
+            raise ValueError(f"{path}, line {number}: a training line needs 'text' and 'label', got {sorted(row)}.")
+        value = row["label"]
+        this = _kind_of(value) if value is not None and (isinstance(value, str) or len(value)) else ""
+        if isinstance(value, list) and not value:
+            this = ""
+        if this and kind and this != kind:
+            raise ValueError(f"{path}, line {number}: a {this} label in a file of {kind} labels.")
+        kind = kind or this
+        if this == "spans":
+            value = _check_spans(value, row["text"], f"{path}, line {number}")
+            found += [s["label"] for s in value]
+        elif this == "multi":
+            found += list(value)
+        elif this == "single":
+            found.append(value)
+        keys.append(row.get("id"))
+        text.append(row["text"])
+        labels.append(value)
+        where.append(f"{path}, line {number}")
+    task = _task_for(found, kind, task, path)
+    frame = pd.DataFrame({"text": text}, index=_index(keys, len(rows)))
+    frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
+    return _finish(frame, task, where)
+
+
+def _check_spans(spans, text: str, where: str) -> list[dict]:
+    out = []
+    for span in spans:
+        if not isinstance(span, Mapping) or not {"start", "end", "label"} <= set(span):
+            raise ValueError(f"{where}: a span needs start, end and label, got {span!r}.")
+        start, end = span["start"], span["end"]
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            raise ValueError(
+                f"{where}: span {dict(span)} lies outside its text of {len(text)} characters (0 <= start < end <= length)."
+            )
+        out.append({"start": start, "end": end, "label": span["label"]})
+    return sorted(out, key=lambda s: (s["start"], s["end"], s["label"]))
+
+
+def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -> pd.DataFrame:
+    keys, text, labels, answers, annotators, sources, stamps, where, found = [], [], [], [], [], [], [], [], []
+    kind = task.kind if task is not None else ""
+    for number, row in rows:
+        here = f"{path}, line {number}"
+        answer = row.get("answer")
+        if answer not in PRODIGY_ANSWERS:
+            raise ValueError(f"{here}: unknown answer {answer!r}; Prodigy answers are {', '.join(PRODIGY_ANSWERS)}.")
+        if "text" not in row:
+            raise ValueError(f"{here}: a Prodigy task needs 'text', got keys {sorted(row)}.")
+        if "spans" in row and ("options" not in row or kind == "spans"):
+            this = "spans"
+            value = _check_spans(row["spans"], row["text"], here)
+            found += [s["label"] for s in value]
+        elif "accept" in row or "options" in row:
+            chosen = list(row.get("accept") or [])
+            style = (row.get("config") or {}).get("choice_style")
+            this = "multi" if style == "multiple" or len(chosen) > 1 or kind == "multi" else "single"
+            found += [o["id"] for o in row.get("options", []) if isinstance(o, Mapping) and "id" in o] + chosen
+            value = chosen if this == "multi" else (chosen[0] if chosen else None)
+        elif "label" in row:  # binary: does this one label apply?
+            this = kind if kind == "multi" else "single"
+            found.append(row["label"])
+            value = row["label"] if this == "single" else [row["label"]]
+        else:
+            raise ValueError(f"{here}: no 'accept', 'spans' or 'label' to read a label from, got keys {sorted(row)}.")
+        if kind and this != kind:
+            raise ValueError(f"{here}: a {this} annotation in a file of {kind} annotations (or a {kind!r} task).")
+        kind = kind or this
+        if answer != "accept":
+            value = None
+        meta = row.get("meta") or {}
+        keys.append(meta.get("id"))
+        text.append(row["text"])
+        labels.append(value)
+        answers.append(answer)
+        annotators.append(row.get("_annotator_id"))
+        sources.append(meta.get("label_source", "human" if value is not None else None))
+        when = meta.get("labeled_at")
+        if when is None and row.get("_timestamp") is not None:
+            when = pd.Timestamp(row["_timestamp"], unit="s", tz="UTC").isoformat()
+        stamps.append(when if value is not None else None)
+        where.append(here)
+    task = _task_for(found, kind, task, path)
+    frame = pd.DataFrame({"text": text}, index=_index(keys, len(rows)))
+    frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
+    frame["label_source"] = sources
+    frame["annotator"] = pd.Series(annotators, index=frame.index, dtype=object).where(frame["label"].notna(), None)
+    frame["labeled_at"] = pd.Series(stamps, index=frame.index, dtype=object)
+    frame["answer"] = pd.Series(answers, index=frame.index, dtype=STRING_DTYPE)
+    return _finish(frame, task, where)
+
+
+def _ls_value(result: list, kind_hint: str, where: str, text: str) -> tuple[str, object, list]:
+    """(kind, value, label names) of one annotation's or prediction's result list."""
+    if not isinstance(result, list):
+        raise ValueError(f"{where}: 'result' must be a list, got {type(result).__name__}.")
+    types = {item.get("type") for item in result if isinstance(item, Mapping)}
+    other = types - {"choices", "labels"}
+    if other:
+        raise ValueError(
+            f"{where}: a {sorted(other)[0]!r} result; jlabel reads text tasks with 'choices' results (single or "
+            f"multi-label) or 'labels' results (spans). Export this project with a Choices or Labels tag."
+        )
+    if len(types) > 1:
+        raise ValueError(f"{where}: mixes 'choices' and 'labels' results; jlabel reads one kind per project.")
+    if "labels" in types or (not types and kind_hint == "spans"):
+        spans = []
+        for item in result:
+            v = item.get("value") or {}
+            for label in v.get("labels") or []:
+                spans.append({"start": v.get("start"), "end": v.get("end"), "label": label})
+        spans = _check_spans(spans, text, where)
+        return "spans", spans, [s["label"] for s in spans]
+    choices = [c for item in result for c in (item.get("value") or {}).get("choices") or []]
+    if kind_hint == "multi" or len(choices) > 1:
+        return "multi", choices, choices
+    if not choices:
+        return "", None, []
+    return "single", choices[0], choices
+
+
+def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
+    raw = path.read_text(encoding="utf-8")
+    try:
+        tasks = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
+            f"the file may be truncated."
+        ) from None
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise ValueError(f"{path}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}.")
+    kind = task.kind if task is not None else ""
+    text_key = task.text if task is not None and not task.is_template else "text"
+    records, found, where = [], [], []
+    for number, entry in enumerate(tasks):
+        here = f"{path}, task {number}" + (f" (id {entry['id']})" if isinstance(entry, dict) and "id" in entry else "")
+        if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
+            raise ValueError(f"{here}: a Label Studio task is an object with a 'data' object.")
+        data = dict(entry["data"])
+        if text_key not in data or not isinstance(data[text_key], str):
+            raise ValueError(f"{here}: data has no text field {text_key!r} (fields: {sorted(data)}); pass task=.")
+        text = data[text_key]
+        meta = entry.get("meta") or {}
+        row = {**data, "_key": meta.get("jlabel_key", entry.get("id"))}
+        annotations = [
+            a for a in entry.get("annotations") or entry.get("completions") or [] if not a.get("was_cancelled")
+        ]
+        if annotations:
+            latest = max(annotations, key=lambda a: a.get("created_at") or "")
+            this, value, names = _ls_value(latest.get("result", []), kind, here, text)
+            if this and kind and this != kind:
+                raise ValueError(f"{here}: a {this} annotation in a {kind} project (or {kind!r} task).")
+            kind = kind or this
+            found += names
+            row["label"] = value
+            who = meta.get("annotator") or latest.get("completed_by")
+            if isinstance(who, Mapping):
+                who = who.get("email") or who.get("id")
+            row["annotator"] = None if who is None else str(who)
+            row["label_source"] = meta.get("label_source", "human") if value is not None else None
+            row["labeled_at"] = latest.get("created_at") if value is not None else None
+            row["annotations"] = len(annotations)
+        predictions = entry.get("predictions") or []
+        if predictions:
+            prediction = predictions[-1]
+            this, value, names = _ls_value(prediction.get("result", []), kind, here, text)
+            if this and kind and this != kind:
+                raise ValueError(f"{here}: a {this} prediction in a {kind} project (or {kind!r} task).")
+            kind = kind or this
+            found += names
+            row["llm_label"] = value
+            row["llm_confidence"] = prediction.get("score")
+            row["llm_model"] = prediction.get("model_version")
+            row["llm_prompt"] = meta.get("llm_prompt")
+            row["_probs"] = meta.get("llm_probs")
+        records.append(row)
+        where.append(here)
+    task = _task_for(found, kind, task, path)
+    keys = [r.pop("_key") for r in records]
+    probs = [r.pop("_probs", None) for r in records]
+    frame = pd.DataFrame.from_records(records, index=_index(keys, len(records))) if records else pd.DataFrame()
+    for column in ("label", "llm_label"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    if "annotations" in frame.columns:
+        frame["annotations"] = frame["annotations"].fillna(0).astype("int64")
+    frame = _finish(frame, task, where)
+    if any(p is not None for p in probs):
+        k = len(task.labels)
+        matrix = np.array([p if p is not None and len(p) == k else [np.nan] * k for p in probs], dtype=float)
+        from .frame import probs_column
+
+        frame["llm_probs"] = probs_column(matrix, frame.index)
+    frame["llm_confidence"] = frame["llm_confidence"].astype("float64")
+    return frame
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise ValueError(f"{path}: not a readable Parquet file ({error}); the file may be truncated.") from None
+    nested = [i for i, f in enumerate(table.schema) if pa.types.is_list(f.type) or pa.types.is_struct(f.type)]
+    names = {table.schema[i].name for i in nested}
+    flat = table.drop_columns(sorted(names))
+    pandas_meta = flat.schema.pandas_metadata
+    if pandas_meta:  # pandas cannot rebuild Arrow list dtypes from their names: those columns come below
+        pandas_meta["columns"] = [c for c in pandas_meta["columns"] if c["name"] not in names]
+        metadata = {**flat.schema.metadata, b"pandas": json.dumps(pandas_meta).encode("utf-8")}
+        flat = flat.replace_schema_metadata(metadata)
+    frame = flat.to_pandas()
+    for i in nested:
+        name = table.schema[i].name
+        column = table.column(i)
+        if name == "llm_probs":
+            values = pd.arrays.ArrowExtensionArray(column.cast(PROBS_DTYPE.pyarrow_dtype))
+        else:
+            values = pd.array(column.to_pylist(), dtype=object)
+        frame.insert(min(i, len(frame.columns)), name, pd.Series(values, index=frame.index))
+    order = [f.name for f in table.schema if f.name in frame.columns]
+    frame = frame[order]
+    meta = table.schema.metadata or {}
+    if _TASK_META in meta:
+        frame.attrs["jlabel_task"] = json.loads(meta[_TASK_META])
+    return frame
+
+
+# -- the `jlabel export` command --------------------------------------------------------
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``jlabel export`` options to ``parser``: the store, the data and the output."""
+    parser.add_argument("store", help="the store file (SQLite) holding the labels")
+    parser.add_argument("output", help="the file to write (.jsonl, .json = Label Studio, .parquet)")
+    parser.add_argument("--data", help="the records (.csv, .parquet or .jsonl) to join the labels onto")
+    parser.add_argument("--format", choices=FORMATS, help="the output format (default: from the suffix)")
+    parser.add_argument("--id", help="the column of --data holding the record keys (default: the row number)")
+    return parser
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """Run ``jlabel export``: the store's labels (joined onto ``--data``) to a file. Returns 0."""
+    from .store import Store
+
+    store = Store(args.store)
+    if store.task is None:
+        raise SystemExit(f"{args.store} holds no task yet: nothing to export.")
+    if args.data:
+        data = Path(args.data)
+        if data.suffix == ".parquet":
+            df = pd.read_parquet(data)
+        elif data.suffix in (".jsonl", ".ndjson"):
+            df = pd.read_json(data, lines=True)
+        else:
+            df = pd.read_csv(data)
+        if args.id:
+            df = df.set_index(args.id, drop=True)
+        df.index = key_strings(df.index)
+    else:
+        state = store.state()
+        df = pd.DataFrame(index=state.index)
+        df[store.task.text if not store.task.is_template else "text"] = ""
+    store.apply(df)
+    path = export(df, args.output, format=args.format, task=store.task)
+    print(f"wrote {int(df['label'].notna().sum())} labeled of {len(df)} records to {path}")
+    return 0

@@ -597,6 +597,23 @@ def _ls_value(result: list, kind_hint: str, where: str, text: str) -> tuple[str,
     return "single", choices[0], choices
 
 
+def _labelstudio_kind(tasks: list) -> str:
+    """The kind of a file's results: spans if any ``labels`` result, multi if any record has several choices."""
+    choices = set()
+    for entry in tasks:
+        if not isinstance(entry, dict):
+            continue
+        for block in (*(entry.get("annotations") or []), *(entry.get("predictions") or [])):
+            results = block.get("result") if isinstance(block, dict) else None
+            if not isinstance(results, list):
+                continue
+            if any(isinstance(r, dict) and r.get("type") == "labels" for r in results):
+                return "spans"
+            count = sum(len((r.get("value") or {}).get("choices") or []) for r in results if isinstance(r, dict))
+            choices.add(min(count, 2))
+    return "multi" if 2 in choices else ""
+
+
 def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
     raw = path.read_text(encoding="utf-8")
     try:
@@ -610,7 +627,7 @@ def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
         tasks = [tasks]
     if not isinstance(tasks, list):
         raise ValueError(f"{path}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}.")
-    kind = task.kind if task is not None else ""
+    kind = task.kind if task is not None else _labelstudio_kind(tasks)
     text_key = task.text if task is not None and not task.is_template else "text"
     records, found, where = [], [], []
     for number, entry in enumerate(tasks):
@@ -700,6 +717,11 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         frame.insert(min(i, len(frame.columns)), name, pd.Series(values, index=frame.index))
     order = [f.name for f in table.schema if f.name in frame.columns]
     frame = frame[order]
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        # Parquet does not say how nullable strings were stored: jlabel keeps them as Python objects
+        if isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
+            frame[name] = frame[name].astype(STRING_DTYPE)
     meta = table.schema.metadata or {}
     if _TASK_META in meta:
         frame.attrs["jlabel_task"] = json.loads(meta[_TASK_META])

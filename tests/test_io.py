@@ -1,0 +1,447 @@
+"""Exports and imports: lossless round trips, Label Studio's documented format, files other tools wrote."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import jlabel as jl
+from jlabel.frame import STRING_DTYPE, ensure_columns
+
+LABELS = ["World", "Sports", "Business"]
+FORMATS = {"jsonl": ".jsonl", "labelstudio": ".json", "prodigy": ".jsonl", "parquet": ".parquet"}
+# the columns each format carries, on the records it carries (labeled only, or all)
+CARRIES = {
+    "jsonl": (["text", "label"], "labeled"),
+    "prodigy": (["text", "label", "annotator", "label_source", "labeled_at"], "labeled"),
+    "labelstudio": (
+        [
+            "text",
+            "n",
+            "label",
+            "annotator",
+            "label_source",
+            "labeled_at",
+            "llm_label",
+            "llm_confidence",
+            "llm_model",
+            "llm_prompt",
+            "llm_probs",
+        ],
+        "all",
+    ),
+    "parquet": (None, "all"),
+}
+
+
+def labeled_frame(kind: str) -> tuple[pd.DataFrame, jl.Task]:
+    task = jl.Task(LABELS, kind=kind)
+    df = pd.DataFrame(
+        {"text": ["Goal in the final", "Rates rise «again»", "War ends", "Quiet day"], "n": [1, 2, 3, 4]},
+        index=["a", "b", "c", "d"],
+    )
+    if kind == "spans":
+        df = ensure_columns(df, task)
+        df["llm_label"] = pd.Series([[{"start": 0, "end": 4, "label": "Sports"}], [], None, None], index=df.index)
+        df["llm_confidence"] = [0.7, 0.4, np.nan, np.nan]
+        df["llm_model"] = pd.array(["smol@sha256:ab", "smol@sha256:ab", None, None], dtype=STRING_DTYPE)
+        labels = [
+            [{"start": 0, "end": 4, "label": "Sports"}, {"start": 12, "end": 17, "label": "World"}],
+            [],
+            [{"start": 0, "end": 3, "label": "World"}],
+            None,
+        ]
+    else:
+        matrix = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.7, 0.2, 0.1], [np.nan] * 3])
+        df = jl.set_suggestions(df, task, matrix, model="smol@sha256:ab", prompt="p-1f3a")
+        labels = (
+            ["Sports", "Business", "World", None] if kind == "single" else [["Sports"], ["World", "Business"], [], None]
+        )
+    df["label"] = pd.array(labels, dtype=STRING_DTYPE) if kind == "single" else pd.Series(labels, index=df.index)
+    df.loc[["a", "b", "c"], "annotator"] = ["ana", "bob", "ana"]
+    df.loc[["a", "b", "c"], "label_source"] = ["human", "llm_edited", "llm_accepted"]
+    df.loc[["a", "b", "c"], "labeled_at"] = pd.Timestamp("2026-01-02 03:04:05.123456789", tz="UTC")
+    return df, task
+
+
+def assert_same(back: pd.DataFrame, df: pd.DataFrame, fmt: str) -> None:
+    columns, rows = CARRIES[fmt]
+    expected = df if rows == "all" else df[df["label"].notna()]
+    if columns is None:
+        pd.testing.assert_frame_equal(back, expected)
+        return
+    assert back.index.tolist() == expected.index.tolist()
+    for column in columns:
+        got, want = back[column], expected[column]
+        if column == "llm_probs":
+            np.testing.assert_array_equal(
+                jl.probs(back, jl.Task(LABELS)) if got.notna().any() else got.isna(),
+                jl.probs(expected, jl.Task(LABELS)) if want.notna().any() else want.isna(),
+            )
+            continue
+        assert [None if v is pd.NA or v is None or v is pd.NaT or v != v else v for v in got.tolist()] == [
+            None if v is pd.NA or v is None or v is pd.NaT or v != v else v for v in want.tolist()
+        ], column
+
+
+@pytest.mark.parametrize("kind", ["single", "multi", "spans"])
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_round_trip_is_lossless(tmp_path, kind, fmt):
+    df, task = labeled_frame(kind)
+    path = jl.export(df, tmp_path / f"out{FORMATS[fmt]}", format=fmt, task=task)
+    back = jl.read(path, format=fmt, task=task)
+    assert_same(back, df, fmt)
+    if fmt in ("labelstudio", "parquet"):
+        assert len(back) == len(df)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "labelstudio", "prodigy"])
+def test_round_trip_infers_the_task_from_the_file(tmp_path, fmt):
+    df, task = labeled_frame("multi")
+    back = jl.read(jl.export(df, tmp_path / f"out{FORMATS[fmt]}", format=fmt, task=task), format=fmt)
+    assert jl.Task.from_dict(back.attrs["jlabel_task"]).kind == "multi"
+    assert back["label"].dropna().tolist() == df["label"].dropna().tolist()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_round_trip_property_single(tmp_path, texts, data):
+    labels = data.draw(st.lists(st.sampled_from([*LABELS, None]), min_size=len(texts), max_size=len(texts)))
+    if all(label is None for label in labels):
+        labels[0] = "World"
+    df = pd.DataFrame({"text": texts, "label": pd.array(labels, dtype=STRING_DTYPE)})
+    task = jl.Task(LABELS)
+    for fmt in ("jsonl", "labelstudio", "prodigy"):
+        back = jl.read(jl.export(df, tmp_path / f"p{FORMATS[fmt]}", format=fmt, task=task), format=fmt, task=task)
+        kept = df if fmt == "labelstudio" else df[df["label"].notna()]
+        assert back["text"].tolist() == kept["text"].tolist()
+        assert back["label"].tolist() == kept["label"].tolist()
+        assert back.index.tolist() == kept.index.tolist()
+
+
+@pytest.mark.parametrize("kind", ["single", "multi", "spans"])
+def test_label_studio_json_follows_the_documented_task_format(tmp_path, kind):
+    df, task = labeled_frame(kind)
+    tasks = json.loads(jl.export(df, tmp_path / "ls.json", task=task).read_text())
+    assert isinstance(tasks, list) and len(tasks) == len(df)
+    result_type = "labels" if kind == "spans" else "choices"
+    for entry, (key, row) in zip(tasks, df.iterrows()):
+        assert entry["data"]["text"] == row["text"]
+        assert entry["meta"]["jlabel_key"] == key
+        for block in ("annotations", "predictions"):
+            for item in entry[block]:
+                assert isinstance(item["result"], list)
+                for result in item["result"]:
+                    assert result["type"] == result_type
+                    assert result["from_name"] == "label" and result["to_name"] == "text"
+                    value = result["value"]
+                    if kind == "spans":
+                        assert set(value) == {"start", "end", "text", "labels"}
+                        assert value["text"] == row["text"][value["start"] : value["end"]]
+                        assert value["labels"][0] in LABELS
+                    else:
+                        assert set(value) == {"choices"} and set(value["choices"]) <= set(LABELS)
+        assert len(entry["annotations"]) == (0 if row["label"] is None or row["label"] is pd.NA else 1)
+        for prediction in entry["predictions"]:
+            assert prediction["model_version"] == "smol@sha256:ab"
+            assert 0 <= prediction["score"] <= 1
+
+
+LABEL_STUDIO_EXPORT = [
+    {
+        "id": 11,
+        "annotations": [
+            {
+                "id": 5,
+                "completed_by": 1,
+                "result": [
+                    {
+                        "value": {"choices": ["Sports"]},
+                        "id": "Xk3_pQ",
+                        "from_name": "sentiment",
+                        "to_name": "text",
+                        "type": "choices",
+                        "origin": "manual",
+                    }
+                ],
+                "was_cancelled": False,
+                "ground_truth": False,
+                "created_at": "2024-05-01T10:00:00.000000Z",
+                "updated_at": "2024-05-01T10:00:00.000000Z",
+                "lead_time": 3.2,
+                "prediction": {},
+                "result_count": 0,
+                "task": 11,
+                "project": 2,
+            },
+            {
+                "id": 6,
+                "completed_by": {"id": 2, "email": "bob@example.org"},
+                "result": [
+                    {"value": {"choices": ["World"]}, "from_name": "sentiment", "to_name": "text", "type": "choices"}
+                ],
+                "was_cancelled": False,
+                "created_at": "2024-05-02T10:00:00.000000Z",
+            },
+        ],
+        "drafts": [],
+        "predictions": [
+            {
+                "id": 3,
+                "model_version": "clf-v2",
+                "score": 0.61,
+                "result": [
+                    {"value": {"choices": ["Sports"]}, "from_name": "sentiment", "to_name": "text", "type": "choices"}
+                ],
+            }
+        ],
+        "data": {"text": "The striker scored twice.", "source": "wire"},
+        "meta": {},
+        "created_at": "2024-05-01T09:00:00.000000Z",
+        "inner_id": 1,
+        "total_annotations": 2,
+        "cancelled_annotations": 0,
+        "total_predictions": 1,
+        "project": 2,
+    },
+    {
+        "id": 12,
+        "annotations": [
+            {
+                "id": 7,
+                "completed_by": 1,
+                "result": [
+                    {"value": {"choices": ["Business"]}, "from_name": "s", "to_name": "text", "type": "choices"}
+                ],
+                "was_cancelled": True,
+                "created_at": "2024-05-03T10:00:00.000000Z",
+            }
+        ],
+        "predictions": [],
+        "data": {"text": "Shares fell.", "source": "wire"},
+        "meta": {},
+    },
+]
+
+
+def test_a_file_label_studio_wrote_imports(tmp_path):
+    path = tmp_path / "project-2-at-2024.json"
+    path.write_text(json.dumps(LABEL_STUDIO_EXPORT))
+    back = jl.read(path, task=jl.Task(LABELS))
+    assert back.index.tolist() == [11, 12]  # records in = records out, the cancelled one too
+    assert back.loc[11, "label"] == "World"  # the latest annotation
+    assert back.loc[11, "annotator"] == "bob@example.org"
+    assert back.loc[11, "annotations"] == 2 and back.loc[12, "annotations"] == 0
+    assert back.loc[11, "labeled_at"] == pd.Timestamp("2024-05-02T10:00:00Z")
+    assert back["label"].isna().tolist() == [False, True]
+    assert back.loc[11, "llm_label"] == "Sports" and back.loc[11, "llm_confidence"] == 0.61
+    assert back.loc[11, "llm_model"] == "clf-v2"
+    assert back["source"].tolist() == ["wire", "wire"]
+
+
+def test_a_label_studio_ner_export_imports(tmp_path):
+    text = "Ann joined Acme in Paris."
+    export = [
+        {
+            "id": 1,
+            "data": {"text": text},
+            "annotations": [
+                {
+                    "completed_by": 1,
+                    "result": [
+                        {
+                            "value": {"start": 0, "end": 3, "text": "Ann", "labels": ["PER"]},
+                            "id": "a",
+                            "from_name": "label",
+                            "to_name": "text",
+                            "type": "labels",
+                            "origin": "manual",
+                        },
+                        {
+                            "value": {"start": 11, "end": 15, "text": "Acme", "labels": ["ORG"]},
+                            "from_name": "label",
+                            "to_name": "text",
+                            "type": "labels",
+                        },
+                    ],
+                }
+            ],
+        }
+    ]
+    path = tmp_path / "ner.json"
+    path.write_text(json.dumps(export))
+    back = jl.read(path)
+    assert back.loc[1, "label"] == [{"start": 0, "end": 3, "label": "PER"}, {"start": 11, "end": 15, "label": "ORG"}]
+    assert jl.Task.from_dict(back.attrs["jlabel_task"]).kind == "spans"
+
+
+def test_files_prodigy_wrote_import(tmp_path):
+    lines = [
+        # textcat binary
+        {
+            "text": "Goal!",
+            "label": "Sports",
+            "_input_hash": 1,
+            "_task_hash": 2,
+            "answer": "accept",
+            "_view_id": "classification",
+        },
+        {"text": "Rates", "label": "Sports", "_input_hash": 3, "_task_hash": 4, "answer": "reject"},
+        {"text": "Hmm", "label": "Sports", "_input_hash": 5, "_task_hash": 6, "answer": "ignore"},
+        # textcat choice
+        {
+            "text": "War ends",
+            "options": [{"id": "World", "text": "World"}, {"id": "Sports", "text": "Sports"}],
+            "accept": ["World"],
+            "answer": "accept",
+            "_view_id": "choice",
+            "_annotator_id": "news-ana",
+            "_session_id": "news-ana",
+            "_timestamp": 1714557600,
+        },
+    ]
+    path = tmp_path / "news.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    back = jl.read(path, format="prodigy")
+    assert len(back) == 4
+    assert back["answer"].tolist() == ["accept", "reject", "ignore", "accept"]
+    assert back["label"].tolist()[0] == "Sports" and back["label"].tolist()[3] == "World"
+    assert back["label"].isna().tolist() == [False, True, True, False]
+    assert back.loc[3, "annotator"] == "news-ana"
+    assert back.loc[3, "labeled_at"] == pd.Timestamp(1714557600, unit="s", tz="UTC")
+
+    ner = {
+        "text": "Ann joined Acme",
+        "tokens": [{"text": "Ann", "start": 0, "end": 3, "id": 0}, {"text": "joined", "start": 4, "end": 10, "id": 1}],
+        "spans": [{"start": 0, "end": 3, "token_start": 0, "token_end": 0, "label": "PER"}],
+        "answer": "accept",
+        "_view_id": "ner_manual",
+    }
+    path = tmp_path / "ner.jsonl"
+    path.write_text(json.dumps(ner) + "\n")
+    back = jl.read(path)  # .jsonl with answers: read as Prodigy
+    assert back.loc[0, "label"] == [{"start": 0, "end": 3, "label": "PER"}]
+
+
+# -- bad input ----------------------------------------------------------------------------
+
+
+def test_export_without_labels_is_an_error(tmp_path):
+    df = pd.DataFrame({"text": ["a", "b"], "label": [None, None]})
+    with pytest.raises(ValueError, match=r"none of the 2 records has a label"):
+        jl.export(df, tmp_path / "x.jsonl", task=jl.Task(LABELS))
+    with pytest.raises(ValueError, match="no labels or suggestions to infer"):
+        jl.export(df, tmp_path / "x.jsonl")
+
+
+def test_export_span_outside_its_text_names_the_record(tmp_path):
+    df, task = labeled_frame("spans")
+    df.loc["b", "label"] = [{"start": 10, "end": 99, "label": "World"}]
+    with pytest.raises(ValueError, match=r"Record 'b'.*outside its text, which has 18 characters"):
+        jl.export(df, tmp_path / "x.json", task=task)
+
+
+def test_export_unknown_label_names_the_record(tmp_path):
+    df, task = labeled_frame("single")
+    df.loc["c", "label"] = "Weather"
+    with pytest.raises(ValueError, match=r"Record 'c' has label 'Weather'"):
+        jl.export(df, tmp_path / "x.parquet", task=task)
+
+
+def test_label_studio_file_of_another_task_type(tmp_path):
+    path = tmp_path / "boxes.json"
+    path.write_text(
+        json.dumps(
+            [
+                {"id": 1, "data": {"text": "a"}, "annotations": []},
+                {
+                    "id": 2,
+                    "data": {"text": "b"},
+                    "annotations": [
+                        {"result": [{"type": "rectanglelabels", "value": {"x": 1, "rectanglelabels": ["car"]}}]}
+                    ],
+                },
+            ]
+        )
+    )
+    with pytest.raises(ValueError, match=r"boxes.json, task 1 \(id 2\): a 'rectanglelabels' result"):
+        jl.read(path)
+    choices = tmp_path / "choices.json"
+    choices.write_text(json.dumps(LABEL_STUDIO_EXPORT))
+    with pytest.raises(ValueError, match=r"task 0 \(id 11\): a single annotation in a spans project"):
+        jl.read(choices, task=jl.Task(LABELS, kind="spans"))
+
+
+def test_label_studio_unknown_label_names_the_task(tmp_path):
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps(LABEL_STUDIO_EXPORT))
+    with pytest.raises(ValueError, match=r"ls.json, task 0 \(id 11\): label 'World' is not one of"):
+        jl.read(path, task=jl.Task(["Sports", "Business"]))
+
+
+def test_prodigy_unknown_answer_names_the_line(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        json.dumps({"text": "a", "label": "World", "answer": "accept"})
+        + "\n\n"
+        + json.dumps({"text": "b", "label": "World", "answer": "maybe"})
+        + "\n"
+    )
+    with pytest.raises(ValueError, match=r"p.jsonl, line 3: unknown answer 'maybe'"):
+        jl.read(path)
+
+
+def test_truncated_files_name_file_and_line(tmp_path):
+    df, task = labeled_frame("single")
+    ls = jl.export(df, tmp_path / "ls.json", task=task)
+    ls.write_text(ls.read_text()[:-40])
+    with pytest.raises(
+        ValueError, match=r"ls.json: not valid JSON .* at line \d+, column \d+\); the file may be truncated"
+    ):
+        jl.read(ls)
+    lines = jl.export(df, tmp_path / "train.jsonl", task=task)
+    lines.write_text(lines.read_text()[:-10])
+    with pytest.raises(ValueError, match=r"train.jsonl, line 3: not valid JSON"):
+        jl.read(lines)
+    parquet = jl.export(df, tmp_path / "all.parquet", task=task)
+    parquet.write_bytes(parquet.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"all.parquet: not a readable Parquet file"):
+        jl.read(parquet)
+
+
+def test_unknown_format_and_missing_file(tmp_path):
+    df, task = labeled_frame("single")
+    with pytest.raises(ValueError, match=r"Cannot tell the format of .*out.csv.* pass format="):
+        jl.export(df, tmp_path / "out.csv", task=task)
+    with pytest.raises(ValueError, match="Unknown format 'xml'"):
+        jl.export(df, tmp_path / "out.json", format="xml", task=task)
+    with pytest.raises(FileNotFoundError, match="No file at"):
+        jl.read(tmp_path / "missing.json")
+
+
+def test_export_command_joins_store_labels_onto_data(tmp_path, capsys):
+    import argparse
+
+    from jlabel.io import add_export_arguments, export_command
+
+    task = jl.Task(LABELS)
+    store = jl.Store(tmp_path / "labels.db", task=task, annotator="ana")
+    store.record("1", "label", "Sports")
+    store.close()
+    pd.DataFrame({"id": [1, 2], "text": ["Goal", "War"]}).to_csv(tmp_path / "news.csv", index=False)
+    parser = add_export_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(
+        [str(tmp_path / "labels.db"), str(tmp_path / "out.json"), "--data", str(tmp_path / "news.csv"), "--id", "id"]
+    )
+    assert export_command(args) == 0
+    assert "1 labeled of 2 records" in capsys.readouterr().out
+    back = jl.read(tmp_path / "out.json", task=task)
+    assert back["label"].tolist()[0] == "Sports" and back["label"].isna().tolist() == [False, True]

@@ -1,0 +1,148 @@
+"""The protocol every model backend implements (llama.cpp, Ollama, your own).
+
+A backend has an :attr:`LLM.id` that names the model and its file digest, and implements two
+per-record methods on a :class:`~jlabel.prompts.Prompt`:
+
+- :meth:`LLM.score_one` returns one probability row over the task's labels (single: sums to 1;
+  multi: P(yes) per label), computed from token log-probabilities, never from generated text;
+- :meth:`LLM.spans_one` returns the checked spans of one record (constrained JSON generation).
+
+The batch methods (:meth:`LLM.score_records`, :meth:`LLM.score`, :meth:`LLM.spans`) are built
+on them here: a record whose call fails gets its error recorded and the batch goes on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..prompts import Prompt, default_prompt
+from ..task import Task
+
+
+@dataclass
+class Scores:
+    """The result of scoring a batch of records.
+
+    Attributes
+    ----------
+    probs
+        ``(n, k)`` label probabilities in the task's label order; a failed record's row is NaN.
+    errors
+        Per record: ``None``, or the error of a failed record.
+    warnings
+        Per record: ``None``, or a warning (such as a text cut to fit the context window).
+    new_tokens
+        Tokens the model evaluated for this batch (prefix reuse makes this small).
+    """
+
+    probs: np.ndarray
+    errors: list[str | None]
+    warnings: list[str | None]
+    new_tokens: int = 0
+
+
+@dataclass
+class SpanResult:
+    """The spans of one record: ``[{start, end, label, confidence}]`` and notes on repairs/drops."""
+
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class LLM(ABC):
+    """A model backend: scores records against a task's labels, generates spans.
+
+    Subclasses implement :attr:`id`, :meth:`score_one` and :meth:`spans_one`.
+    """
+
+    #: the hash of the last prompt used (the panel records it with live suggestions)
+    prompt_hash: str | None = None
+
+    @property
+    @abstractmethod
+    def id(self) -> str:
+        """The model's id, including its file digest: ``"llamacpp:NAME@sha256:HEX"``."""
+
+    @abstractmethod
+    def score_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None]:
+        """Label probabilities for one record, and a warning or ``None``.
+
+        single: the probability of each label's full token sequence after the prompt,
+        normalised over the label set; multi: P(yes) per label.
+        """
+
+    @abstractmethod
+    def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
+        """Constrained JSON generation of ``{start, end, label}`` spans for one record."""
+
+    def new_tokens(self) -> int:
+        """Tokens evaluated so far (backends that can count them override this)."""
+        return 0
+
+    # --- built on the per-record methods -------------------------------------------------------
+
+    def prompt_for(self, task: Task, prompt: Prompt | None = None, examples: Sequence[Any] = ()) -> Prompt:
+        """The prompt to use: ``prompt`` (checked against ``task``), else the task's default."""
+        if prompt is None:
+            return default_prompt(task, examples=tuple(examples))
+        if not isinstance(prompt, Prompt):
+            raise TypeError(f"prompt must be a jlabel.prompts.Prompt, got {type(prompt).__name__}.")
+        if prompt.task.id != task.id:
+            raise ValueError(f"The prompt was built for task {prompt.task.id}, not this task ({task.id}).")
+        return prompt.with_examples(examples) if examples else prompt
+
+    def score_records(
+        self, task: Task, texts: Sequence[str], *, prompt: Prompt | None = None, examples: Sequence[Any] = ()
+    ) -> Scores:
+        """Score a batch; a failing record gets a NaN row and its error, the rest go on."""
+        if task.kind == "spans":
+            raise ValueError("Span tasks have no label probabilities: use spans() (jl.preannotate does).")
+        prompt = self.prompt_for(task, prompt, examples)
+        self.prompt_hash = prompt.hash
+        k = len(task.labels)
+        out = np.full((len(texts), k), np.nan)
+        errors: list[str | None] = [None] * len(texts)
+        warnings: list[str | None] = [None] * len(texts)
+        before = self.new_tokens()
+        for i, text in enumerate(texts):
+            try:
+                row, warnings[i] = self.score_one(prompt, text)
+                row = np.asarray(row, dtype=np.float64)
+                if row.shape != (k,) or not np.isfinite(row).all():
+                    raise ValueError(f"the backend returned {row!r} for {k} labels")
+                out[i] = row
+            except Exception as error:  # one record failing must not stop the batch
+                errors[i] = f"{type(error).__name__}: {error}"
+        return Scores(out, errors, warnings, self.new_tokens() - before)
+
+    def score(
+        self, task: Task, texts: Sequence[str], *, prompt: Prompt | None = None, examples: Sequence[Any] = ()
+    ) -> np.ndarray:
+        """The ``(n, k)`` probability matrix; raises the first record's error if any failed."""
+        result = self.score_records(task, list(texts), prompt=prompt, examples=examples)
+        failed = [e for e in result.errors if e is not None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(result.errors)} record(s) failed; first: {failed[0]}")
+        return result.probs
+
+    def spans(
+        self, task: Task, texts: Sequence[str], *, prompt: Prompt | None = None, examples: Sequence[Any] = ()
+    ) -> list[SpanResult]:
+        """Spans for each record; a failing record gets a :class:`SpanResult` with its error."""
+        if task.kind != "spans":
+            raise ValueError(f"spans() is for span tasks; this task is {task.kind!r}: use score().")
+        prompt = self.prompt_for(task, prompt, examples)
+        self.prompt_hash = prompt.hash
+        out = []
+        for text in texts:
+            try:
+                out.append(self.spans_one(prompt, text))
+            except Exception as error:
+                out.append(SpanResult(error=f"{type(error).__name__}: {error}"))
+        return out

@@ -5,6 +5,7 @@ Every name a notebook uses is importable from here: ``import jlabel as jl``.
 
 from .audit import audit, report
 from .dashboard import dashboard
+from .evaluate import compare_prompts, evaluate
 from .frame import probs, set_suggestions
 from .io import export, read
 from .store import Store, StoreError
@@ -20,7 +21,9 @@ __all__ = [
     "Task",
     "__version__",
     "audit",
+    "compare_prompts",
     "dashboard",
+    "evaluate",
     "export",
     "probs",
     "read",

@@ -1,0 +1,376 @@
+"""The llama.cpp backend: any GGUF file, label probabilities from full label token sequences.
+
+How a record is scored
+----------------------
+The prompt is rendered with the model's own chat template, ending where the assistant's
+answer starts. Each label form (the label, or its verbalisers) is appended and tokenised; the
+longest token prefix common to all of them (the prompt) is evaluated, reusing the KV cache
+of the previous record up to the longest common token prefix, so the instructions, labels and
+few-shot examples are evaluated once and each record evaluates only its own tokens. Then
+each form's continuation is evaluated after cutting the cache back to the prompt: its log
+probability is the sum of its tokens' log probabilities. Forms of one label add up; labels
+are normalised over the set. The end-of-turn token is scored too when one form's tokens are a
+prefix of another's (``"Sci"`` against ``"Sci/Tech"``). Multi-label: P(yes) per label, from a
+yes/no question per label (the record's tokens are shared between the questions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..prompts import Prompt
+from .base import LLM, SpanResult
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file (hex), cached per (path, size, mtime) for this process."""
+    stat = os.stat(path)
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
+def check_gguf(path: str | os.PathLike, sha256: str | None = None) -> str:
+    """Check that ``path`` is a GGUF file (and has ``sha256`` when given); return its digest.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        The file is not GGUF, or its sha256 differs from the one asked for.
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"No model file at {str(file)!r}: give the path of a .gguf file, such as "
+            f"jl.llm('llamacpp:/models/llama-3.1-8b-instruct-q4_k_m.gguf')."
+        )
+    with open(file, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ValueError(
+            f"{str(file)!r} is not a GGUF model file (it starts with {magic!r}, not b'GGUF'): llama.cpp reads "
+            f"only GGUF; convert the model with llama.cpp's convert_hf_to_gguf.py or download its GGUF version."
+        )
+    digest = file_sha256(file)
+    if sha256 is not None and digest != sha256.lower().removeprefix("sha256:"):
+        raise ValueError(
+            f"{str(file)!r} has sha256 {digest}, not the expected {sha256}: the file is another model or is "
+            f"damaged; reinstall or re-download it, or pass the sha256 of the file you mean to use."
+        )
+    return digest
+
+
+class LlamaCppLLM(LLM):
+    """A GGUF model run in-process by llama.cpp (llama-cpp-python).
+
+    Parameters
+    ----------
+    path
+        The .gguf file.
+    n_ctx
+        Context window in tokens; records that do not fit are cut (with a warning).
+    n_threads
+        CPU threads (default: llama.cpp's choice).
+    n_gpu_layers
+        Layers offloaded to a GPU (``-1``: all) when llama.cpp was built with GPU support.
+    sha256
+        Refuse the file unless it has this digest.
+    name
+        The model's name in :attr:`id` (default: the file name).
+    max_span_tokens
+        The most tokens generated for a record's spans.
+    max_spans
+        The most spans asked for per record.
+    seed
+        llama.cpp's seed (decoding is greedy, so results do not depend on it).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        sha256: str | None = None,
+        name: str | None = None,
+        max_span_tokens: int = 256,
+        max_spans: int = 8,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(n_ctx, int) or n_ctx < 256:
+            raise ValueError(f"n_ctx must be an integer of at least 256 tokens, got {n_ctx!r}.")
+        self.path = Path(path).expanduser()
+        self.digest = check_gguf(self.path, sha256)
+        from llama_cpp import Llama
+
+        self.name = name or self.path.stem
+        self.max_span_tokens = max_span_tokens
+        self.max_spans = max_spans
+        self._model = Llama(
+            str(self.path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_gpu_layers=n_gpu_layers,
+            logits_all=False,
+            seed=seed,
+            verbose=False,
+        )
+        self.n_ctx = self._model.n_ctx()
+        self._evaluated = 0
+        template = self._model.metadata.get("tokenizer.chat_template") or _CHATML
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        self._template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
+        self._end = self._turn_end()
+
+    @property
+    def id(self) -> str:
+        """``llamacpp:NAME@sha256:DIGEST``."""
+        return f"llamacpp:{self.name}@sha256:{self.digest}"
+
+    def __repr__(self) -> str:
+        return f"LlamaCppLLM({str(self.path)!r}, n_ctx={self.n_ctx}, sha256={self.digest[:12]!r})"
+
+    def new_tokens(self) -> int:
+        """Tokens evaluated by this model so far."""
+        return self._evaluated
+
+    # --- rendering and tokens --------------------------------------------------------------------
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text for ``messages``, ending where the assistant's answer starts."""
+        return self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+
+    def _turn_end(self) -> str:
+        probe = [{"role": "user", "content": "x"}]
+        open_ = self._template.render(messages=probe, add_generation_prompt=True, bos_token="", eos_token="")
+        closed = self._template.render(
+            messages=[*probe, {"role": "assistant", "content": "\x00"}],
+            add_generation_prompt=False,
+            bos_token="",
+            eos_token="",
+        )
+        if not closed.startswith(open_) or "\x00" not in closed:
+            return ""
+        return closed[len(open_) :].split("\x00", 1)[1].rstrip()
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` (special tokens such as ``<|im_start|>`` parsed)."""
+        return self._model.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+
+    def _logits(self, tokens: Sequence[int], all_positions: bool = False) -> np.ndarray:
+        """Evaluate ``tokens`` reusing the cache's longest common prefix; return logits.
+
+        Returns the last position's logits (``all_positions=False``), or the logits of every
+        newly evaluated position.
+        """
+        model = self._model
+        if len(tokens) > self.n_ctx:
+            raise ValueError(f"{len(tokens)} tokens do not fit the context window of {self.n_ctx}")
+        cached = model.input_ids[: model.n_tokens]
+        n = min(len(cached), len(tokens))
+        same = np.flatnonzero(cached[:n] != np.asarray(tokens[:n]))
+        keep = int(same[0]) if len(same) else n
+        keep = min(keep, len(tokens) - 1)  # always evaluate at least one token to get its logits
+        model._ctx.kv_cache_seq_rm(-1, keep, -1)
+        model.n_tokens = keep
+        rows = []
+        for start in range(keep, len(tokens), model.n_batch):
+            chunk = list(tokens[start : start + model.n_batch])
+            model._batch.set_batch(batch=chunk, n_past=start, logits_all=all_positions)
+            model._ctx.decode(model._batch)
+            model.input_ids[start : start + len(chunk)] = chunk
+            model.n_tokens = start + len(chunk)
+            outputs = len(chunk) if all_positions else 1
+            logits = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(outputs * model.n_vocab(),))
+            rows.append(logits.reshape(outputs, -1).astype(np.float64))
+        self._evaluated += len(tokens) - keep
+        return np.concatenate(rows) if all_positions else rows[-1][-1]
+
+    def sequence_logprobs(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """Log probability of each sequence's tokens after their longest common prefix.
+
+        The common prefix is evaluated once (reusing the cache); each continuation is then
+        evaluated on top of it.
+        """
+        if not sequences:
+            return np.zeros(0)
+        shared = _common_length(sequences)
+        if shared == 0:
+            raise ValueError("the sequences share no prompt")
+        if any(len(s) == shared for s in sequences):
+            raise ValueError("one label's tokens are a prefix of another's and no end token tells them apart")
+        prefix = list(sequences[0][:shared])
+        start = _log_softmax(self._logits(prefix))
+        out = np.empty(len(sequences))
+        for i, seq in enumerate(sequences):
+            rest = list(seq[shared:])
+            total = start[rest[0]]
+            if len(rest) > 1:
+                logits = self._logits(prefix + rest[:-1], all_positions=True)
+                steps = _log_softmax(logits[-(len(rest) - 1) :])
+                total += steps[np.arange(len(rest) - 1), rest[1:]].sum()
+            out[i] = total
+        return out
+
+    def _fit(self, prompt: Prompt, text: str, label: str | None, reserve: int) -> tuple[str, str | None]:
+        """Cut ``text`` so that the prompt plus ``reserve`` tokens fits the context window."""
+        full = len(self.tokenize(self.render(prompt.messages(text, label))))
+        if full + reserve <= self.n_ctx:
+            return text, None
+        own = self._model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        keep = max(0, len(own) - (full + reserve - self.n_ctx))
+        if keep == 0:
+            raise ValueError(
+                f"the prompt without the record needs {full - len(own) + reserve} tokens, more than n_ctx="
+                f"{self.n_ctx}: use fewer few-shot examples or a larger n_ctx"
+            )
+        cut = self._model.detokenize(own[:keep]).decode("utf-8", errors="ignore")
+        return cut, f"text of {len(own)} tokens cut to {keep} to fit n_ctx={self.n_ctx}"
+
+    # --- the protocol ----------------------------------------------------------------------------
+
+    def score_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None]:
+        """Label probabilities for one record (see the module docstring for how)."""
+        task = prompt.task
+        if task.kind == "single":
+            forms = [(j, form) for j, label in enumerate(task.labels) for form in prompt.forms(label)]
+            reserve = 8 + max(len(self.tokenize(form)) for _, form in forms)
+            text, warning = self._fit(prompt, text, None, reserve)
+            base = self.render(prompt.messages(text))
+            logp = self._continuations(base, [form for _, form in forms])
+            owner = np.array([j for j, _ in forms])
+            per_label = np.full(len(task.labels), -np.inf)
+            np.logaddexp.at(per_label, owner, logp)
+            return np.exp(per_label - np.logaddexp.reduce(per_label)), warning
+        if task.kind == "multi":
+            out = np.empty(len(task.labels))
+            warning = None
+            longest = max(task.labels, key=len)
+            text, warning = self._fit(prompt, text, longest, 16)
+            for j, label in enumerate(task.labels):
+                base = self.render(prompt.messages(text, label))
+                yes, no = self._continuations(base, ["yes", "no"])
+                out[j] = 1.0 / (1.0 + np.exp(no - yes))
+            return out, warning
+        raise ValueError("span tasks are generated with spans_one, not scored")
+
+    def _continuations(self, base: str, forms: Sequence[str]) -> np.ndarray:
+        sequences = [self.tokenize(base + form) for form in forms]
+        shared = _common_length(sequences)
+        if self._end and any(len(s) == shared or _is_prefix(s, t) for s in sequences for t in sequences if s is not t):
+            sequences = [self.tokenize(base + form + self._end) for form in forms]
+        return self.sequence_logprobs(sequences)
+
+    def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
+        """Grammar-constrained JSON spans, checked against the text, with per-span confidences.
+
+        The model writes ``{"spans": [{"text", "label", "start", "end"}]}`` under a JSON-schema
+        grammar (greedy). Each span must quote the record at its offsets: it is moved to where
+        its quote occurs, or dropped with a note. A span's confidence is the geometric mean
+        probability of its tokens, from the model's log probabilities of the written JSON
+        evaluated again without the grammar.
+        """
+        from llama_cpp import LlamaGrammar
+
+        from .ollama import check_spans
+
+        task = prompt.task
+        text, warning = self._fit(prompt, text, None, self.max_span_tokens)
+        item = {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string"},
+                "label": {"type": "string", "enum": list(task.labels)},
+                "start": {"type": "integer"},
+                "end": {"type": "integer"},
+            },
+            "required": ["text", "label", "start", "end"],
+        }
+        schema = {
+            "type": "object",
+            "properties": {"spans": {"type": "array", "items": item, "maxItems": self.max_spans}},
+            "required": ["spans"],
+        }
+        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        base = self.render(prompt.messages(text))
+        tokens = self.tokenize(base)
+        before = self._model.n_tokens
+        out = self._model.create_completion(
+            tokens, max_tokens=self.max_span_tokens, temperature=0.0, grammar=grammar, seed=0
+        )
+        self._evaluated += max(0, self._model.n_tokens - before)
+        content = out["choices"][0]["text"]
+        if out["choices"][0].get("finish_reason") == "length":
+            raise ValueError(f"the span JSON was cut after {self.max_span_tokens} tokens: {content[:120]!r}...")
+        try:
+            raw = json.loads(content)["spans"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"the model's span JSON does not parse ({error}): {content[:200]!r}") from error
+        confidence = self._item_confidence(tokens, content)
+        spans, notes = check_spans(text, raw, task.labels, confidence)
+        return SpanResult(spans, ([warning] if warning else []) + notes)
+
+    def _item_confidence(self, prompt_tokens: list[int], content: str) -> list[float]:
+        written = self._model.tokenize(content.encode("utf-8"), add_bos=False, special=False)
+        if not written:
+            return []
+        logits = self._logits(prompt_tokens + written[:-1], all_positions=True)[-len(written) :]
+        lps = _log_softmax(logits)[np.arange(len(written)), written]
+        pieces = [self._model.detokenize([t]).decode("utf-8", errors="ignore") for t in written]
+        ends = np.cumsum([len(p) for p in pieces])
+        starts = ends - np.array([len(p) for p in pieces])
+        out, decoder = [], json.JSONDecoder()
+        try:
+            i = content.index("[", content.index('"spans"')) + 1
+            while True:
+                while i < len(content) and content[i] in " \t\r\n,":
+                    i += 1
+                if i >= len(content) or content[i] == "]":
+                    break
+                _, j = decoder.raw_decode(content, i)
+                inside = (starts < j) & (ends > i)
+                out.append(float(np.exp(lps[inside].mean())) if inside.any() else float("nan"))
+                i = j
+        except ValueError:
+            pass
+        return out
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    top = logits.max(axis=-1, keepdims=True)
+    return logits - top - np.log(np.exp(logits - top).sum(axis=-1, keepdims=True))
+
+
+def _common_length(sequences: Sequence[Sequence[int]]) -> int:
+    length = min(len(s) for s in sequences)
+    first = np.asarray(sequences[0][:length])
+    shared = length
+    for seq in sequences[1:]:
+        diff = np.flatnonzero(np.asarray(seq[:length]) != first)
+        shared = min(shared, int(diff[0]) if len(diff) else length)
+    return shared
+
+
+def _is_prefix(a: Sequence[int], b: Sequence[int]) -> bool:
+    return len(a) < len(b) and list(b[: len(a)]) == list(a)

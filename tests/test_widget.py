@@ -93,14 +93,17 @@ def test_label_accept_edit_reject_skip_land_in_df_and_store(suggested, task, tmp
     assert df["annotator"].iloc[0] == "ana" and df["labeled_at"].notna().sum() == 4
 
 
-def test_reply_carries_next_record_before_position_changes(small_df, task):
+def test_position_changes_before_the_reply_that_brings_the_next_record(small_df, task):
     p = Panel(small_df, task, annotator="ana")
     order = []
     p.w.observe(lambda change: order.append(("position", change["new"])), "position")
-    p.w.send = lambda content, buffers=None: order.append(("send", content.get("position")))
+    p.w.send = lambda content, buffers=None: order.append(("send", content))
     p.w._on_message(p.w, {"type": "decide", "position": 0, "action": "label", "value": "World", "id": "x"}, [])
-    assert order[-1] == ("send", 1)
-    assert ("position", 1) in order
+    assert order[0] == ("position", 1)
+    reply = order[-1][1]
+    assert reply["id"] == "x" and reply["position"] == 1
+    assert [r["key"] for r in reply["records"]] == ["r0", "r1", "r2"]  # the decided one, the next, one ahead
+    assert reply["records"][0]["label"] == "World"
 
 
 def test_undo_any_number_of_steps_restores_from_the_store(suggested, task, tmp_path):
@@ -324,3 +327,24 @@ def test_a_million_rows_open_without_per_row_work(task):
     p.decide("label", "World")
     assert p.msg(type="fetch", start=n - 2, count=5)["records"][-1]["key"] == str(n - 1)
     assert df["label"].notna().sum() == 1
+
+
+def test_messages_from_another_thread_reach_the_store(small_df, task, tmp_path):
+    # ipykernel handles widget messages on another thread than the cell that built the widget
+    p = Panel(small_df, task, store=tmp_path / "l.db", annotator="ana")
+    errors = []
+    thread = threading.Thread(target=lambda: errors.append(p.decide("label", "World")))
+    thread.start()
+    thread.join(10)
+    assert errors[0]["type"] == "records"
+    assert jl.Store(tmp_path / "l.db", task=task).state()["label"].tolist() == ["World"]
+
+
+def test_python_side_decide_and_undo_update_the_front_end(small_df, task):
+    p = Panel(small_df, task, annotator="ana")
+    assert p.w.decide("Sports") == "r0"
+    pushed = p.sent[-1]
+    assert pushed["position"] == 1 and pushed["records"][0] == {**pushed["records"][0], "key": "r0", "label": "Sports"}
+    assert p.w.current == "r1"
+    assert p.w.undo() == "r0"
+    assert p.sent[-1]["records"][0]["label"] is None and p.w.current == "r0"

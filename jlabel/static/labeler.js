@@ -60,6 +60,7 @@ function render({ model, el: host }) {
 
   const cache = new Map(); // queue position -> record
   const waiting = new Set(); // request ids of decisions in flight
+  const queued = []; // actions pressed while one was in flight
   let requested = new Set(); // positions asked for and not yet answered
   let nextId = 1;
   let shownKey = null;
@@ -71,7 +72,8 @@ function render({ model, el: host }) {
 
   const labels = () => model.get("labels");
   const kind = () => model.get("kind");
-  const position = () => model.get("position");
+  let pos = model.get("position"); // the kernel's position, or the one a decision's answer brings first
+  const position = () => pos;
   const total = () => model.get("total");
   const record = () => cache.get(position());
 
@@ -96,13 +98,14 @@ function render({ model, el: host }) {
         cache.set(r.position, r);
         requested.delete(r.position);
       }
-      if (message.id) waiting.delete(message.id);
-      if (message.position !== undefined && message.position !== position()) return; // the position change follows
-      if (message.id) localError = "";
+      if (message.id && waiting.delete(message.id)) localError = "";
+      if (message.position !== undefined) pos = message.position;
       show();
+      runQueued();
     } else if (message.type === "error") {
       waiting.delete(message.id);
       localError = message.error;
+      queued.length = 0; // what was pressed after a refused decision was meant for another record
       show();
     }
   }
@@ -122,6 +125,8 @@ function render({ model, el: host }) {
   function show() {
     const n = total();
     const p = position();
+    // a decision is in flight and its answer brings the next record: keep this one on screen until then
+    if (waiting.size && p < n && !cache.has(p)) return;
     const done = model.get("done");
     progress.textContent = `${done} / ${n} labeled · record ${Math.min(p + 1, n)} of ${n} · queue: ${model.get("queue_name")}`;
     who.textContent = `annotator: ${model.get("annotator")}`;
@@ -296,13 +301,38 @@ function render({ model, el: host }) {
 
   // -- actions ---------------------------------------------------------------
 
-  function decide(action, value) {
-    const r = record();
-    if (!r || waiting.size) return;
-    const message = { type: "decide", position: position(), action, duration_ms: Math.round(performance.now() - shownAt) };
-    if (value !== undefined) message.value = value;
+  // Keys pressed while a decision is in flight wait their turn, in order: none is lost.
+  function dispatch(message) {
+    if (waiting.size) {
+      queued.push(message);
+      return;
+    }
+    if (message.type === "move") {
+      const p = Math.max(0, Math.min(total(), position() + message.step));
+      if (p !== position()) {
+        localError = "";
+        pos = p;
+        model.set("position", p);
+        model.save_changes();
+      }
+      runQueued();
+      return;
+    }
+    // a decision applies to the record on screen when it is sent (keys pressed ahead go to the next ones)
+    if (message.type === "decide") message.position = position();
     waiting.add(send(message));
     root.dataset.busy = "true";
+  }
+
+  function runQueued() {
+    if (!waiting.size && queued.length) dispatch(queued.shift());
+  }
+
+  function decide(action, value) {
+    if (!record() && !waiting.size) return;
+    const message = { type: "decide", position: position(), action, duration_ms: Math.round(performance.now() - shownAt) };
+    if (value !== undefined) message.value = value;
+    dispatch(message);
   }
 
   function choose(index) {
@@ -337,16 +367,11 @@ function render({ model, el: host }) {
   }
 
   function move(step) {
-    const p = Math.max(0, Math.min(total(), position() + step));
-    if (p === position() || waiting.size) return;
-    localError = "";
-    model.set("position", p);
-    model.save_changes();
+    dispatch({ type: "move", step });
   }
 
   function undo() {
-    if (waiting.size) return;
-    waiting.add(send({ type: "undo" }));
+    dispatch({ type: "undo" });
   }
 
   function act(action) {
@@ -463,9 +488,14 @@ function render({ model, el: host }) {
   }
 
   const onChange = () => show();
+  const onPosition = () => {
+    pos = model.get("position");
+    show();
+  };
   const onFilter = () => show();
   model.on("msg:custom", onMessage);
-  for (const name of ["position", "total", "done", "message", "labels", "annotator", "queue_name"]) {
+  model.on("change:position", onPosition);
+  for (const name of ["total", "done", "message", "labels", "annotator", "queue_name"]) {
     model.on(`change:${name}`, onChange);
   }
   root.addEventListener("keydown", onKeydown);
@@ -477,7 +507,8 @@ function render({ model, el: host }) {
 
   return () => {
     model.off("msg:custom", onMessage);
-    for (const name of ["position", "total", "done", "message", "labels", "annotator", "queue_name"]) {
+    model.off("change:position", onPosition);
+    for (const name of ["total", "done", "message", "labels", "annotator", "queue_name"]) {
       model.off(`change:${name}`, onChange);
     }
     root.removeEventListener("keydown", onKeydown);

@@ -41,7 +41,7 @@ def _free_port() -> int:
 class Lab:
     """A running JupyterLab server (one per test session) and helpers to drive notebooks in it."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, server_config: str = ""):
         self.root = root
         self.port = _free_port()
         self.token = secrets.token_hex(16)
@@ -51,6 +51,9 @@ class Lab:
         (settings / "notification.jupyterlab-settings").write_text(
             json.dumps({"fetchNews": "false", "checkForUpdates": False, "doNotDisturbMode": True})
         )
+        if server_config:  # python run by the server at start (jupyter_server_config.py)
+            (root / "_c").mkdir(exist_ok=True)
+            (root / "_c" / "jupyter_server_config.py").write_text(server_config)
         env = dict(os.environ)
         for name, sub in (("JUPYTER_CONFIG_DIR", "_c"), ("JUPYTER_DATA_DIR", "_d"), ("JUPYTER_RUNTIME_DIR", "_r")):
             env[name] = str(root / sub)

@@ -58,6 +58,21 @@ def test_keys_drive_decisions_into_df_and_store(panel_page, frame, tmp_path):
     assert not panel.page.console_errors
 
 
+def test_keys_pressed_faster_than_answers_are_all_kept_in_order(panel_page, frame):
+    df, task = frame
+    w = jl.Labeler(df, task, annotator="ana")
+    panel = panel_page(w)
+    expect(panel.root).to_have_attribute("data-key", "k0")
+    panel.root.evaluate(
+        """(root) => { for (const key of ["1", "2", "3", "ArrowLeft", "4", "s", "Enter"])
+                          root.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true})); }"""
+    )
+    expect(panel.root).to_have_attribute("data-key", "k5")
+    expect(panel.root).to_have_attribute("data-busy", "false")
+    assert df["label"].iloc[:5].fillna("-").tolist() == ["World", "Sports", "Sci/Tech", "-", "Sports"]
+    assert w.store.events()["action"].tolist() == ["edit", "accept", "edit", "edit", "skip", "accept"]
+
+
 def test_text_is_text_never_html(panel_page, page):
     task = jl.Task(LABELS)
     evil = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "<b>bold</b> & done"]

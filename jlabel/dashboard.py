@@ -43,7 +43,7 @@ BAND_NAMES = ["<0.5", "0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1"]
 POSITION_EDGES = np.array([1, 11, 26, 51, 101, 201])
 POSITION_NAMES = ["1-10", "11-25", "26-50", "51-100", "101-200", "201+"]
 MAX_RATERS = 40
-MAX_TIME_ROWS = 4000
+MAX_TIME_ROWS = 1500
 # time bins of the progress chart, finest first, with their length
 _FREQUENCIES = {
     "min": pd.Timedelta(minutes=1),
@@ -130,7 +130,7 @@ def _keys(values: pd.Series) -> pd.Series:
     present = values.notna()
     if not present.any():
         return pd.Series(None, index=values.index, dtype=object)
-    if values[present].map(type).eq(str).all():
+    if pd.api.types.infer_dtype(values[present], skipna=True) == "string":
         return values.where(present, None)
     return values.map(lambda v: json.dumps(v, sort_keys=True) if v is not None else None, na_action="ignore").where(
         present, None
@@ -143,11 +143,27 @@ _COLUMNS = ["record", "annotator", "ts", "source", "value", "key", "suggested", 
 def _finish(table: pd.DataFrame) -> pd.DataFrame:
     table["key"] = _keys(table["value"])
     table["suggested_key"] = _keys(table["suggested"])
-    single = table["key"].map(type).eq(str).all() and not table["value"].map(lambda v: isinstance(v, list)).any()
-    table["label"] = table["key"] if single else _ALL
+    single = pd.api.types.infer_dtype(table["value"], skipna=True) in ("string", "empty")
+    table["label"] = table["key"] if single else pd.Series(_ALL, index=table.index, dtype=object)
     table["confidence"] = pd.to_numeric(table["confidence"], errors="coerce").astype("float64")
     table["position"] = _positions(table)
     return table.reset_index(drop=True)
+
+
+def _objects(columns: dict) -> pd.DataFrame:
+    """A frame whose text columns stay Python objects (pandas 3 would convert them to Arrow strings, slowly)."""
+    return pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=object) if np.asarray(values).dtype == object else values
+            for name, values in columns.items()
+        }
+    )
+
+
+def _naive(ts) -> np.ndarray:
+    """UTC timestamps as a naive ``datetime64[ns]`` array (no per-element Timestamp objects)."""
+    ts = pd.to_datetime(pd.Series(ts), utc=True)
+    return ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
 def _positions(table: pd.DataFrame, ts: pd.Series | None = None) -> np.ndarray:
@@ -155,7 +171,7 @@ def _positions(table: pd.DataFrame, ts: pd.Series | None = None) -> np.ndarray:
     if table.empty:
         return np.zeros(0, dtype=np.int64)
     ts = table["ts"] if ts is None else ts
-    order = pd.DataFrame({"annotator": table["annotator"].to_numpy(), "ts": ts.to_numpy()}).sort_values(
+    order = _objects({"annotator": table["annotator"].to_numpy(dtype=object), "ts": _naive(ts)}).sort_values(
         ["annotator", "ts"], kind="stable"
     )
     new_annotator = order["annotator"].ne(order["annotator"].shift())
@@ -180,11 +196,11 @@ def _from_frame(df: pd.DataFrame) -> pd.DataFrame:
 
     source = column("label_source", "human")
     ts = df["labeled_at"][labeled] if "labeled_at" in df.columns else pd.Series(pd.NaT, index=df.index[labeled])
-    table = pd.DataFrame(
+    table = _objects(
         {
             "record": keys.to_numpy()[labeled],
             "annotator": pd.Series(column("annotator"), dtype=object).fillna("unknown").to_numpy(),
-            "ts": pd.to_datetime(ts, utc=True).to_numpy(),
+            "ts": _naive(ts),
             "source": source,
             "value": column("label"),
             "suggested": column("llm_label"),
@@ -193,8 +209,17 @@ def _from_frame(df: pd.DataFrame) -> pd.DataFrame:
     )
     table["ts"] = pd.to_datetime(table["ts"], utc=True)
     shown = pd.Series(source).isin(["llm_accepted", "llm_edited"]).to_numpy()
-    table["mode"] = np.where(shown, "shown", "not recorded")
+    table["mode"] = pd.Series(np.where(shown, "shown", "not recorded"), dtype=object)
     return _finish(table)
+
+
+def _as_json(values: pd.Series) -> np.ndarray:
+    """Decoded journal values back to the JSON text replay reads, encoding each distinct label once."""
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        encoded = np.array([*(json.dumps(u, ensure_ascii=False) for u in uniques), None], dtype=object)
+        return encoded[codes]
+    return np.array(_dump_column(values), dtype=object)
 
 
 def _from_events(events: pd.DataFrame, task: Task | None) -> pd.DataFrame:
@@ -204,13 +229,12 @@ def _from_events(events: pd.DataFrame, task: Task | None) -> pd.DataFrame:
     if "id" not in events.columns:
         events = events.assign(id=np.arange(1, len(events) + 1))
     decisions = events[events["action"].isin([*DECISIONS, "undo"])]
-    raw = decisions[["id", "ts", "record", "annotator", "action"]].assign(value=_dump_column(decisions["value"]))
+    raw = decisions[["id", "ts", "record", "annotator", "action"]].assign(value=_as_json(decisions["value"]))
     state = replay(raw, per_annotator=True)
     state = state[state["label"].notna()]
-    by_id = events.set_index("id")
-    at = by_id.reindex(state["event"].to_numpy())
-    suggested = at["suggestion"].to_numpy(dtype=object)
-    confidence = at["confidence"].to_numpy(dtype=float)
+    at = np.searchsorted(events["id"].to_numpy(), state["event"].to_numpy())  # events are sorted by id
+    suggested = events["suggestion"].to_numpy(dtype=object)[at]
+    confidence = events["confidence"].to_numpy(dtype=float)[at]
     # decisions made without a suggestion on them take the record's latest `suggest` event
     suggest = events[events["action"].eq("suggest")].drop_duplicates("record", keep="last").set_index("record")
     if not suggest.empty:
@@ -218,16 +242,16 @@ def _from_events(events: pd.DataFrame, task: Task | None) -> pd.DataFrame:
         missing = pd.isna(suggested)
         suggested = np.where(missing, fallback["suggestion"].to_numpy(dtype=object), suggested)
         confidence = np.where(missing, fallback["confidence"].to_numpy(dtype=float), confidence)
-    meta = at["meta"].to_numpy(dtype=object)
+    meta = events["meta"].to_numpy(dtype=object)[at]
     # meta is a small JSON object per decision: read its two flags
     blind = np.array([isinstance(m, dict) and m.get("blind") is True for m in meta])
     shown = np.array([isinstance(m, dict) and m.get("shown") is True for m in meta])
-    mode = np.where(blind, "blind", np.where(shown, "shown", "not recorded"))
-    table = pd.DataFrame(
+    mode = np.where(blind, "blind", np.where(shown, "shown", "not recorded")).astype(object)
+    table = _objects(
         {
             "record": state.index.to_numpy(dtype=object),
             "annotator": state["annotator"].to_numpy(dtype=object),
-            "ts": state["labeled_at"].to_numpy(),
+            "ts": _naive(state["labeled_at"]),
             "source": state["label_source"].to_numpy(dtype=object),
             "value": state["label"].to_numpy(dtype=object),
             "suggested": suggested,
@@ -337,22 +361,20 @@ def agreement_table(data, *, task: Task | None = None) -> pd.DataFrame:
     columns = ["rater_a", "rater_b", "n", "percent", "kappa"]
     if table.empty:
         return pd.DataFrame(columns=columns)
-    human = table[["record", "annotator", "key"]].rename(columns={"annotator": "rater"})
-    model = table.loc[table["suggested_key"].notna(), ["record", "suggested_key"]].drop_duplicates("record")
-    model = pd.DataFrame({"record": model["record"], "rater": MODEL_RATER, "key": model["suggested_key"]})
-    long = pd.concat([human, model], ignore_index=True)
-    top = long["rater"].value_counts().index[:MAX_RATERS]
-    long = long[long["rater"].isin(top)]
-    record, _ = pd.factorize(long["record"])
-    rater, raters = pd.factorize(long["rater"])
-    label, labels = pd.factorize(long["key"])
-    wide = np.full((record.max() + 1, len(raters)), -1, dtype=np.int64)
-    wide[record, rater] = label
+    n = len(table)
+    record, _ = pd.factorize(table["record"])
+    rater, names = pd.factorize(table["annotator"])
+    label, labels = pd.factorize(pd.concat([table["key"], table["suggested_key"]], ignore_index=True))
+    wide = np.full((record.max() + 1, len(names) + 1), -1, dtype=np.int64)
+    wide[record, rater] = label[:n]
+    suggested = label[n:] >= 0
+    wide[record[suggested], len(names)] = label[n:][suggested]  # the model, as one more rater
+    raters = np.array([*names, MODEL_RATER], dtype=object)
+    keep = np.argsort(-(wide >= 0).sum(axis=0), kind="stable")[:MAX_RATERS]
+    wide, raters = wide[:, keep], raters[keep]
     rows = []
     for i in range(len(raters)):
-        for j in range(len(raters)):
-            if i == j:
-                continue
+        for j in range(i + 1, len(raters)):
             both = (wide[:, i] >= 0) & (wide[:, j] >= 0)
             n = int(both.sum())
             if not n:
@@ -363,7 +385,7 @@ def agreement_table(data, *, task: Task | None = None) -> pd.DataFrame:
                 n * n
             )
             kappa = (observed - expected) / (1 - expected) if expected < 1 else np.nan
-            rows.append((raters[i], raters[j], n, observed, kappa))
+            rows += [(raters[i], raters[j], n, observed, kappa), (raters[j], raters[i], n, observed, kappa)]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -381,7 +403,7 @@ def reliability_table(data, *, task: Task | None = None) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=columns)
     confidence = table["confidence"].to_numpy().clip(0, 1)
-    frame = pd.DataFrame(
+    frame = _objects(
         {
             "bin": np.minimum((confidence * CONFIDENCE_BINS).astype(int), CONFIDENCE_BINS - 1) / CONFIDENCE_BINS,
             "label": table["label"].to_numpy(),
@@ -436,7 +458,7 @@ def accept_table(data, *, task: Task | None = None) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=columns)
     band = np.searchsorted(BAND_EDGES, table["confidence"].to_numpy(), side="right") - 1
-    frame = pd.DataFrame(
+    frame = _objects(
         {
             "band": np.asarray(BAND_NAMES, dtype=object)[band.clip(0, len(BAND_NAMES) - 1)],
             "mode": table["mode"].to_numpy(),
@@ -453,8 +475,12 @@ def disagreement(table: pd.DataFrame) -> pd.Series:
 
     NA where there is no reference (no other annotator and no suggestion).
     """
-    same = table.groupby(["record", "key"])["key"].transform("size") - 1
-    others = table.groupby("record")["key"].transform("size") - 1
+    record, _ = pd.factorize(table["record"])
+    key, keys = pd.factorize(table["key"])
+    pair = record.astype(np.int64) * max(len(keys), 1) + key
+    _, pair_code, pair_count = np.unique(pair, return_inverse=True, return_counts=True)
+    same = pd.Series(pair_count[pair_code] - 1, index=table.index)
+    others = pd.Series(np.bincount(record)[record] - 1, index=table.index)
     by_people = (same * 2 < others).astype("boolean")
     by_model = (table["key"] != table["suggested_key"]).astype("boolean").where(table["suggested_key"].notna(), pd.NA)
     return by_people.where(others > 0, by_model)
@@ -469,7 +495,7 @@ def error_table(data, *, task: Task | None = None) -> pd.DataFrame:
     wrong = disagreement(table)
     keep = wrong.notna().to_numpy()
     bucket = np.searchsorted(POSITION_EDGES, table["position"].to_numpy()[keep], side="right") - 1
-    frame = pd.DataFrame(
+    frame = _objects(
         {
             "annotator": table["annotator"].to_numpy()[keep],
             "position": np.asarray(POSITION_NAMES, dtype=object)[bucket.clip(0)],

@@ -12,7 +12,9 @@ a different value reloads the model), ``num_predict`` (default: until the contex
 ``top_k``, ``top_p``. ``logprobs``/``top_logprobs`` (0..20) follow Ollama's shape:
 a list with one ``{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}`` per
 generated token, computed from the raw logits before the grammar and sampler (as Ollama
-does). An unknown model is a 404 ``{"error": "model 'x' not found"}``.
+does). An unknown model is a 404 ``{"error": "model 'x' not found"}``. Like Ollama, it keeps the
+evaluated prompt and reuses its longest common prefix; ``prompt_eval_count`` counts only the
+tokens evaluated anew.
 
 Not served: pulling, embeddings, tools, images, ``context`` round-trips, ``keep_alive``.
 The digest in ``/api/tags`` is the sha256 of the GGUF file (Ollama's is the manifest's).
@@ -111,8 +113,8 @@ class Engine:
             # keep the common prefix of the previous prompt in the KV cache (as Ollama does)
             old = llm.input_ids[: llm.n_tokens].tolist()
             common = next((i for i, (a, b) in enumerate(zip(old, tokens)) if a != b), min(len(old), len(tokens)))
-            llm.n_tokens = min(common, len(tokens) - 1)
-            llm.eval(tokens[llm.n_tokens :])
+            llm.n_tokens = cached = min(common, len(tokens) - 1)
+            llm.eval(tokens[cached:])
             t1 = time.perf_counter_ns()
             sampler = self._sampler(options, fmt)
             vocab = llm._model.vocab
@@ -146,7 +148,7 @@ class Engine:
                     "done_reason": reason,
                     "total_duration": t2 - t0 + self.load_ns,
                     "load_duration": self.load_ns,
-                    "prompt_eval_count": len(tokens),
+                    "prompt_eval_count": len(tokens) - cached,
                     "prompt_eval_duration": t1 - t0,
                     "eval_count": n_gen,
                     "eval_duration": t2 - t1,

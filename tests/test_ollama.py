@@ -15,6 +15,8 @@ import numpy as np
 import ollama
 import pytest
 
+import jlabel as jl
+
 MODEL = "smollm2"
 
 
@@ -110,3 +112,256 @@ def test_standin_errors_are_ollamas(client):
     assert err.value.status_code == 404 and err.value.error == "model 'llama3:70b' not found"
     with pytest.raises(ollama.ResponseError, match="top_logprobs must be between 0 and 20"):
         client.generate(model=MODEL, prompt="hi", logprobs=True, top_logprobs=21)
+
+
+# --- the pieces that need no server -----------------------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from jlabel.llm.ollama import check_spans, distribution, label_codes, resolve_host  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("given_host", "expected"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:11434"),
+        ("localhost:8080", "http://localhost:8080"),
+        ("https://gpu.lan/", "https://gpu.lan:11434"),
+        ("http://[::1]:11434", "http://[::1]:11434"),
+    ],
+)
+def test_resolve_host(given_host, expected):
+    assert resolve_host(given_host) == expected
+
+
+def test_resolve_host_uses_ollama_host_then_default(monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", "10.1.2.3:9999")
+    assert resolve_host() == "http://10.1.2.3:9999"
+    monkeypatch.delenv("OLLAMA_HOST")
+    assert resolve_host() == "http://127.0.0.1:11434"
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "ftp://host", "http://host:notaport", 11434])
+def test_resolve_host_rejects_bad_input(bad):
+    with pytest.raises(ValueError, match="Ollama host"):
+        resolve_host(bad)
+
+
+def test_label_codes_cover_up_to_twenty_labels():
+    assert label_codes(9) == [str(i) for i in range(1, 10)]
+    assert label_codes(20)[0] == "A" and label_codes(20)[-1] == "T"
+    with pytest.raises(ValueError, match=r"1 to 20 labels .* got 21.*llamacpp"):
+        label_codes(21)
+
+
+_tokens = st.sampled_from(["1", " 2", "3", "4", "The", "A", '"1', "x", "\n"])
+
+
+@given(
+    st.lists(st.tuples(_tokens, st.floats(0.001, 1)), min_size=1, max_size=9, unique_by=lambda t: t[0]), st.floats(0, 1)
+)
+def test_distribution_is_a_distribution_over_the_codes(weights, rest):
+    # a top-k list as the API gives it: probabilities that sum to at most 1
+    total = sum(w for _, w in weights) + rest
+    alternatives = [(tok, float(np.log(w / total))) for tok, w in weights]
+    groups = [frozenset({c}) for c in "1234"]
+    mass = {c: sum(w for tok, w in weights if tok.strip().strip('"') == c) for c in "1234"}
+    if not any(mass.values()):
+        with pytest.raises(ValueError, match="none of the answers"):
+            distribution(alternatives, groups)
+        return
+    p = distribution(alternatives, groups)
+    assert p.shape == (4,) and np.all(p >= 0) and p.sum() == pytest.approx(1)
+    listed = np.array([mass[c] > 0 for c in "1234"])
+    m = np.array([mass[c] for c in "1234"])
+    # listed codes keep their ratios; a code not listed is never more likely than a listed one
+    np.testing.assert_allclose(p[listed] / p[listed].sum(), m[listed] / m[listed].sum())
+    assert np.all(p[~listed, None] <= p[None, listed] + 1e-12)
+
+
+def test_distribution_estimates_codes_missing_from_the_top_tokens():
+    # "1" and "2" listed; "3" is not: it gets the left-over mass, capped at the smallest listed one
+    p = distribution(
+        [("1", np.log(0.5)), ("2", np.log(0.3)), ("The", np.log(0.15))],
+        [frozenset("1"), frozenset("2"), frozenset("3")],
+    )
+    np.testing.assert_allclose(p, np.array([0.5, 0.3, 0.05]) / 0.85)
+
+
+def test_check_spans_keeps_repairs_and_drops():
+    text = "Ana met Bo in Oslo. Oslo is cold."
+    raw = [
+        {"text": "Ana", "label": "PER", "start": 0, "end": 3},  # exact
+        {"text": "Oslo", "label": "LOC", "start": 19, "end": 23},  # off by a few: nearest occurrence
+        {"text": "Paris", "label": "LOC", "start": 0, "end": 5},  # not in the text
+        {"text": "Bo", "label": "ORG", "start": 8, "end": 10},  # not a label
+        {"text": "Ana", "label": "PER", "start": 0, "end": 3},  # duplicate
+        "Bo",
+    ]
+    spans, notes = check_spans(text, raw, ["PER", "LOC"], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    assert spans == [
+        {"start": 0, "end": 3, "label": "PER", "confidence": 0.9},
+        {"start": 20, "end": 24, "label": "LOC", "confidence": 0.8},
+    ]
+    assert [text[s["start"] : s["end"]] for s in spans] == ["Ana", "Oslo"]
+    assert len(notes) == 5
+    assert "repaired to 20:24" in notes[0] and "'Paris' does not occur" in notes[1]
+    assert "label 'ORG' is not one of" in notes[2] and "same as an earlier" in notes[3] and "not an object" in notes[4]
+
+
+# --- the backend, end to end through the official client -------------------------------------
+
+NEWS = ["World", "Sports", "Business", "Sci/Tech"]
+TEXTS = [
+    "The central bank raised interest rates again.",
+    "The striker scored twice in the final.",
+    "Leaders met in Geneva to discuss the ceasefire.",
+]
+
+
+@pytest.fixture(scope="module")
+def backend(host):
+    from jlabel.llm import llm
+
+    with llm(f"ollama:{MODEL}", host=host) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="module")
+def news_task():
+    return jl.Task(NEWS, instructions="Classify the news article by topic.")
+
+
+@pytest.mark.model
+def test_backend_id_carries_the_served_digest(backend, standin):
+    digest = standin.models["smollm2:latest"].digest
+    assert backend.id == f"ollama:smollm2@sha256:{digest}"
+    assert backend.host == standin.url
+
+
+@pytest.mark.model
+def test_single_label_probabilities_come_from_the_apis_logprobs(backend, news_task, client):
+    scores = backend.score_records(news_task, TEXTS)
+    assert scores.errors == [None] * 3 and scores.warnings == [None] * 3
+    p = scores.probs
+    assert p.shape == (3, 4) and np.all(p > 0)
+    np.testing.assert_allclose(p.sum(axis=1), 1)
+    # deterministic: the same records give the same rows
+    np.testing.assert_array_equal(backend.score(news_task, TEXTS), p)
+    # the row is the API's own first-token distribution over the codes "1".."4", renormalised:
+    # ask the server directly with the official client and compare
+    prompt = backend.prompt_for(news_task)
+    r = client.chat(
+        model=MODEL,
+        messages=backend._coded_messages(prompt, ["1", "2", "3", "4"], TEXTS[1]),
+        format={"type": "integer", "enum": [1, 2, 3, 4]},
+        options={"temperature": 0, "seed": 0, "num_ctx": 2048, "num_predict": 3},
+        logprobs=True,
+        top_logprobs=20,
+    )
+    top = {t.token.strip(): np.exp(t.logprob) for t in r.logprobs[0].top_logprobs}
+    assert set("1234") <= set(top), "the 135M model should rank all four codes among its top 20"
+    direct = np.array([top[c] for c in "1234"])
+    np.testing.assert_allclose(p[1], direct / direct.sum(), rtol=1e-9)
+    assert NEWS[int(r.message.content) - 1] == NEWS[int(np.argmax(p[1]))]
+
+
+@pytest.mark.model
+def test_multi_label_gives_p_yes_per_label(backend):
+    task = jl.Task(NEWS, kind="multi", instructions="Which topics does the article touch?")
+    p = backend.score(task, TEXTS[1:2])
+    assert p.shape == (1, 4) and np.all((p > 0) & (p < 1))
+    np.testing.assert_array_equal(backend.score(task, TEXTS[1:2]), p)
+
+
+@pytest.mark.model
+def test_spans_are_checked_against_the_text(host):
+    from jlabel.llm import llm
+
+    task = jl.Task(["PERSON", "PLACE"], kind="spans", instructions="Mark people and places.")
+    text = "Ana met Bo in Oslo."
+    [result] = llm(f"ollama:{MODEL}", host=host, max_spans=2).spans(task, [text])
+    assert result.error is None or "cut after" in result.error
+    for span in result.spans:
+        assert 0 <= span["start"] < span["end"] <= len(text)
+        assert span["label"] in task.labels and 0 < span["confidence"] <= 1
+
+
+@pytest.mark.model
+def test_long_record_is_cut_with_a_warning(host, news_task):
+    from jlabel.llm import llm
+
+    short = llm(f"ollama:{MODEL}", host=host, max_chars=60)
+    scores = short.score_records(news_task, ["Markets fell. " * 40, TEXTS[0]])
+    assert scores.errors == [None, None]
+    assert "text of 560 characters cut to 60" in scores.warnings[0] and scores.warnings[1] is None
+    np.testing.assert_allclose(scores.probs.sum(axis=1), 1)
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_host_says_how_to_start_ollama():
+    from jlabel.llm import llm
+
+    port = _closed_port()
+    with pytest.raises(ConnectionError, match=rf"Cannot reach Ollama at http://127.0.0.1:{port}.*ollama serve"):
+        llm("ollama:qwen2.5:7b", host=f"127.0.0.1:{port}")
+
+
+def test_public_host_is_refused_before_any_connection(monkeypatch):
+    import socket
+
+    from jlabel.llm import EgressError, llm
+
+    monkeypatch.delenv("JLABEL_ALLOWED_HOSTS", raising=False)
+    attempts = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: attempts.append(address))
+    with pytest.raises(EgressError, match=r"'8.8.8.8'.*JLABEL_ALLOWED_HOSTS"):
+        llm("ollama:qwen2.5:7b", host="http://8.8.8.8:11434")
+    monkeypatch.setenv("OLLAMA_HOST", "1.1.1.1")
+    with pytest.raises(EgressError, match=r"'1\.1\.1\.1'"):
+        llm("ollama:qwen2.5:7b")
+    assert attempts == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"num_ctx": 100}, "num_ctx must be an integer of at least 1024, got 100"),
+        ({"max_chars": 0}, "max_chars must be an integer of at least 1, got 0"),
+        ({"max_spans": "3"}, "max_spans must be an integer of at least 1, got '3'"),
+        ({"timeout": -1}, "timeout must be a positive number of seconds, got -1"),
+    ],
+)
+def test_bad_options_are_refused(options, message):
+    from jlabel.llm import llm
+
+    with pytest.raises(ValueError, match=message):
+        llm("ollama:qwen2.5:7b", host="127.0.0.1:1", **options)
+
+
+@pytest.mark.model
+def test_model_not_pulled_says_ollama_pull(host):
+    from jlabel.llm import llm
+
+    with pytest.raises(LookupError, match=r"no model 'llama3.1:8b': run `ollama pull llama3.1:8b`"):
+        llm("ollama:llama3.1:8b", host=host)
+    with pytest.raises(ValueError, match="Ollama model must be a name"):
+        llm("ollama: ", host=host)
+
+
+@pytest.mark.model
+def test_more_than_twenty_labels_fail_at_once(backend):
+    task = jl.Task([f"label {i}" for i in range(21)])
+    with pytest.raises(ValueError, match=r"1 to 20 labels .* got 21"):
+        backend.score_records(task, ["anything"])

@@ -1,0 +1,501 @@
+"""The Ollama backend: label probabilities from the Ollama API's token logprobs.
+
+``jl.llm("ollama:MODEL", host=...)`` talks to an Ollama server through the official
+``ollama`` client. The host comes from ``host=``, else ``OLLAMA_HOST``, else
+``http://127.0.0.1:11434``, and passes the egress guard before the first request.
+
+How the probabilities are computed
+----------------------------------
+Ollama cannot score a given continuation (no prompt logprobs, no teacher forcing); it only
+returns, for each token it generates, the log-probabilities of up to 20 alternatives
+(``top_logprobs``). So each label gets a one-token code and the model is asked for the code:
+
+- single: the prompt lists the labels as ``1. World``, ``2. Sports``, ... (``A.``..``T.`` for
+  10-20 labels) and ``format`` (a JSON schema ``enum`` of the codes) constrains the answer.
+  At the first generated position that carries the code, the alternatives whose text is a
+  code give each label's probability; they are renormalised over the label set.
+- multi: one request per label asks whether it applies (yes or no), constrained to a JSON
+  boolean so that the first token is the answer; P(yes) = p(yes) / (p(yes) + p(no)), where
+  ``yes``/``true`` and ``no``/``false`` in any case count as the same answer.
+- spans: generation constrained by a JSON schema of ``{start, end, label, text}`` spans,
+  checked against the record (see :meth:`OllamaLLM.spans`).
+
+Limits
+------
+- At most 20 labels (``top_logprobs`` is capped at 20 alternatives).
+- Only the code's first token is seen: the distribution is over the codes, so it reflects
+  the label names only through the prompt, not through their own token sequences (use the
+  llama.cpp backend for full-sequence label scoring).
+- A code outside the 20 alternatives gets an estimate: the mass the 20 leave over, shared by
+  the missing codes and capped at the 20th alternative's probability and at the generated
+  answer's (greedy decoding under the ``format`` grammar picks the likeliest allowed answer).
+  A small model that would rather write something else than any code (say, the label's
+  name) thus gets a flat, low-confidence row, not a confident one.
+- Whether logprobs are taken before or after the ``format`` grammar depends on the server;
+  renormalising over the codes gives the same result either way.
+- Records are cut to ``max_chars`` characters so that the prompt fits ``num_ctx`` (Ollama
+  itself would silently drop the start of the prompt, instructions included).
+- The server keeps the shared prompt prefix in its cache between requests; the record sits
+  at the end of the prompt so that the instructions and label list are evaluated once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..prompts import Prompt
+from ..task import Task
+from .base import LLM, Scores, SpanResult
+from .egress import check
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+MAX_LABELS = 20
+
+_YES = frozenset(w for word in ("true", "yes") for w in (word, word.title(), word.upper()))
+_NO = frozenset(w for word in ("false", "no") for w in (word, word.title(), word.upper()))
+_YES_NO = {"type": "boolean"}
+
+
+def resolve_host(host: str | None = None) -> str:
+    """Return the Ollama base URL from ``host``, ``OLLAMA_HOST`` or the default.
+
+    Parameters
+    ----------
+    host
+        ``"http://10.0.0.5:11434"``, ``"10.0.0.5"``, ``"10.0.0.5:8080"`` or ``None``.
+
+    Returns
+    -------
+    str
+        ``scheme://host:port`` (port 11434 unless given).
+
+    Examples
+    --------
+    >>> resolve_host("10.0.0.5")
+    'http://10.0.0.5:11434'
+    >>> resolve_host("https://gpu-box.lan:8443/")
+    'https://gpu-box.lan:8443'
+    """
+    raw = host if host is not None else os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"Ollama host must be a URL such as {DEFAULT_HOST!r}, got {raw!r}.")
+    text = raw.strip()
+    parsed = urllib.parse.urlsplit(text if "://" in text else f"http://{text}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == -1:
+        raise ValueError(f"Ollama host {raw!r} is not a URL such as {DEFAULT_HOST!r}.")
+    hostname = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"{parsed.scheme}://{hostname}:{port or 11434}"
+
+
+def label_codes(k: int) -> list[str]:
+    """One-token answer codes for ``k`` labels: ``"1"``..``"9"``, else ``"A"``..``"T"``.
+
+    Examples
+    --------
+    >>> label_codes(4)
+    ['1', '2', '3', '4']
+    >>> label_codes(12)[-2:]
+    ['K', 'L']
+    """
+    if not 1 <= k <= MAX_LABELS:
+        raise ValueError(
+            f"The Ollama backend scores 1 to {MAX_LABELS} labels (Ollama returns at most {MAX_LABELS} "
+            f"alternatives per token), got {k}. Use jl.llm('llamacpp:/path/to/model.gguf') for larger label sets."
+        )
+    return [str(i + 1) for i in range(k)] if k <= 9 else list(string.ascii_uppercase[:k])
+
+
+def distribution(
+    alternatives: Sequence[tuple[str, float]],
+    groups: Sequence[frozenset[str]],
+    *,
+    chosen: tuple[str, float] | None = None,
+) -> np.ndarray:
+    """Spread one position's ``top_logprobs`` over answer groups and renormalise.
+
+    Parameters
+    ----------
+    alternatives
+        ``(token, logprob)`` pairs as the API returns them (at most 20).
+    groups
+        For each answer, the token texts that count for it (compared stripped of spaces
+        and quotes).
+    chosen
+        The ``(token, logprob)`` generated at that position, added when it is not among
+        ``alternatives`` (a grammar can force a token outside the top 20).
+
+    Returns
+    -------
+    numpy.ndarray
+        One probability per group, summing to 1. A group absent from the tokens gets the
+        left-over mass shared among absent groups, capped at the smallest listed probability
+        (with greedy decoding under a grammar, the chosen answer is the likeliest allowed one,
+        so an absent answer is also less likely than it).
+
+    Raises
+    ------
+    ValueError
+        When no token belongs to any group.
+
+    Examples
+    --------
+    >>> distribution([("2", -0.1), ("1", -2.5), ("The", -3.0)], [frozenset({"1"}), frozenset({"2"})]).round(3)
+    array([0.083, 0.917])
+    >>> distribution([("The", -0.2)], [frozenset({"yes"}), frozenset({"no"})], chosen=("no", -6.0)).round(3)
+    array([0.5, 0.5])
+    """
+    pairs = list(alternatives)
+    if chosen is not None and chosen[0] not in {t for t, _ in pairs}:
+        pairs.append(chosen)
+    keys = [str(t).strip().strip('"').strip() for t, _ in pairs]
+    probs = np.exp(np.array([lp for _, lp in pairs], dtype=np.float64))
+    member = np.array([[key in group for key in keys] for group in groups], dtype=bool).reshape(len(groups), -1)
+    if not member.any():
+        shown = ", ".join(repr(t) for t, _ in pairs[:5])
+        raise ValueError(
+            f"none of the answers {sorted(set().union(*groups))} is among the model's top tokens ({shown}, ...)"
+        )
+    mass = member.astype(np.float64) @ probs
+    missing = ~member.any(axis=1)
+    if missing.any():
+        left = max(0.0, 1.0 - probs.sum())
+        mass[missing] = min(probs.min(), left / missing.sum())
+    return mass / mass.sum()
+
+
+class OllamaLLM(LLM):
+    """A model served by Ollama, scored through the official ``ollama`` client.
+
+    Parameters
+    ----------
+    model
+        The Ollama model name, such as ``"qwen2.5:7b-instruct"`` (``ollama list`` shows them).
+    host
+        The server URL; default ``OLLAMA_HOST``, else ``http://127.0.0.1:11434``. Public
+        addresses are refused unless named in ``JLABEL_ALLOWED_HOSTS``.
+    num_ctx
+        The context window asked of the server, in tokens.
+    max_chars
+        Records longer than this are cut (with a warning) so the prompt fits ``num_ctx``;
+        default ``3 * (num_ctx - 512)``.
+    max_spans
+        The most spans asked for per record (a bound on generation time).
+    seed
+        Sampling seed sent with every request (decoding is greedy, so only ties depend on it).
+    timeout
+        Seconds to wait for one HTTP response.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        host: str | None = None,
+        num_ctx: int = 2048,
+        max_chars: int | None = None,
+        max_spans: int = 16,
+        seed: int = 0,
+        timeout: float = 300.0,
+    ) -> None:
+        import ollama
+
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"Ollama model must be a name such as 'qwen2.5:7b-instruct', got {model!r}.")
+        for name, value, low in (("num_ctx", num_ctx, 1024), ("max_chars", max_chars, 1), ("max_spans", max_spans, 1)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}.")
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed must be an integer, got {seed!r}.")
+        if not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
+        self.model = model.strip()
+        self.host = resolve_host(host)
+        check(urllib.parse.urlsplit(self.host).hostname)
+        self.num_ctx = num_ctx
+        self.max_chars = max_chars if max_chars is not None else 3 * (num_ctx - 512)
+        self.max_spans = max_spans
+        self.seed = seed
+        self._ollama = ollama
+        self._client = ollama.Client(host=self.host, timeout=timeout)
+        self._new_tokens = 0
+        self.digest = self._digest()
+
+    # --- errors a person can act on --------------------------------------------------------
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, method)(**kwargs)
+        except ConnectionError as exc:
+            raise ConnectionError(
+                f"Cannot reach Ollama at {self.host}: {exc}. Start it there with `ollama serve`, "
+                f"or pass host='http://HOST:11434' (or set OLLAMA_HOST) to point at a running server."
+            ) from exc
+        except self._ollama.ResponseError as exc:
+            if exc.status_code == 404 and "not found" in str(exc.error):
+                raise LookupError(
+                    f"Ollama at {self.host} has no model {self.model!r}: run `ollama pull {self.model}` "
+                    f"on that machine (`ollama list` shows the models it has)."
+                ) from exc
+            raise RuntimeError(f"Ollama at {self.host} answered {exc.status_code}: {exc.error}") from exc
+
+    def _digest(self) -> str:
+        listed = self._call("list").models
+        full = self.model if ":" in self.model else f"{self.model}:latest"
+        for entry in listed:
+            if entry.model in (self.model, full) and entry.digest:
+                return entry.digest.removeprefix("sha256:")
+        self._call("show", model=self.model)  # raises the "ollama pull" error for a missing model
+        raise LookupError(f"Ollama at {self.host} shows {self.model!r} but lists no digest for it.")
+
+    def close(self) -> None:
+        """Close the HTTP connections to the server (also done when the backend is garbage-collected)."""
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> OllamaLLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
+    def id(self) -> str:
+        """``ollama:MODEL@sha256:DIGEST``: the model name and the digest the server reports."""
+        return f"ollama:{self.model}@sha256:{self.digest}"
+
+    def __repr__(self) -> str:
+        return f"OllamaLLM({self.model!r}, host={self.host!r}, digest={self.digest[:12]!r})"
+
+    # --- the protocol ----------------------------------------------------------------------
+
+    def new_tokens(self) -> int:
+        """Tokens the server evaluated for this backend so far (prompt and generated, as reported)."""
+        return self._new_tokens
+
+    def score_records(self, task: Task, texts: Sequence[str], **kwargs: Any) -> Scores:
+        """Score a batch (see :meth:`jlabel.llm.base.LLM.score_records`); more than 20 labels fail at once."""
+        if task.kind == "single":
+            label_codes(len(task.labels))
+        return super().score_records(task, texts, **kwargs)
+
+    def score_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None]:
+        """Label probabilities for one record from the first answer token's ``top_logprobs``.
+
+        Parameters
+        ----------
+        prompt
+            The task's prompt (instructions, template, few-shot examples, verbalisers).
+        text
+            The record's text.
+
+        Returns
+        -------
+        probs, warning
+            single: one probability per label, summing to 1; multi: P(yes) per label. The
+            warning says when the text was cut to fit ``num_ctx``.
+        """
+        text, warning = self._fit(text)
+        if prompt.task.kind == "multi":
+            row = np.array(
+                [
+                    self._answer(self._ask(prompt.messages(text, label=label), _YES_NO, 3), [_YES, _NO])[0]
+                    for label in prompt.task.labels
+                ]
+            )
+            return row, warning
+        codes = label_codes(len(prompt.task.labels))
+        fmt: dict[str, Any] = (
+            {"type": "integer", "enum": [int(c) for c in codes]}
+            if codes[0] == "1"
+            else {"type": "string", "enum": codes}
+        )
+        response = self._ask(self._coded_messages(prompt, codes, text), fmt, 3)
+        return self._answer(response, [frozenset({c}) for c in codes]), warning
+
+    def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
+        """Spans for one record: JSON-schema-constrained generation, checked against the text.
+
+        Each span quotes its text; offsets that do not match the quote are moved to the
+        nearest place the quote occurs, or the span is dropped (see :func:`check_spans`). A
+        span's confidence is the geometric mean probability of the tokens that wrote it.
+        """
+        text, warning = self._fit(text)
+        item = {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string"},
+                "label": {"type": "string", "enum": list(prompt.task.labels)},
+                "start": {"type": "integer"},
+                "end": {"type": "integer"},
+            },
+            "required": ["text", "label", "start", "end"],
+        }
+        spans_schema = {"type": "array", "items": item, "maxItems": self.max_spans}
+        fmt = {"type": "object", "properties": {"spans": spans_schema}, "required": ["spans"]}
+        response = self._ask(prompt.messages(text), fmt, 64 * self.max_spans + 16)
+        content = response.message.content or ""
+        if response.done_reason == "length":
+            raise ValueError(f"the span JSON was cut after {response.eval_count} tokens: {content[:120]!r}...")
+        try:
+            raw = json.loads(content)["spans"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"the span JSON does not parse ({exc}): {content[:200]!r}") from exc
+        spans, notes = check_spans(text, raw, prompt.task.labels, _item_confidence(content, response.logprobs or []))
+        return SpanResult(spans=spans, notes=[warning, *notes] if warning else notes)
+
+    # --- requests ------------------------------------------------------------------------
+
+    def _coded_messages(self, prompt: Prompt, codes: Sequence[str], text: str) -> list[dict[str, str]]:
+        task = prompt.task
+        word = "number" if codes[0] == "1" else "letter"
+        lines = [prompt.system or task.instructions.strip() or "Label the text with the one label that fits it best."]
+        lines += ["", "Labels:"]
+        for code, label in zip(codes, task.labels):
+            forms = [f for f in prompt.forms(label) if f != label]
+            line = f"{code}. {label}" + (f" ({', '.join(forms)})" if forms else "")
+            description = task.descriptions.get(label, "")
+            lines.append(f"{line}: {description}" if description else line)
+        lines += ["", f"Answer with the {word} of the label only."]
+        messages = [{"role": "system", "content": "\n".join(lines)}]
+        for example, value in prompt.examples:
+            messages.append({"role": "user", "content": prompt.user_text(example)})
+            messages.append({"role": "assistant", "content": codes[task.index_of(value)]})
+        messages.append({"role": "user", "content": prompt.user_text(text)})
+        return messages
+
+    def _fit(self, text: str) -> tuple[str, str | None]:
+        if not isinstance(text, str):
+            raise TypeError(f"record text must be a string, got {type(text).__name__}: {text!r}")
+        if len(text) <= self.max_chars:
+            return text, None
+        return text[: self.max_chars], (
+            f"text of {len(text)} characters cut to {self.max_chars} to fit num_ctx={self.num_ctx} "
+            f"(raise num_ctx= or max_chars= to keep more)"
+        )
+
+    def _ask(self, messages: list[dict[str, str]], fmt: dict[str, Any], num_predict: int) -> Any:
+        response = self._call(
+            "chat",
+            model=self.model,
+            messages=messages,
+            format=fmt,
+            options={"temperature": 0, "seed": self.seed, "num_ctx": self.num_ctx, "num_predict": num_predict},
+            logprobs=True,
+            top_logprobs=MAX_LABELS,
+            stream=False,
+        )
+        self._new_tokens += (response.prompt_eval_count or 0) + (response.eval_count or 0)
+        return response
+
+    def _answer(self, response: Any, groups: Sequence[frozenset[str]]) -> np.ndarray:
+        if response.logprobs is None:
+            raise ValueError(
+                f"Ollama at {self.host} returned no logprobs: update Ollama to a version whose API returns them"
+            )
+        # the first position where an answer shows up (with a string enum, position 0 is a forced quote
+        # whose alternatives may already hold the answer the model wanted to write)
+        for entry in response.logprobs:
+            alternatives = [(t.token, t.logprob) for t in entry.top_logprobs or []]
+            chosen = (entry.token, entry.logprob) if entry.token.strip().strip('"').strip() else None
+            keys = {t.strip().strip('"').strip() for t, _ in alternatives + ([chosen] if chosen else [])}
+            if keys & frozenset().union(*groups):
+                return distribution(alternatives, groups, chosen=chosen)
+        raise ValueError(f"no answer among the model's top tokens (it wrote {response.message.content!r})")
+
+
+def _item_confidence(content: str, logprobs: Sequence[Any]) -> list[float]:
+    """Per item of the ``spans`` array: the geometric mean probability of its tokens."""
+    ends = np.cumsum([len(e.token) for e in logprobs])
+    starts = ends - np.array([len(e.token) for e in logprobs], dtype=int)
+    lps = np.array([e.logprob for e in logprobs], dtype=np.float64)
+    decoder, out = json.JSONDecoder(), []
+    try:
+        i = content.index("[", content.index('"spans"')) + 1
+        while True:
+            while i < len(content) and content[i] in " \t\r\n,":
+                i += 1
+            if i >= len(content) or content[i] == "]":
+                break
+            _, j = decoder.raw_decode(content, i)
+            inside = (starts < j) & (ends > i)
+            out.append(float(np.exp(lps[inside].mean())) if inside.any() else float("nan"))
+            i = j
+    except ValueError:
+        pass
+    return out
+
+
+def check_spans(
+    text: str, raw: Any, labels: Sequence[str], confidence: Sequence[float] = ()
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Keep the spans whose offsets match their quoted text; repair or drop the others.
+
+    Parameters
+    ----------
+    text
+        The record text the offsets refer to.
+    raw
+        The model's ``spans`` list: dicts with ``text``, ``label``, ``start`` and ``end``.
+    labels
+        The task's labels.
+    confidence
+        A confidence per raw span (missing ones become NaN).
+
+    Returns
+    -------
+    spans, notes
+        ``[{start, end, label, confidence}]`` sorted by offset, and one note per span that
+        was repaired (moved to where its quote occurs) or dropped (with the reason).
+
+    Examples
+    --------
+    >>> check_spans("Ana met Bo in Oslo.", [{"text": "Oslo", "label": "LOC", "start": 0, "end": 4}], ["LOC"])
+    ([{'start': 14, 'end': 18, 'label': 'LOC', 'confidence': nan}], ["span 0 'Oslo': offsets 0:4 repaired to 14:18"])
+    """
+    spans, notes, seen = [], [], set()
+    for n, item in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(item, dict):
+            notes.append(f"span {n} dropped: not an object ({item!r})")
+            continue
+        quote, label, start, end = item.get("text"), item.get("label"), item.get("start"), item.get("end")
+        if label not in labels:
+            notes.append(f"span {n} dropped: label {label!r} is not one of {list(labels)}")
+            continue
+        if not isinstance(quote, str) or not quote.strip():
+            notes.append(f"span {n} dropped: no quoted text")
+            continue
+        ok = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)
+        if not (ok and text[start:end] == quote):
+            found = [m.start() for m in re.finditer(f"(?={re.escape(quote)})", text)]
+            if not found:
+                notes.append(f"span {n} dropped: {quote!r} does not occur in the text")
+                continue
+            near = min(found, key=lambda i: abs(i - start) if isinstance(start, int) else i)
+            repaired = f"span {n} {quote!r}: offsets {start}:{end} repaired to {near}:{near + len(quote)}"
+            start, end = near, near + len(quote)
+        else:
+            repaired = None
+        if (start, end, label) in seen:
+            notes.append(f"span {n} dropped: same as an earlier span")
+            continue
+        notes += [repaired] if repaired else []
+        seen.add((start, end, label))
+        conf = float(confidence[n]) if n < len(confidence) else float("nan")
+        spans.append({"start": start, "end": end, "label": label, "confidence": conf})
+    return sorted(spans, key=lambda s: (s["start"], s["end"])), notes

@@ -124,9 +124,10 @@ class Labeler(anywidget.AnyWidget):
         missing = [c for c in context if c not in df.columns]
         if missing:
             raise KeyError(f"context names column(s) {missing} that the frame lacks; it has {list(df.columns)}.")
-        if llm is not None and not callable(getattr(llm, "score", None)):
+        method = "spans" if task.kind == "spans" else "score"
+        if llm is not None and not callable(getattr(llm, method, None)):
             raise TypeError(
-                f"llm must be a jlabel model (from jl.llm(...)) with a score() method, got {type(llm).__name__}."
+                f"llm must be a jlabel model (from jl.llm(...)) with a {method}() method, got {type(llm).__name__}."
             )
         keys = record_keys(df, id)
         texts(df.iloc[:0], task)  # a task whose text columns the frame lacks fails here, with the columns named
@@ -431,7 +432,7 @@ class Labeler(anywidget.AnyWidget):
     # -- live suggestions --------------------------------------------------------
 
     def _schedule(self, position: int) -> None:
-        if self._executor is None or self.task.kind == "spans":
+        if self._executor is None:
             return
         rows = self._queue[max(0, position) : position + PREFETCH]
         if not len(rows):
@@ -449,11 +450,19 @@ class Labeler(anywidget.AnyWidget):
     def _suggest(self, position: int, row: int, examples: list) -> None:
         key = self._keys[row]
         try:
-            matrix = np.asarray(self._llm.score(self.task, [self._text(row)], examples=examples), dtype=np.float64)
-            if matrix.shape != (1, len(self.task.labels)):
-                raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
-            with self._lock:
-                self._write_suggestion(row, matrix[0])
+            if self.task.kind == "spans":
+                result = self._llm.spans(self.task, [self._text(row)], examples=examples)[0]
+                if result.error:
+                    raise RuntimeError(result.error)
+                with self._lock:
+                    self._write_spans(row, result.spans)
+            else:
+                matrix = self._llm.score(self.task, [self._text(row)], examples=examples)
+                matrix = np.asarray(matrix, dtype=np.float64)
+                if matrix.shape != (1, len(self.task.labels)):
+                    raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
+                with self._lock:
+                    self._write_suggestion(row, matrix[0])
         except Exception as error:
             with self._lock:
                 self._failed[row] = f"{type(error).__name__}: {error}"
@@ -464,6 +473,16 @@ class Labeler(anywidget.AnyWidget):
         finally:
             self._pending.discard(row)
         self.send({"type": "records", "id": None, "records": self._records(position, position + 1)})
+
+    def _write_spans(self, row: int, spans: list[dict]) -> None:
+        column = self.df.columns.get_loc
+        confidences = [float(s["confidence"]) for s in spans if s.get("confidence") is not None]
+        self.df.iat[row, column("llm_label")] = self.task.check_value(spans)
+        self.df.iat[row, column("llm_confidence")] = min(confidences) if confidences else np.nan
+        self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
+        prompt = getattr(self._llm, "prompt_hash", None)
+        if prompt is not None:
+            self.df.iat[row, column("llm_prompt")] = str(prompt)
 
     def _write_suggestion(self, row: int, p: np.ndarray) -> None:
         index = self.df.index[[row]]

@@ -348,3 +348,44 @@ def test_python_side_decide_and_undo_update_the_front_end(small_df, task):
     assert p.w.current == "r1"
     assert p.w.undo() == "r0"
     assert p.sent[-1]["records"][0]["label"] is None and p.w.current == "r0"
+
+
+def test_live_span_suggestions(task):
+    from jlabel.llm.base import SpanResult
+
+    class SpanLLM:
+        id = "spans@sha256:1"
+
+        def spans(self, task, texts, *, examples=()):
+            at = texts[0].find("Acme")
+            return [SpanResult(spans=[{"start": at, "end": at + 4, "label": "ORG", "confidence": 0.8}])]
+
+    task = jl.Task(["PER", "ORG"], kind="spans")
+    df = pd.DataFrame({"text": ["Ana joined Acme."]})
+    p = Panel(df, task, annotator="ana", llm=SpanLLM())
+    assert _wait_for(lambda: not _missing_cell(df.loc[0, "llm_label"]))
+    assert df.loc[0, "llm_label"] == [{"start": 11, "end": 15, "label": "ORG"}]
+    p.decide("confirm", [{"start": 11, "end": 15, "label": "ORG"}])
+    assert df.loc[0, "label_source"] == "llm_accepted"
+
+
+def _missing_cell(value) -> bool:
+    return value is None or (not isinstance(value, list) and pd.isna(value))
+
+
+@pytest.mark.model
+def test_live_suggestion_from_the_embedded_model(task):
+    from jlabel.llm import llm as load
+
+    llm = load()  # the embedded default model
+    df = pd.DataFrame({"text": ["The striker scored twice in the cup final.", "Shares fell as the bank cut rates."]})
+    p = Panel(df, task, annotator="ana", llm=llm)
+    assert p.msg(type="fetch", start=0, count=1)["records"][0]["suggestion_state"] in ("coming", "ready")
+    assert _wait_for(lambda: df["llm_label"].notna().all(), timeout=120)
+    assert np.allclose(jl.probs(df, task).sum(axis=1), 1)
+    assert df["llm_model"].iloc[0] == llm.id and df["llm_prompt"].notna().all()
+    record = p.msg(type="fetch", start=0, count=1)["records"][0]
+    assert record["suggestion_state"] == "ready" and record["suggestion"]["label"] == df["llm_label"].iloc[0]
+    p.decide("accept")
+    event = p.w.store.events().iloc[0]
+    assert event["model"] == llm.id and event["suggestion"] == df["llm_label"].iloc[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import ollama
+import pandas as pd
 import pytest
 
 import jlabel as jl
@@ -365,3 +366,35 @@ def test_more_than_twenty_labels_fail_at_once(backend):
     task = jl.Task([f"label {i}" for i in range(21)])
     with pytest.raises(ValueError, match=r"1 to 20 labels .* got 21"):
         backend.score_records(task, ["anything"])
+
+
+# --- through jl.preannotate ------------------------------------------------------------------------
+
+
+def _preannotate():
+    if hasattr(jl, "preannotate"):
+        return jl.preannotate
+    try:
+        from jlabel.preannotate import preannotate
+    except ImportError:
+        pytest.skip("jlabel.preannotate is not there yet")
+    return preannotate
+
+
+@pytest.mark.model
+def test_preannotate_end_to_end_through_ollama(backend, news_task, tmp_path):
+    preannotate = _preannotate()
+    df = pd.DataFrame({"text": [*TEXTS, "A new chip doubles battery life in phones."]}, index=list("abcd"))
+    cache = tmp_path / "scores.sqlite"
+    out = preannotate(df, news_task, backend, cache=cache, calibrate=None, progress=False)
+    p = jl.probs(out, news_task)
+    np.testing.assert_allclose(p.sum(axis=1), 1)
+    assert out["llm_label"].tolist() == [NEWS[i] for i in p.argmax(axis=1)]
+    np.testing.assert_allclose(out["llm_confidence"].to_numpy(dtype=float), p.max(axis=1))
+    assert (out["llm_model"] == backend.id).all() and out["llm_error"].isna().all()
+    assert "llm_probs" not in df.columns, "preannotate must not change its input"
+    # the same run again is answered from the cache: the server evaluates nothing
+    before = backend.new_tokens()
+    again = preannotate(df, news_task, backend, cache=cache, calibrate=None, progress=False)
+    assert backend.new_tokens() == before
+    np.testing.assert_array_equal(jl.probs(again, news_task), p)

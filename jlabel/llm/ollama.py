@@ -18,7 +18,11 @@ returns, for each token it generates, the log-probabilities of up to 20 alternat
   boolean so that the first token is the answer; P(yes) = p(yes) / (p(yes) + p(no)), where
   ``yes``/``true`` and ``no``/``false`` in any case count as the same answer.
 - spans: generation constrained by a JSON schema of ``{start, end, label, text}`` spans,
-  checked against the record (see :meth:`OllamaLLM.spans`).
+  checked against the record (see :meth:`OllamaLLM.spans_one` and :func:`check_spans`).
+
+The prompt is the task's :class:`~jlabel.prompts.Prompt`: its instructions (or its own system
+text), the label list with the codes (a label's verbalisers are shown next to it), its
+few-shot examples answered with their codes, and the record through its template, last.
 
 Limits
 ------
@@ -209,8 +213,16 @@ class OllamaLLM(LLM):
         seed: int = 0,
         timeout: float = 300.0,
     ) -> None:
+        import inspect
+        from importlib.metadata import version
+
         import ollama
 
+        if "logprobs" not in inspect.signature(ollama.Client.chat).parameters:
+            raise ImportError(
+                f"The Ollama backend needs the ollama client 0.6.3 or newer (logprobs support), "
+                f"found {version('ollama')}: pip install -U 'ollama>=0.6.3'."
+            )
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"Ollama model must be a name such as 'qwen2.5:7b-instruct', got {model!r}.")
         for name, value, low in (("num_ctx", num_ctx, 1024), ("max_chars", max_chars, 1), ("max_spans", max_spans, 1)):

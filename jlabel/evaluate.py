@@ -34,6 +34,7 @@ from .task import Task
 
 TARGET_ACCURACY = 0.95
 ECE_BINS = 10
+BOOTSTRAP = 2000
 _RUN_COLUMNS = ("records_per_s", "seconds")
 
 
@@ -45,6 +46,7 @@ def evaluate(
     *,
     seed: int = 0,
     label: str = "label",
+    calibrate: str | None = "batch",
     target_accuracy: float = TARGET_ACCURACY,
 ) -> pd.DataFrame:
     """Score each prompt on a labeled gold sample: one row per prompt.
@@ -64,32 +66,38 @@ def evaluate(
         instructions or label descriptions; a :class:`jlabel.prompts.Prompt` (system text,
         few-shot examples, verbalisers). Default: ``{"default": task}``.
     seed
-        Passed to pre-annotation (choice and order of few-shot examples).
+        Seed of the bootstrap that gives the accuracy's 95% interval.
     label
         The column holding the gold labels.
+    calibrate
+        The label-bias correction pre-annotation applies (see :func:`jlabel.preannotate`):
+        ``"batch"`` (the default there too), ``"content_free"`` or ``None``.
     target_accuracy
         The accuracy the auto-accept threshold must keep (the ``coverage``/``threshold`` columns).
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by prompt name: ``n``, ``failed``, ``accuracy``, ``macro_f1``, ``ece``,
+        Indexed by prompt name: ``n``, ``failed``, ``accuracy`` with ``accuracy_low`` and
+        ``accuracy_high`` (a 95% bootstrap interval over records), ``macro_f1``, ``ece``,
         ``coverage`` and ``threshold`` (at ``target_accuracy``), ``records_per_s``, ``seconds``,
         ``model`` (the model id with its file digest), ``prompt_hash`` and one ``f1[LABEL]``
         column per label. Apart from ``records_per_s`` and ``seconds`` the same call gives
         the same table.
     """
     prompts = _check_prompts(prompts, task)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}.")
     frame, truth = _gold(gold, task, label)
     if not isinstance(target_accuracy, (int, float)) or not 0 < target_accuracy <= 1:
         raise ValueError(f"target_accuracy must be in (0, 1], got {target_accuracy!r}.")
     rows = []
     for name, prompt in prompts.items():
         started = time.perf_counter()
-        suggested = _suggest(frame, llm, prompt, seed)
+        suggested = _suggest(frame, llm, prompt, calibrate)
         seconds = time.perf_counter() - started
         matrix = probs(suggested, task)
-        row = {"prompt": name, **scores(truth, matrix, task, target_accuracy=target_accuracy)}
+        row = {"prompt": name, **scores(truth, matrix, task, target_accuracy=target_accuracy, seed=seed)}
         row["records_per_s"] = len(frame) / seconds if seconds > 0 else np.inf
         row["seconds"] = seconds
         row["model"] = _single_value(suggested.get("llm_model"), getattr(llm, "id", type(llm).__name__))
@@ -97,7 +105,19 @@ def evaluate(
         rows.append(row)
     table = pd.DataFrame(rows).set_index("prompt")
     f1 = [c for c in table.columns if c.startswith("f1[")]
-    head = ["n", "failed", "accuracy", "macro_f1", "ece", "coverage", "threshold", *_RUN_COLUMNS, "model"]
+    head = [
+        "n",
+        "failed",
+        "accuracy",
+        "accuracy_low",
+        "accuracy_high",
+        "macro_f1",
+        "ece",
+        "coverage",
+        "threshold",
+        *_RUN_COLUMNS,
+        "model",
+    ]
     return table[[*head, "prompt_hash", *f1]]
 
 
@@ -107,6 +127,7 @@ def scores(
     task: Task,
     *,
     target_accuracy: float = TARGET_ACCURACY,
+    seed: int = 0,
 ) -> dict[str, float]:
     """The metrics of one prompt from gold labels and the model's probability matrix.
 
@@ -121,11 +142,13 @@ def scores(
         The task (its kind and labels).
     target_accuracy
         The accuracy the auto-accept threshold must keep.
+    seed
+        Seed of the bootstrap interval of the accuracy.
 
     Returns
     -------
     dict
-        ``n``, ``failed``, ``accuracy``, ``macro_f1``, ``ece``, ``coverage``, ``threshold``
+        ``n``, ``failed``, ``accuracy``, ``accuracy_low``, ``accuracy_high``, ``macro_f1``, ``ece``, ``coverage``, ``threshold``
         and ``f1[LABEL]`` per label.
 
     Examples
@@ -162,10 +185,13 @@ def scores(
     f1 = f1_scores(gold_onehot, pred_onehot)
     present = gold_onehot.any(axis=0) | pred_onehot.any(axis=0)
     coverage, threshold = coverage_at(confidence, correct, target_accuracy)
+    low, high = _interval(correct, seed) if n else (np.nan, np.nan)
     out: dict[str, float] = {
         "n": n,
         "failed": int((~valid).sum()),
         "accuracy": float(correct.mean()) if n else np.nan,
+        "accuracy_low": low,
+        "accuracy_high": high,
         "macro_f1": float(f1[present].mean()) if present.any() else np.nan,
         "ece": ece,
         "coverage": coverage,
@@ -385,7 +411,7 @@ def _gold(gold, task: Task, label: str) -> tuple[pd.DataFrame, np.ndarray]:
         )
     k = len(task.labels)
     if task.kind == "single":
-        codes = pd.Categorical(values.astype(object), categories=list(task.labels)).codes
+        codes = pd.Index(task.labels, dtype=object).get_indexer(values.astype(object))
         unknown = codes < 0
         if unknown.any():
             bad = sorted(set(values[unknown].astype(str)))[:10]
@@ -397,7 +423,7 @@ def _gold(gold, task: Task, label: str) -> tuple[pd.DataFrame, np.ndarray]:
     else:
         exploded = values.reset_index(drop=True).explode()  # a string stays one label; [] becomes NaN
         rows = exploded.index.to_numpy()
-        codes = pd.Categorical(exploded.astype(object), categories=list(task.labels)).codes
+        codes = pd.Index(task.labels, dtype=object).get_indexer(exploded.astype(object))
         present = exploded.notna().to_numpy()
         unknown = present & (codes < 0)
         if unknown.any():
@@ -415,11 +441,30 @@ def _is_missing(value) -> bool:
     return isinstance(value, float) and np.isnan(value)
 
 
-def _suggest(frame: pd.DataFrame, llm: Any, prompt: Prompt, seed: int) -> pd.DataFrame:
+def _suggest(frame: pd.DataFrame, llm: Any, prompt: Prompt, calibrate) -> pd.DataFrame:
     """Pre-annotate the gold records with one prompt, computing every suggestion afresh."""
     from .preannotate import preannotate
 
-    return preannotate(frame, prompt.task, llm, prompt=prompt, seed=seed, cache=None, resume=False, progress=False)
+    # no cache and no resume: every suggestion is computed now, so records/s is the model's speed
+    return preannotate(
+        frame,
+        prompt.task,
+        llm,
+        prompt=prompt,
+        examples=None,
+        calibrate=calibrate,
+        cache=None,
+        resume=False,
+        progress=False,
+    )
+
+
+def _interval(correct: np.ndarray, seed: int, resamples: int = BOOTSTRAP) -> tuple[float, float]:
+    """A 95% percentile-bootstrap interval of the accuracy, resampling records."""
+    rng = np.random.default_rng(seed)
+    draws = correct[rng.integers(0, len(correct), size=(resamples, len(correct)))].mean(axis=1)
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return float(low), float(high)
 
 
 def _single_value(column: pd.Series | None, default):
@@ -441,7 +486,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     parser.add_argument("--text", default="text", help="the text column, or a template such as '{title}. {body}'")
     parser.add_argument("--instructions", default="", help="the task's instructions (the default prompt)")
     parser.add_argument("--kind", choices=("single", "multi"), default="single", help="the task kind")
-    parser.add_argument("--label-column", default="label", help="the column holding the gold labels")
+    parser.add_argument(
+        "--label-column", default="label", help="the column holding the gold labels (multi: 'a|b' in a CSV)"
+    )
     parser.add_argument("--id", help="the column holding the record keys (default: the row number)")
     parser.add_argument(
         "--prompt",
@@ -450,8 +497,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         metavar="NAME=FILE",
         help="a prompt template read from FILE, scored under NAME (repeat for several; default: the task's prompt)",
     )
+    parser.add_argument(
+        "--calibrate", choices=("batch", "content_free", "none"), default="batch", help="label-bias correction"
+    )
     parser.add_argument("--model", default=None, help="the model spec for jl.llm (default: the embedded model)")
-    parser.add_argument("--seed", type=int, default=0, help="the seed passed to pre-annotation")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of the accuracy's bootstrap interval")
     parser.add_argument("--out", help="write the table here (.csv or .parquet); printed either way")
     return parser
 
@@ -478,6 +528,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
             )
         gold = gold.set_index(args.id, drop=True)
     task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
+    if args.kind == "multi" and args.label_column in gold.columns and gold[args.label_column].map(type).eq(str).all():
+        gold[args.label_column] = gold[args.label_column].str.split("|")  # a CSV holds "a|b"
     prompts: dict[str, str] = {}
     for item in args.prompt:
         name, sep, file = item.partition("=")
@@ -487,7 +539,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
             raise SystemExit(f"jlabel evaluate: prompt {name!r}: no file at {file!r}.")
         prompts[name] = Path(file).read_text(encoding="utf-8")
     model = make_llm(args.model) if args.model else make_llm()
-    table = evaluate(gold, task, model, prompts or None, seed=args.seed, label=args.label_column)
+    table = evaluate(
+        gold,
+        task,
+        model,
+        prompts or None,
+        seed=args.seed,
+        label=args.label_column,
+        calibrate=None if args.calibrate == "none" else args.calibrate,
+    )
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.drop(columns=["model", "prompt_hash"]).round(3).to_string())
     print(f"model: {_single_value(table['model'], '')}")

@@ -19,7 +19,9 @@ from jlabel.evaluate import (
     expected_calibration_error,
     scores,
 )
+from jlabel.llm import llm as load_model
 from jlabel.llm.base import LLM, SpanResult
+from jlabel.preannotate import preannotate
 from jlabel.prompts import Prompt, default_prompt
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
@@ -180,12 +182,11 @@ def test_evaluate_table_matches_the_probabilities_each_prompt_gives(task):
     before = gold.copy()
     llm = KeywordLLM()
     prompts = {"plain": task, "headline": "Headline: {text}"}
-    table = jl.evaluate(gold, task, llm, prompts)
+    table = jl.evaluate(gold, task, llm, prompts, calibrate=None)
     pd.testing.assert_frame_equal(gold, before)  # the input is not modified
     assert list(table.index) == ["plain", "headline"]
-    assert {"accuracy", "macro_f1", "ece", "coverage", "threshold", "records_per_s", "model", "prompt_hash"} <= set(
-        table.columns
-    )
+    expected_columns = {"accuracy", "accuracy_low", "accuracy_high", "macro_f1", "ece", "coverage", "threshold"}
+    assert expected_columns | {"records_per_s", "model", "prompt_hash"} <= set(table.columns)
     assert [c for c in table.columns if c.startswith("f1[")] == [f"f1[{label}]" for label in LABELS]
     truth = np.array([LABELS.index(v) for v in GOLD["label"]])
     for name, prompt in [
@@ -200,9 +201,25 @@ def test_evaluate_table_matches_the_probabilities_each_prompt_gives(task):
         assert row["prompt_hash"] == prompt.hash
         assert row["model"] == llm.id
         assert row["records_per_s"] > 0
+        assert row["accuracy_low"] <= row["accuracy"] <= row["accuracy_high"]
     assert table.loc["headline", "accuracy"] == 1.0
     assert table.loc["plain", "accuracy"] < 1.0
     assert table.loc["plain", "prompt_hash"] != table.loc["headline", "prompt_hash"]
+
+
+def test_evaluate_measures_what_preannotate_suggests_with_its_default_calibration(task):
+    llm = KeywordLLM()
+    table = jl.evaluate(GOLD, task, llm, {"headline": "Headline: {text}"}, seed=3)
+    prompt = default_prompt(task, template="Headline: {text}")
+    options = {"examples": None, "cache": None, "resume": False, "progress": False}
+    suggested = preannotate(GOLD.drop(columns="label"), task, llm, prompt=prompt, **options)
+    truth = np.array([LABELS.index(v) for v in GOLD["label"]])
+    expected = scores(truth, jl.probs(suggested, task), task, seed=3)
+    raw = table.loc["headline"]
+    for metric, value in expected.items():
+        assert raw[metric] == pytest.approx(value, nan_ok=True), metric
+    uncorrected = jl.evaluate(GOLD, task, llm, {"headline": "Headline: {text}"}, seed=3, calibrate=None)
+    assert uncorrected.loc["headline", "ece"] != pytest.approx(raw["ece"])  # the correction changes confidences
 
 
 def test_evaluate_recomputes_suggestions_and_survives_a_failing_record(task):
@@ -306,12 +323,32 @@ def test_command_refuses_a_missing_file_and_a_bad_prompt_option(tmp_path):
         evaluate_command(_args(str(tmp_path / "gold.csv"), "--labels", *LABELS, "--prompt", "v1"))
 
 
+def test_command_scores_prompt_files_and_writes_the_table(tmp_path, monkeypatch, capsys, task):
+    monkeypatch.setattr("jlabel.llm.llm", lambda spec=None: KeywordLLM())  # the command loads its model by spec
+    GOLD.to_csv(tmp_path / "gold.csv", index_label="key")
+    (tmp_path / "headline.txt").write_text("Headline: {text}", encoding="utf-8")
+    out = tmp_path / "table.csv"
+    argv = [str(tmp_path / "gold.csv"), "--labels", *LABELS, "--id", "key", "--calibrate", "none"]
+    argv += ["--instructions", task.instructions]
+    argv += ["--prompt", f"headline={tmp_path / 'headline.txt'}", "--out", str(out)]
+    assert evaluate_command(_args(*argv)) == 0
+    written = pd.read_csv(out, index_col="prompt")
+    direct = jl.evaluate(GOLD, task, KeywordLLM(), {"headline": "Headline: {text}"}, calibrate=None)
+    assert list(written.index) == ["headline"]
+    assert written.loc["headline", "accuracy"] == direct.loc["headline", "accuracy"] == 1.0
+    assert written.loc["headline", "prompt_hash"] == direct.loc["headline", "prompt_hash"]
+    printed = capsys.readouterr().out
+    assert "headline" in printed and f"wrote {out}" in printed
+    with pytest.raises(SystemExit, match="--id 'nope'"):
+        evaluate_command(_args(str(tmp_path / "gold.csv"), "--labels", *LABELS, "--id", "nope"))
+
+
 # -- the real embedded model ------------------------------------------------------------------
 
 
 @pytest.mark.model
-def test_same_call_twice_gives_the_same_table_on_the_embedded_model(task, tmp_path, capsys):
-    llm = jl.llm()
+def test_same_call_twice_gives_the_same_table_on_the_embedded_model(task):
+    llm = load_model()  # the embedded model (jl.llm())
     described = jl.Task(
         {
             "World": "politics, governments, wars, diplomacy",
@@ -330,12 +367,3 @@ def test_same_call_twice_gives_the_same_table_on_the_embedded_model(task, tmp_pa
     assert first["model"].str.contains("sha256:").all()
     assert first.loc["names", "prompt_hash"] != first.loc["described", "prompt_hash"]
     assert ((first["accuracy"] >= 0) & (first["accuracy"] <= 1)).all()
-    # the command runs the same evaluation as a batch job
-    GOLD.to_csv(tmp_path / "gold.csv", index_label="id")
-    (tmp_path / "plain.txt").write_text("{text}", encoding="utf-8")
-    out = tmp_path / "table.csv"
-    argv = [str(tmp_path / "gold.csv"), "--labels", *LABELS, "--instructions", task.instructions]
-    assert evaluate_command(_args(*argv, "--prompt", "plain=" + str(tmp_path / "plain.txt"), "--out", str(out))) == 0
-    written = pd.read_csv(out, index_col="prompt")
-    assert written.loc["plain", "accuracy"] == pytest.approx(first.loc["names", "accuracy"])
-    assert "wrote" in capsys.readouterr().out

@@ -54,17 +54,21 @@ def journal(n: int) -> pd.DataFrame:
     )
 
 
-def measure(data, task) -> tuple[float, dict]:
-    start = time.perf_counter()
+def measure(data, task) -> tuple[float, float, dict]:
+    """Wall and CPU seconds to build the dashboard's validated spec (CPU time is steadier on a shared machine)."""
+    start, cpu = time.perf_counter(), time.process_time()
     with alt.data_transformers.enable("default", max_rows=5000):  # Altair's own limit, on purpose
         spec = jl.dashboard(data, task=task).to_dict()
-    return time.perf_counter() - start, spec
+    return time.perf_counter() - start, time.process_time() - cpu, spec
 
 
-def report(name: str, seconds: float, spec: dict, floor: float, raw_bytes: int) -> None:
+def report(name: str, seconds: float, cpu: float, spec: dict, floor: float, what: str, raw_bytes: int) -> None:
     size = len(json.dumps(spec))
     rows = max(len(v) for v in spec["datasets"].values())
-    print(f"{name}: dashboard {seconds:.2f} s (target < 5 s), {seconds / floor:.1f}x the replay floor ({floor:.2f} s)")
+    print(
+        f"{name}: dashboard {seconds:.2f} s wall, {cpu:.2f} s CPU (target < 5 s), "
+        f"{cpu / floor:.1f}x the CPU time of {what} ({floor:.2f} s)"
+    )
     print(
         f"{name}: spec {size / 1e3:.1f} KB (target < 1 MB) = {size / raw_bytes:.5f} of the raw data as JSON "
         f"({raw_bytes / 1e6:.0f} MB); largest dataset {rows} rows (limit 5,000)"
@@ -79,15 +83,15 @@ def main() -> None:
 
     events = journal(args.events)
     raw_bytes = len(events.drop(columns="meta").to_json(orient="records", date_format="iso"))
-    start = time.perf_counter()
+    start = time.process_time()
     decisions = events[events["action"].isin(["label", "accept", "edit", "reject", "skip", "undo"])]
     replay(
         decisions[["id", "ts", "record", "annotator", "action"]].assign(value=_dump_column(decisions["value"])),
         per_annotator=True,
     )
-    floor = time.perf_counter() - start
-    seconds, spec = measure(events, task)
-    report(f"{args.events:,} events", seconds, spec, floor, raw_bytes)
+    floor = time.process_time() - start
+    seconds, cpu, spec = measure(events, task)
+    report(f"{args.events:,} events", seconds, cpu, spec, floor, "the store's replay of the events", raw_bytes)
 
     # a labeled frame of the same size: one row per record
     n = args.events
@@ -108,11 +112,12 @@ def main() -> None:
         }
     )
     raw_bytes = len(frame.to_json(orient="records", date_format="iso"))
-    start = time.perf_counter()
-    frame["label"].eq(frame["llm_label"]).groupby(frame["annotator"]).mean()  # one groupby over the frame
-    floor = time.perf_counter() - start
-    seconds, spec = measure(frame, task)
-    report(f"{n:,}-row frame", seconds, spec, floor, raw_bytes)
+    start = time.process_time()
+    pd.crosstab(frame["label"], frame["llm_label"])  # the confusion matrix alone, the simplest chart's aggregate
+    frame["label"].eq(frame["llm_label"]).groupby(frame["annotator"]).mean()
+    floor = time.process_time() - start
+    seconds, cpu, spec = measure(frame, task)
+    report(f"{n:,}-row frame", seconds, cpu, spec, floor, "a crosstab and a groupby of the frame", raw_bytes)
 
 
 if __name__ == "__main__":

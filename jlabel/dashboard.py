@@ -140,13 +140,16 @@ def _keys(values: pd.Series) -> pd.Series:
 _COLUMNS = ["record", "annotator", "ts", "source", "value", "key", "suggested", "suggested_key", "confidence", "mode"]
 
 
-def _finish(table: pd.DataFrame) -> pd.DataFrame:
+def _finish(table: pd.DataFrame, *, positions: bool = True) -> pd.DataFrame:
     table["key"] = _keys(table["value"])
     table["suggested_key"] = _keys(table["suggested"])
+    # computed once here, used by several charts: the model was right; integer record codes
+    table["correct"] = (table["key"] == table["suggested_key"]).to_numpy(dtype=bool) & table["suggested_key"].notna()
+    table["record_code"] = pd.factorize(table["record"])[0]
     single = pd.api.types.infer_dtype(table["value"], skipna=True) in ("string", "empty")
     table["label"] = table["key"] if single else pd.Series(_ALL, index=table.index, dtype=object)
     table["confidence"] = pd.to_numeric(table["confidence"], errors="coerce").astype("float64")
-    table["position"] = _positions(table)
+    table["position"] = _positions(table) if positions else 1
     return table.reset_index(drop=True)
 
 
@@ -186,7 +189,7 @@ def _positions(table: pd.DataFrame, ts: pd.Series | None = None) -> np.ndarray:
 def _from_frame(df: pd.DataFrame) -> pd.DataFrame:
     keys = key_strings(record_keys(df))
     if "label" not in df.columns:
-        return pd.DataFrame(columns=[*_COLUMNS, "label", "position"])
+        return pd.DataFrame(columns=[*_COLUMNS, "label", "position", "correct", "record_code"])
     labeled = df["label"].notna().to_numpy()
 
     def column(name, default=None):
@@ -224,7 +227,7 @@ def _as_json(values: pd.Series) -> np.ndarray:
 
 def _from_events(events: pd.DataFrame, task: Task | None) -> pd.DataFrame:
     if events.empty:
-        return pd.DataFrame(columns=[*_COLUMNS, "label", "position"])
+        return pd.DataFrame(columns=[*_COLUMNS, "label", "position", "correct", "record_code"])
     events = events.sort_values("id", kind="stable") if "id" in events.columns else events
     if "id" not in events.columns:
         events = events.assign(id=np.arange(1, len(events) + 1))
@@ -263,7 +266,7 @@ def _from_events(events: pd.DataFrame, task: Task | None) -> pd.DataFrame:
     # positions count every decision the annotator made (skips and undone ones too)
     made = decisions[decisions["action"].isin(DECISIONS)]
     position = pd.Series(_positions(made, pd.to_datetime(made["ts"], utc=True)), index=made["id"].to_numpy())
-    table = _finish(table)
+    table = _finish(table, positions=False)
     table["position"] = position.reindex(state["event"].to_numpy()).fillna(1).astype("int64").to_numpy()
     return table
 
@@ -362,7 +365,7 @@ def agreement_table(data, *, task: Task | None = None) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=columns)
     n = len(table)
-    record, _ = pd.factorize(table["record"])
+    record = table["record_code"].to_numpy()
     rater, names = pd.factorize(table["annotator"])
     label, labels = pd.factorize(pd.concat([table["key"], table["suggested_key"]], ignore_index=True))
     wide = np.full((record.max() + 1, len(names) + 1), -1, dtype=np.int64)
@@ -408,7 +411,7 @@ def reliability_table(data, *, task: Task | None = None) -> pd.DataFrame:
             "bin": np.minimum((confidence * CONFIDENCE_BINS).astype(int), CONFIDENCE_BINS - 1) / CONFIDENCE_BINS,
             "label": table["label"].to_numpy(),
             "confidence": confidence,
-            "correct": (table["key"] == table["suggested_key"]).to_numpy().astype(np.int64),
+            "correct": table["correct"].to_numpy().astype(np.int64),
         }
     )
     out = frame.groupby(["bin", "label"]).agg(
@@ -431,7 +434,7 @@ def coverage_table(data, *, task: Task | None = None) -> pd.DataFrame:
     code, labels = pd.factorize(table["label"])
     # thresholds a record passes: THRESHOLDS[:passes]
     passes = np.searchsorted(THRESHOLDS, table["confidence"].to_numpy() + 1e-12, side="right")
-    correct = (table["key"] == table["suggested_key"]).to_numpy()
+    correct = table["correct"].to_numpy()
     counts = np.zeros((len(THRESHOLDS) + 1, len(labels)))
     hits = np.zeros_like(counts)
     np.add.at(counts, (passes, code), 1)
@@ -463,7 +466,7 @@ def accept_table(data, *, task: Task | None = None) -> pd.DataFrame:
             "band": np.asarray(BAND_NAMES, dtype=object)[band.clip(0, len(BAND_NAMES) - 1)],
             "mode": table["mode"].to_numpy(),
             "label": table["label"].to_numpy(),
-            "accepted": (table["key"] == table["suggested_key"]).to_numpy().astype(np.int64),
+            "accepted": table["correct"].to_numpy().astype(np.int64),
         }
     )
     out = frame.groupby(["band", "mode", "label"]).agg(n=("accepted", "size"), accepted=("accepted", "sum"))
@@ -475,14 +478,16 @@ def disagreement(table: pd.DataFrame) -> pd.Series:
 
     NA where there is no reference (no other annotator and no suggestion).
     """
-    record, _ = pd.factorize(table["record"])
+    record = table["record_code"].to_numpy()
     key, keys = pd.factorize(table["key"])
     pair = record.astype(np.int64) * max(len(keys), 1) + key
     _, pair_code, pair_count = np.unique(pair, return_inverse=True, return_counts=True)
     same = pd.Series(pair_count[pair_code] - 1, index=table.index)
     others = pd.Series(np.bincount(record)[record] - 1, index=table.index)
     by_people = (same * 2 < others).astype("boolean")
-    by_model = (table["key"] != table["suggested_key"]).astype("boolean").where(table["suggested_key"].notna(), pd.NA)
+    by_model = pd.Series(~table["correct"].to_numpy(), index=table.index, dtype="boolean").where(
+        table["suggested_key"].notna(), pd.NA
+    )
     return by_people.where(others > 0, by_model)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import anywidget
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import traitlets
 
 from .frame import check_labels_match, ensure_columns, probs, record_keys, texts, unlabeled
@@ -474,6 +475,26 @@ class Labeler(anywidget.AnyWidget):
             self._pending.discard(row)
         self.send({"type": "records", "id": None, "records": self._records(position, position + 1)})
 
+    def _set_probs(self, row: int, p: np.ndarray) -> None:
+        """One row of the Arrow ``llm_probs`` column, without rewriting the column.
+
+        Arrow arrays are immutable: the new column is the old one's slices around the row
+        (zero-copy chunks), compacted once in a while.
+        """
+        column = self.df["llm_probs"]
+        if not isinstance(column.dtype, pd.ArrowDtype):  # a user's object column: plain assignment
+            index = self.df.index[[row]]
+            self.df.loc[index, "llm_probs"] = pd.Series([p.tolist()], index=index, dtype=object)
+            return
+        chunked = column.array.__arrow_array__()
+        if isinstance(chunked, pa.Array):
+            chunked = pa.chunked_array([chunked])
+        value = pa.array([p.tolist()], type=chunked.type)
+        new = pa.chunked_array([*chunked[:row].chunks, value, *chunked[row + 1 :].chunks], type=chunked.type)
+        if new.num_chunks > 256:
+            new = pa.chunked_array([new.combine_chunks()])
+        self.df["llm_probs"] = pd.Series(pd.arrays.ArrowExtensionArray(new), index=self.df.index, name="llm_probs")
+
     def _write_spans(self, row: int, spans: list[dict]) -> None:
         column = self.df.columns.get_loc
         confidences = [float(s["confidence"]) for s in spans if s.get("confidence") is not None]
@@ -485,7 +506,6 @@ class Labeler(anywidget.AnyWidget):
             self.df.iat[row, column("llm_prompt")] = str(prompt)
 
     def _write_suggestion(self, row: int, p: np.ndarray) -> None:
-        index = self.df.index[[row]]
         labels = np.array(self.task.labels, dtype=object)
         if self.task.kind == "single":
             p = p / p.sum()
@@ -498,7 +518,7 @@ class Labeler(anywidget.AnyWidget):
         column = self.df.columns.get_loc
         self.df.iat[row, column("llm_label")] = label
         self.df.iat[row, column("llm_confidence")] = confidence
-        self.df.loc[index, "llm_probs"] = pd.Series([p.tolist()], index=index)  # Arrow lists take no iat
+        self._set_probs(row, p)
         self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
         prompt = getattr(self._llm, "prompt_hash", None)
         if prompt is not None:

@@ -306,6 +306,11 @@ def test_live_suggestions_come_in_the_background_and_are_prefetched(small_df, ta
     p.decide("accept")  # r0's suggestion arrived: accepting it records the model
     assert p.w.store.events()["model"].iloc[0] == llm.id
     assert _wait_for(lambda: any(n == 1 for _, n in llm.calls))  # later calls get the decision as an example
+    assert _wait_for(lambda: small_df["llm_label"].notna().sum() == 4)
+    assert isinstance(small_df["llm_probs"].dtype, pd.ArrowDtype)  # still the contract's Arrow column
+    matrix = jl.probs(small_df, task)
+    assert np.allclose(matrix[:4].sum(axis=1), 1) and np.isnan(matrix[4]).all()  # r4 was never prefetched
+    assert matrix[1].argmax() == 1
 
 
 def test_llm_that_raises_keeps_the_panel_working(small_df, task):

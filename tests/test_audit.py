@@ -151,3 +151,13 @@ def test_report_opens_offline_in_chromium(store, tmp_path):
         finally:
             browser.close()
     assert requests == [url], f"the report made requests beyond its own file: {requests}"
+
+
+def test_report_shows_checks_given_to_it(store, tmp_path):
+    checks = pd.DataFrame(
+        {"label": ["World"], "suggested": ["Sports"], "reason": ["the model is 0.97 sure of Sports"]}, index=["r1"]
+    )
+    page = jl.report(store, tmp_path / "r.html", checks=checks).read_text()
+    assert "the model is 0.97 sure of Sports" in page
+    with pytest.raises(TypeError, match=r"checks must be the DataFrame jl\.check returned"):
+        jl.report(store, tmp_path / "r.html", checks=[1])

@@ -279,3 +279,30 @@ def test_large_input_stays_small_and_under_the_row_limit(task):
     size = len(json.dumps(spec))
     assert size < 200_000
     assert max(len(rows) for rows in spec["datasets"].values()) < 5000
+
+
+@pytest.mark.parametrize("kind", ["multi", "spans"])
+def test_multi_and_span_stores(tmp_path, kind):
+    task = jl.Task(["PER", "ORG"], kind=kind)
+    store = jl.Store(tmp_path / f"{kind}.db", task=task, annotator="ana")
+    if kind == "multi":
+        first, second, suggestion = ["PER"], ["PER", "ORG"], ["ORG"]
+    else:
+        first = [{"start": 0, "end": 3, "label": "PER"}]
+        second = [{"start": 0, "end": 3, "label": "ORG"}]
+        suggestion = second
+    store.record("a", "edit", second, suggestion=suggestion, confidence=0.6, meta={"blind": False, "shown": True})
+    store.record("a", "undo")
+    store.record("a", "edit", first, suggestion=suggestion, confidence=0.6, meta={"blind": False, "shown": True})
+    store.record("b", "accept", suggestion, suggestion=suggestion, confidence=0.9, meta={"blind": False, "shown": True})
+    store.record("a", "label", first, annotator="bob", meta={"blind": True, "shown": False})
+    table = prepare(store).table.set_index(["record", "annotator"])
+    assert table.loc[("a", "ana"), "value"] == first  # the undone edit does not count
+    assert table.loc[("a", "bob"), "suggested"] is None  # no suggestion on the event: none invented
+    agreement = agreement_table(store).set_index(["rater_a", "rater_b"])
+    assert agreement.loc[("ana", "bob"), "percent"] == 1.0
+    assert agreement.loc[("ana", "model"), "percent"] == 0.5
+    accept = accept_table(store).groupby("band")["accepted"].sum().to_dict()
+    assert accept == {"0.6-0.7": 0, "0.9-1": 1}
+    spec = jl.dashboard(store).to_dict()
+    assert "human_label" not in json.dumps(spec)  # the label filter is for single-label tasks

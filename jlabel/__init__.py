@@ -8,6 +8,8 @@ from .dashboard import dashboard
 from .evaluate import compare_prompts, evaluate
 from .frame import probs, set_suggestions
 from .io import export, read
+from .llm import EgressError, llm
+from .preannotate import preannotate
 from .store import Store, StoreError
 from .task import Task
 from .widget import Labeler
@@ -15,6 +17,7 @@ from .widget import Labeler
 __version__ = "0.1.0"
 
 __all__ = [
+    "EgressError",
     "Labeler",
     "Store",
     "StoreError",
@@ -25,6 +28,8 @@ __all__ = [
     "dashboard",
     "evaluate",
     "export",
+    "llm",
+    "preannotate",
     "probs",
     "read",
     "report",

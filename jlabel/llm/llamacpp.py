@@ -113,8 +113,8 @@ class LlamaCppLLM(LLM):
         n_gpu_layers: int = 0,
         sha256: str | None = None,
         name: str | None = None,
-        max_span_tokens: int = 256,
-        max_spans: int = 8,
+        max_span_tokens: int = 512,
+        max_spans: int = 6,
         seed: int = 0,
     ) -> None:
         if not isinstance(n_ctx, int) or n_ctx < 256:
@@ -124,6 +124,11 @@ class LlamaCppLLM(LLM):
         from llama_cpp import Llama
 
         self.name = name or self.path.stem
+        #: how a Dask worker loads the same model: (spec, options)
+        self.spec: tuple[str | None, dict] = (
+            f"llamacpp:{self.path}",
+            {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers, "sha256": self.digest, "name": name},
+        )
         self.max_span_tokens = max_span_tokens
         self.max_spans = max_spans
         self._model = Llama(

@@ -64,6 +64,7 @@ def embedded(**options: Any) -> LlamaCppLLM:
     key = tuple(sorted(options.items()))
     with _LOCK:
         if key not in _LOADED:
-            options.setdefault("name", EMBEDDED["name"])
-            _LOADED[key] = LlamaCppLLM(embedded_path(), sha256=EMBEDDED["sha256"], **options)
+            model = LlamaCppLLM(embedded_path(), sha256=EMBEDDED["sha256"], name=EMBEDDED["name"], **options)
+            model.spec = (None, dict(options))
+            _LOADED[key] = model
         return _LOADED[key]

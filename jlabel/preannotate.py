@@ -1,0 +1,396 @@
+"""Batch pre-annotation: fill the llm_* columns of a frame with a model's suggestions.
+
+Scores are cached on disk by (model digest, prompt hash, text hash): an interrupted run picks
+up where it stopped, a repeated run calls the model for nothing it has seen, and the same
+inputs give the same outputs. A record whose model call fails gets its error in ``llm_error``
+and the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import calibration
+from .frame import STRING_DTYPE, ensure_columns, record_keys, set_suggestions, texts
+from .llm.base import LLM
+from .prompts import Prompt, choose_examples, default_prompt
+from .task import Task
+
+CALIBRATIONS = ("content_free", "batch", None)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,
+    probs BLOB NOT NULL, warning TEXT,
+    PRIMARY KEY (model, prompt, text)
+) WITHOUT ROWID
+"""
+
+
+def default_cache() -> Path:
+    """``$JLABEL_CACHE``, else ``~/.cache/jlabel/scores.sqlite``."""
+    if os.environ.get("JLABEL_CACHE"):
+        return Path(os.environ["JLABEL_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jlabel" / "scores.sqlite"
+
+
+class ScoreCache:
+    """Raw (uncalibrated) scores on disk, keyed by (model id, prompt hash, text hash).
+
+    Parameters
+    ----------
+    path
+        The SQLite file (created with its folder), or ``":memory:"``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def get(self, model: str, prompt: str, keys: Sequence[str], k: int) -> tuple[np.ndarray, list[str | None]]:
+        """Rows for ``keys`` (NaN where not cached) and their warnings."""
+        out = np.full((len(keys), k), np.nan)
+        notes: list[str | None] = [None] * len(keys)
+        if not len(keys):
+            return out, notes
+        found: dict[str, tuple[bytes, str | None]] = {}
+        with self._lock:
+            for start in range(0, len(keys), 900):
+                chunk = list(keys[start : start + 900])
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT text, probs, warning FROM scores WHERE model=? AND prompt=? AND text IN ({marks})",
+                    [model, prompt, *chunk],
+                ).fetchall()
+                found.update({t: (p, w) for t, p, w in rows})
+        hit = np.array([key in found for key in keys], dtype=bool)
+        if hit.any():
+            blobs = b"".join(found[key][0] for key, h in zip(keys, hit) if h)
+            out[hit] = np.frombuffer(blobs, dtype=np.float64).reshape(-1, k)
+            notes = [found[key][1] if key in found else None for key in keys]
+        return out, notes
+
+    def put(self, model: str, prompt: str, keys: Sequence[str], probs: np.ndarray, notes: Sequence[str | None]) -> None:
+        """Store scored rows (rows with NaN are skipped: errors are retried next time)."""
+        ok = ~np.isnan(probs).any(axis=1)
+        rows = [
+            (model, prompt, key, row.tobytes(), note) for key, row, note, good in zip(keys, probs, notes, ok) if good
+        ]
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM scores").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the file."""
+        self._conn.close()
+
+
+def text_hashes(values: pd.Series) -> np.ndarray:
+    """A stable 64-bit hash (16 hex digits) per text, vectorised."""
+    hashed = pd.util.hash_pandas_object(values.astype(object), index=False).to_numpy(dtype=np.uint64)
+    return np.char.mod("%016x", hashed).astype(object)
+
+
+def preannotate(
+    df: Any,
+    task: Task,
+    llm: LLM | str | None = None,
+    *,
+    prompt: Prompt | None = None,
+    examples: str | Sequence[tuple[str, Any]] | None = "auto",
+    calibrate: str | None = "batch",
+    batch: int = 32,
+    resume: bool = True,
+    cache: str | os.PathLike | bool | None = True,
+    store: Any = None,
+    id: str | None = None,
+    progress: bool = True,
+) -> Any:
+    """Pre-annotate records: a copy of ``df`` with the llm_* columns filled.
+
+    Parameters
+    ----------
+    df
+        A pandas DataFrame, or a Dask DataFrame (then each worker loads the model once and a
+        Dask DataFrame is returned).
+    task
+        The task (single or multi; span tasks get ``llm_label`` spans).
+    llm
+        A backend from ``jl.llm(...)``, a spec string for it, or ``None`` for the embedded model.
+    prompt
+        A :class:`~jlabel.prompts.Prompt`; default built from the task.
+    examples
+        Few-shot examples: ``"auto"`` takes a balanced, shuffled set of the frame's human
+        labels (none while nothing is labeled), ``None`` for zero-shot, or ``(text, value)`` pairs.
+    calibrate
+        Label-bias correction of single-label probabilities: ``"batch"`` (divide by the mean
+        distribution over the frame; needs no labels), ``"content_free"`` (divide by the
+        distribution given to content-free inputs), ``None``, or a fitted
+        :class:`~jlabel.calibration.Fitted`. Raw scores are cached, so changing this re-scores nothing.
+    batch
+        Records per model call and per cache write (an interrupt loses at most one batch).
+    resume
+        Keep the suggestions ``df`` already holds from the same model and prompt.
+    cache
+        ``True`` for :func:`default_cache`, a path, or ``None``/``False`` for no cache.
+    store
+        A :class:`jlabel.Store` (or its path): one ``suggest`` event per new suggestion.
+    id
+        The column holding record keys (default: the index).
+    progress
+        Show a tqdm progress bar (notebook-aware) with records/s.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``df``; ``llm_error`` holds a failed record's error, or a warning (such as
+        a text cut to fit the context window) for a record that was scored.
+    """
+    if _is_dask(df):
+        return _preannotate_dask(
+            df, task, llm, prompt=prompt, examples=examples, calibrate=calibrate, batch=batch, cache=cache, id=id
+        )
+    if not isinstance(task, Task):
+        raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
+    if not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}.")
+    if not (calibrate in CALIBRATIONS or isinstance(calibrate, calibration.Fitted)):
+        raise ValueError(f"calibrate must be one of {CALIBRATIONS} or a jlabel.calibration.Fitted, got {calibrate!r}.")
+    keys = record_keys(df, id)
+    model = _resolve(llm)
+    record_text = texts(df, task)
+    if isinstance(examples, str):
+        if examples != "auto":
+            raise ValueError(f"examples must be 'auto', None or a list of (text, value) pairs, got {examples!r}.")
+        examples = choose_examples(df, task, text_of=record_text)
+    prompt = model.prompt_for(task, prompt if prompt is not None else default_prompt(task), examples or ())
+    out = ensure_columns(df.copy(), task)
+    if task.kind == "spans":
+        return _spans(out, task, model, prompt, record_text, keys, batch, progress, store)
+
+    k = len(task.labels)
+    hashes = text_hashes(record_text)
+    raw = np.full((len(df), k), np.nan)
+    notes = np.full(len(df), None, dtype=object)
+    errors = np.full(len(df), None, dtype=object)
+    store_cache = _open_cache(cache)
+    try:
+        if store_cache is not None:
+            raw[:], cached_notes = store_cache.get(model.id, prompt.hash, hashes.tolist(), k)
+            notes[:] = cached_notes
+        todo = np.flatnonzero(np.isnan(raw).any(axis=1))
+        if resume and calibrate is None and "llm_probs" in df.columns and len(todo):
+            todo = _without_done(df, task, model, prompt, todo, raw)
+        bar = _progress(len(todo), progress, model)
+        for start in range(0, len(todo), batch):
+            rows = todo[start : start + batch]
+            result = model.score_records(task, record_text.iloc[rows].tolist(), prompt=prompt)
+            raw[rows] = result.probs
+            notes[rows] = result.warnings
+            errors[rows] = result.errors
+            if store_cache is not None:
+                store_cache.put(model.id, prompt.hash, hashes[rows].tolist(), result.probs, result.warnings)
+            if bar is not None:
+                bar.update(len(rows))
+        if bar is not None:
+            bar.close()
+    finally:
+        if store_cache is not None:
+            store_cache.close()
+
+    probs = _calibrate(raw, task, model, prompt, calibrate)
+    filled = set_suggestions(out, task, probs, model=model.id, prompt=prompt.hash)
+    message = np.where(errors != None, errors, notes)  # noqa: E711 - elementwise
+    filled["llm_error"] = pd.Series(message, index=df.index, dtype=object).astype(STRING_DTYPE)
+    if store is not None:
+        _suggest_events(store, task, filled, keys, np.isnan(probs).any(axis=1))
+    return filled
+
+
+def _resolve(llm: LLM | str | None) -> LLM:
+    if isinstance(llm, LLM):
+        return llm
+    if llm is None or isinstance(llm, str):
+        from .llm import llm as load
+
+        return load(llm)
+    if callable(getattr(llm, "score_records", None)) and hasattr(llm, "id"):
+        return llm
+    raise TypeError(f"llm must be a model from jl.llm(...), a spec string or None, got {type(llm).__name__}.")
+
+
+def _open_cache(cache) -> ScoreCache | None:
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return ScoreCache(default_cache())
+    if isinstance(cache, (str, os.PathLike)):
+        return ScoreCache(cache)
+    raise TypeError(f"cache must be True, a file path, or None, got {type(cache).__name__}.")
+
+
+def _without_done(df, task, model, prompt, todo, raw) -> np.ndarray:
+    """Rows whose suggestion the frame already holds from this model and prompt."""
+    from .frame import probs as probs_of
+
+    same = (df["llm_model"].astype(object).to_numpy() == model.id) & (
+        df["llm_prompt"].astype(object).to_numpy() == prompt.hash
+    )
+    held = probs_of(df, task)
+    done = same & ~np.isnan(held).any(axis=1)
+    raw[done] = held[done]
+    return todo[~done[todo]]
+
+
+def _calibrate(raw: np.ndarray, task: Task, model: LLM, prompt: Prompt, calibrate) -> np.ndarray:
+    if task.kind != "single" or calibrate is None or np.isnan(raw).all():
+        return raw
+    if isinstance(calibrate, calibration.Fitted):
+        return calibrate.apply(raw)
+    if calibrate == "batch":
+        return calibration.rescale(raw, calibration.batch_prior(raw))
+    return calibration.rescale(raw, calibration.content_free_prior(model, task, prompt))
+
+
+def _progress(total: int, show: bool, model: LLM):
+    if not show or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="rec", desc=f"jlabel {model.id.split('@')[0]}", leave=True)
+
+
+def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, failed: np.ndarray) -> None:
+    from .frame import key_strings
+    from .store import Store
+
+    if isinstance(store, (str, os.PathLike)):
+        store = Store(store, task=task)
+    ok = ~failed
+    events = pd.DataFrame(
+        {
+            "record": key_strings(keys)[ok],
+            "action": "suggest",
+            "suggestion": filled["llm_label"].astype(object).to_numpy()[ok],
+            "confidence": filled["llm_confidence"].to_numpy()[ok],
+            "model": filled["llm_model"].astype(object).to_numpy()[ok],
+            "prompt": filled["llm_prompt"].astype(object).to_numpy()[ok],
+        }
+    )
+    store.record_many(events)
+
+
+def _spans(out, task, model, prompt, record_text, keys, batch, progress, store) -> pd.DataFrame:
+    bar = _progress(len(out), progress, model)
+    results = []
+    for start in range(0, len(out), batch):
+        results += model.spans(task, record_text.iloc[start : start + batch].tolist(), prompt=prompt)
+        if bar is not None:
+            bar.update(min(batch, len(out) - start))
+    if bar is not None:
+        bar.close()
+    ok = np.array([r.error is None for r in results], dtype=bool)
+    spans = [
+        [{k: s[k] for k in ("start", "end", "label")} for s in r.spans] if r.error is None else None for r in results
+    ]
+    conf = [float(np.nanmin([s["confidence"] for s in r.spans])) if r.spans else np.nan for r in results]
+    out["llm_label"] = pd.Series(spans, index=out.index, dtype=object)
+    out["llm_confidence"] = np.where(ok, conf, np.nan)
+    out["llm_model"] = pd.Series(np.where(ok, model.id, None), index=out.index).astype(STRING_DTYPE)
+    out["llm_prompt"] = pd.Series(np.where(ok, prompt.hash, None), index=out.index).astype(STRING_DTYPE)
+    message = [r.error or ("; ".join(r.notes) or None) for r in results]
+    out["llm_error"] = pd.Series(message, index=out.index, dtype=object).astype(STRING_DTYPE)
+    if store is not None:
+        from .frame import key_strings
+        from .store import Store
+
+        if isinstance(store, (str, os.PathLike)):
+            store = Store(store, task=task)
+        events = pd.DataFrame(
+            {
+                "record": key_strings(keys)[ok],
+                "action": "suggest",
+                "suggestion": out["llm_label"].to_numpy()[ok],
+                "model": model.id,
+                "prompt": prompt.hash,
+            }
+        )
+        store.record_many(events)
+    return out
+
+
+# --- Dask ------------------------------------------------------------------------------------
+
+_WORKER_MODELS: dict[tuple, LLM] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def _is_dask(df: Any) -> bool:
+    return type(df).__module__.startswith("dask") and hasattr(df, "map_partitions")
+
+
+def _spec_of(llm: LLM | str | None) -> tuple[str | None, dict]:
+    if llm is None or isinstance(llm, str):
+        return llm, {}
+    spec = getattr(llm, "spec", None)
+    if spec is None:
+        raise TypeError(
+            f"A Dask run loads the model on each worker from its spec: pass llm as a spec string such as "
+            f"'llamacpp:/path/model.gguf' (or None for the embedded model), not a {type(llm).__name__} object."
+        )
+    return spec
+
+
+def _worker_model(spec: str | None, options: dict) -> LLM:
+    key = (spec, tuple(sorted(options.items())))
+    with _WORKER_LOCK:
+        if key not in _WORKER_MODELS:
+            from .llm import llm as load
+
+            _WORKER_MODELS[key] = load(spec, **options)
+        return _WORKER_MODELS[key]
+
+
+def _partition(part: pd.DataFrame, task, spec, options, prompt, examples, calibrate, batch, cache, id) -> pd.DataFrame:
+    model = _worker_model(spec, options)
+    return preannotate(
+        part,
+        task,
+        model,
+        prompt=prompt,
+        examples=examples,
+        calibrate=calibrate,
+        batch=batch,
+        cache=cache,
+        id=id,
+        progress=False,
+        resume=False,
+    )
+
+
+def _preannotate_dask(ddf, task, llm, *, prompt, examples, calibrate, batch, cache, id):
+    if calibrate == "batch":
+        raise ValueError(
+            "calibrate='batch' needs every record's scores at once; on a Dask DataFrame use "
+            "calibrate='content_free' (same result on every worker) or None."
+        )
+    if isinstance(examples, str) and examples == "auto":
+        examples = None
+    spec, options = _spec_of(llm)
+    meta = ensure_columns(ddf._meta.copy(), task)
+    return ddf.map_partitions(_partition, task, spec, options, prompt, examples, calibrate, batch, cache, id, meta=meta)

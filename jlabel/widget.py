@@ -24,7 +24,7 @@ import pyarrow as pa
 import traitlets
 
 from .frame import check_labels_match, ensure_columns, probs, record_keys, texts, unlabeled
-from .store import DECISIONS, SOURCE_OF, Store, replay
+from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
 from .task import Task
 
 _STATIC = Path(__file__).parent / "static"
@@ -57,7 +57,8 @@ class Labeler(anywidget.AnyWidget):
         The record keys to label, in order (e.g. from ``jl.queue``). Default: the
         unlabeled records in frame order.
     annotator
-        Who is labeling; default ``JUPYTERHUB_USER``, else the OS user.
+        Who is labeling; default: the store's annotator (``JUPYTERHUB_USER``, else the OS
+        user). ``w.annotator = "bo"`` switches who the next decisions are recorded for.
     blind
         Share of records (0..1) whose suggestion is hidden, chosen at random with ``seed``;
         recorded in each event's meta so accept rates can be compared.
@@ -97,8 +98,6 @@ class Labeler(anywidget.AnyWidget):
     _instructions = traitlets.Unicode("").tag(sync=True)
     _descriptions = traitlets.Dict().tag(sync=True)
     _context = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    _has_llm = traitlets.Bool(False).tag(sync=True)
-    _revision = traitlets.Int(0).tag(sync=True)
 
     def __init__(
         self,
@@ -133,13 +132,14 @@ class Labeler(anywidget.AnyWidget):
         keys = record_keys(df, id)
         texts(df.iloc[:0], task)  # a task whose text columns the frame lacks fails here, with the columns named
         check_labels_match(df, task)
-        ensure_columns(df, task)
         probs(df.iloc[: min(len(df), 1)], task)  # llm_probs of another label set fails here
+        self._store = _open_store(store, task, annotator)
+        annotator = current_annotator(annotator) if annotator is not None else self._store.annotator
+        ensure_columns(df, task)  # only once every check passed: a refused Labeler leaves df as it was
 
         self.df = df
         self.task = task
         self._keys = keys
-        self._store = _open_store(store, task, annotator)
         if self._store.conn.execute("SELECT 1 FROM events WHERE task = ? LIMIT 1", (task.id,)).fetchone():
             self._store.apply(df, id=id)  # a new store has nothing to apply: skip its pass over all keys
         self._llm = llm
@@ -147,7 +147,8 @@ class Labeler(anywidget.AnyWidget):
         self._seed = int(seed)
         self._queue, queue_name = _queue(df, keys, order)
         self._labeled = ~unlabeled(df)[self._queue]
-        self._history: list[tuple[int, tuple]] = []  # this session's decisions: (position, row before), for undo
+        # this session's decisions, for undo: (position, the row's label columns before, annotator)
+        self._history: list[tuple[int, tuple, str]] = []
         self._examples: list[tuple[str, Any]] = []
         self._lock = threading.RLock()
         self._pending: set[int] = set()
@@ -165,7 +166,7 @@ class Labeler(anywidget.AnyWidget):
             position=start,
             total=len(self._queue),
             done=int(self._labeled.sum()),
-            annotator=self._store.annotator,
+            annotator=annotator,
             labels=list(task.labels),
             kind=task.kind,
             queue_name=queue_name,
@@ -173,7 +174,6 @@ class Labeler(anywidget.AnyWidget):
             _instructions=task.instructions,
             _descriptions=dict(task.descriptions),
             _context=list(context),
-            _has_llm=llm is not None,
         )
         self.on_msg(self._on_message)
         self._schedule(start)
@@ -251,6 +251,21 @@ class Labeler(anywidget.AnyWidget):
         records = self._records(first, self.position + 2)
         self.send({"type": "records", "id": request, "records": records, "position": self.position})
 
+    @traitlets.validate("position")
+    def _valid_position(self, proposal) -> int:
+        position = proposal["value"]
+        total = len(getattr(self, "_queue", ()))
+        if not 0 <= position <= total:
+            raise traitlets.TraitError(f"position must be between 0 and {total} (the queue's length), got {position}.")
+        return position
+
+    @traitlets.validate("annotator")
+    def _valid_annotator(self, proposal) -> str:
+        try:
+            return current_annotator(proposal["value"])
+        except ValueError as error:
+            raise traitlets.TraitError(str(error)) from None
+
     @traitlets.observe("position")
     def _position_changed(self, change) -> None:
         self._schedule(change["new"])
@@ -292,6 +307,7 @@ class Labeler(anywidget.AnyWidget):
                 str(key),
                 action,
                 value,
+                annotator=self.annotator,
                 suggestion=suggestion["label"] if suggestion else None,
                 confidence=suggestion["confidence"] if suggestion else None,
                 model=suggestion["model"] if suggestion else None,
@@ -300,22 +316,22 @@ class Labeler(anywidget.AnyWidget):
                 meta=meta,
             )
             if action != "skip":
-                self._write(position, value, SOURCE_OF[action], pd.Timestamp.now(tz="UTC"))
+                self._write(position, value, SOURCE_OF[action], pd.Timestamp.now(tz="UTC"), self.annotator)
                 if value is not None and self._llm is not None:
                     self._examples.append((self._text(row), value))
                     del self._examples[:-FEW_SHOT]
-        self._history.append((position, before))
+        self._history.append((position, before, self.annotator))
         self.done = int(self._labeled.sum())
         self.position = min(position + 1, len(self._queue))
 
     def _undo(self) -> int:
         if not self._history:
             raise ValueError("Nothing to undo: this session has made no decision yet.")
-        position, before = self._history.pop()
+        position, before, annotator = self._history.pop()
         row = int(self._queue[position])
         key = str(self._keys[row])
         with self._lock:
-            self._store.record(key, "undo")
+            self._store.record(key, "undo", annotator=annotator)
             state = self._replay(key)
             if state is None:  # no decision survives in the store: back to what the frame held
                 label, source, when, who = before
@@ -351,7 +367,7 @@ class Labeler(anywidget.AnyWidget):
         # iat sets one cell without validating the whole column: O(1) on a 1,000,000-row frame
         self.df.iat[row, column("label")] = _cell(self.df["label"].dtype, value)
         self.df.iat[row, column("label_source")] = pd.NA if source is None else source
-        self.df.iat[row, column("annotator")] = pd.NA if value is None else (annotator or self._store.annotator)
+        self.df.iat[row, column("annotator")] = pd.NA if value is None else (annotator or self.annotator)
         self.df.iat[row, column("labeled_at")] = pd.NaT if value is None else when
         self._labeled[position] = value is not None
 
@@ -537,8 +553,6 @@ def _open_store(store, task: Task, annotator: str | None) -> Store:
             f"The store {store.path} is for task {store.task.id} (labels {list(store.task.labels)}), "
             f"not this task ({task.id}, labels {list(task.labels)}): open a store made for this task."
         )
-    if annotator is not None and annotator != store.annotator:
-        store = Store(store.path, task=task, annotator=annotator)
     return store
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import traitlets
 
 import jlabel as jl
 from jlabel.widget import Labeler
@@ -58,7 +59,7 @@ def test_fetch_returns_window_and_never_the_frame(small_df, task):
     p = Panel(small_df, task, annotator="ana")
     assert set(p.w.keys) - {"layout", "tabbable", "tooltip"} <= {
         "position", "total", "done", "annotator", "labels", "kind", "queue_name", "message",
-        "_instructions", "_descriptions", "_context", "_has_llm", "_revision",
+        "_instructions", "_descriptions", "_context",
         "_esm", "_css", "_anywidget_id", "_dom_classes", "_model_module", "_model_module_version",
         "_model_name", "_view_count", "_view_module", "_view_module_version", "_view_name", "comm",
     }  # fmt: skip
@@ -241,6 +242,32 @@ def test_bad_input_is_explained(small_df, task):
     assert p.decide("accept")["type"] == "error"  # no suggestion on r0
     assert p.msg(type="decide", position=99, action="skip")["type"] == "error"
     assert p.w.position == 0 and small_df["label"].isna().all()
+
+
+def test_switching_annotator_and_bad_positions(small_df, task, tmp_path):
+    store = jl.Store(tmp_path / "l.db", task=task, annotator="lead")
+    p = Panel(small_df, task, store=store)
+    assert p.w.annotator == "lead"
+    p.decide("label", "World")
+    p.w.annotator = "bo"  # the lead enters a colleague's paper labels
+    p.decide("label", "Sports")
+    assert store.events()["annotator"].tolist() == ["lead", "bo"]
+    assert small_df["annotator"].iloc[:2].tolist() == ["lead", "bo"]
+    p.msg(type="undo")
+    assert store.events()["annotator"].tolist() == ["lead", "bo", "bo"]
+    assert store.annotator == "lead"  # the user's store object is left as it was
+    with pytest.raises(traitlets.TraitError, match="between 0 and 5"):
+        p.w.position = 6
+    with pytest.raises(traitlets.TraitError, match="non-empty"):
+        p.w.annotator = " "
+
+
+def test_a_refused_labeler_leaves_the_frame_untouched(small_df, task, tmp_path):
+    jl.Store(tmp_path / "other.db", task=jl.Task(["x", "y"]))
+    before = small_df.copy()
+    with pytest.raises(jl.StoreError, match="another task"):
+        Labeler(small_df, task, store=tmp_path / "other.db")
+    pd.testing.assert_frame_equal(small_df, before)
 
 
 def test_more_than_nine_labels_all_reachable(small_df):

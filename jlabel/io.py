@@ -735,7 +735,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     """Add the ``jlabel export`` options to ``parser``: the store, the data and the output."""
     parser.add_argument("store", help="the store file (SQLite) holding the labels")
     parser.add_argument("output", help="the file to write (.jsonl, .json = Label Studio, .parquet)")
-    parser.add_argument("--data", help="the records (.csv, .parquet or .jsonl) to join the labels onto")
+    parser.add_argument(
+        "--data", required=True, help="the records (.csv, .parquet or .jsonl) with their text, to join the labels onto"
+    )
     parser.add_argument("--format", choices=FORMATS, help="the output format (default: from the suffix)")
     parser.add_argument("--id", help="the column of --data holding the record keys (default: the row number)")
     return parser
@@ -748,21 +750,22 @@ def export_command(args: argparse.Namespace) -> int:
     store = Store(args.store)
     if store.task is None:
         raise SystemExit(f"{args.store} holds no task yet: nothing to export.")
-    if args.data:
-        data = Path(args.data)
-        if data.suffix == ".parquet":
-            df = pd.read_parquet(data)
-        elif data.suffix in (".jsonl", ".ndjson"):
-            df = pd.read_json(data, lines=True)
-        else:
-            df = pd.read_csv(data)
-        if args.id:
-            df = df.set_index(args.id, drop=True)
-        df.index = key_strings(df.index)
+    data = Path(args.data)
+    if not data.is_file():
+        raise SystemExit(
+            f"No data file at {data}: --data names the records (.csv, .parquet, .jsonl) that were labeled."
+        )
+    if data.suffix == ".parquet":
+        df = pd.read_parquet(data)
+    elif data.suffix in (".jsonl", ".ndjson"):
+        df = pd.read_json(data, lines=True)
     else:
-        state = store.state()
-        df = pd.DataFrame(index=state.index)
-        df[store.task.text if not store.task.is_template else "text"] = ""
+        df = pd.read_csv(data)
+    if args.id:
+        if args.id not in df.columns:
+            raise SystemExit(f"--id {args.id!r} is not a column of {data}; its columns are {list(df.columns)}.")
+        df = df.set_index(args.id, drop=True)
+    df.index = key_strings(record_keys(df))
     store.apply(df)
     path = export(df, args.output, format=args.format, task=store.task)
     print(f"wrote {int(df['label'].notna().sum())} labeled of {len(df)} records to {path}")

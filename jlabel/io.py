@@ -29,7 +29,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .frame import LABEL_COLUMNS, LLM_COLUMNS, PROBS_DTYPE, STRING_DTYPE, ensure_columns, key_strings, record_keys
+from .frame import (
+    LABEL_COLUMNS,
+    LLM_COLUMNS,
+    PROBS_DTYPE,
+    STRING_DTYPE,
+    ensure_columns,
+    key_strings,
+    probs_column,
+    record_keys,
+)
 from .frame import probs as probs_matrix
 from .frame import texts as record_texts
 from .task import Task
@@ -121,7 +130,13 @@ def export(
     return path
 
 
-def read(path: str | os.PathLike, *, format: str | None = None, task: Task | None = None) -> pd.DataFrame:
+def read(
+    path: str | os.PathLike,
+    *,
+    format: str | None = None,
+    task: Task | None = None,
+    annotations: str = "latest",
+) -> pd.DataFrame:
     """Read a file written by :func:`export`, Label Studio or Prodigy into a frame.
 
     Parameters
@@ -134,6 +149,11 @@ def read(path: str | os.PathLike, *, format: str | None = None, task: Task | Non
     task
         Validates the labels (unknown labels are an error) and the kind of the file's
         results; by default inferred from the file.
+    annotations
+        Label Studio only: ``"latest"`` (one row per task, labeled with its latest
+        annotation; ``annotations`` counts them) or ``"all"``: one row per annotation with
+        ``record``, ``annotator``, ``label`` and ``labeled_at``, the long table
+        ``jl.agreement`` takes.
 
     Returns
     -------
@@ -155,8 +175,12 @@ def read(path: str | os.PathLike, *, format: str | None = None, task: Task | Non
     format = _format_of(path, format)
     if format == "parquet":
         return _read_parquet(path)
+    if annotations not in ("latest", "all"):
+        raise ValueError(f"annotations must be 'latest' or 'all', got {annotations!r}.")
+    if annotations == "all" and format != "labelstudio":
+        raise ValueError(f"annotations='all' reads Label Studio files (one row per annotation), not {format!r}.")
     if format == "labelstudio":
-        return _read_labelstudio(path, task)
+        return _read_labelstudio(path, task, annotations)
     rows = _read_jsonl(path)
     if format == "jsonl" and rows and any("answer" in row for _, row in rows):
         format = "prodigy"
@@ -614,7 +638,7 @@ def _labelstudio_kind(tasks: list) -> str:
     return "multi" if 2 in choices else ""
 
 
-def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
+def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "latest") -> pd.DataFrame:
     raw = path.read_text(encoding="utf-8")
     try:
         tasks = json.loads(raw)
@@ -629,7 +653,7 @@ def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
         raise ValueError(f"{path}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}.")
     kind = task.kind if task is not None else _labelstudio_kind(tasks)
     text_key = task.text if task is not None and not task.is_template else "text"
-    records, found, where = [], [], []
+    records, found, where, every = [], [], [], []
     for number, entry in enumerate(tasks):
         here = f"{path}, task {number}" + (f" (id {entry['id']})" if isinstance(entry, dict) and "id" in entry else "")
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
@@ -643,18 +667,25 @@ def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
         annotations = [
             a for a in entry.get("annotations") or entry.get("completions") or [] if not a.get("was_cancelled")
         ]
-        if annotations:
-            latest = max(annotations, key=lambda a: a.get("created_at") or "")
-            this, value, names = _ls_value(latest.get("result", []), kind, here, text)
+        read = []
+        for annotation in annotations:
+            this, value, names = _ls_value(annotation.get("result", []), kind, here, text)
             if this and kind and this != kind:
                 raise ValueError(f"{here}: a {this} annotation in a {kind} project (or {kind!r} task).")
             kind = kind or this
             found += names
-            row["label"] = value
-            who = meta.get("annotator") or latest.get("completed_by")
+            who = annotation.get("completed_by")
             if isinstance(who, Mapping):
                 who = who.get("email") or who.get("id")
-            row["annotator"] = None if who is None else str(who)
+            who = meta.get("annotator") if len(annotations) == 1 and meta.get("annotator") else who
+            read.append((annotation.get("created_at") or "", value, None if who is None else str(who)))
+            every.append((row["_key"], read[-1][2], value, annotation.get("created_at"), here))
+        if annotations:
+            latest = max(range(len(read)), key=lambda i: read[i][0])
+            _, value, who = read[latest]
+            latest = annotations[latest]
+            row["label"] = value
+            row["annotator"] = who
             row["label_source"] = meta.get("label_source", "human") if value is not None else None
             row["labeled_at"] = latest.get("created_at") if value is not None else None
             row["annotations"] = len(annotations)
@@ -674,6 +705,12 @@ def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
         records.append(row)
         where.append(here)
     task = _task_for(found, kind, task, path)
+    if annotations_mode == "all":
+        long = pd.DataFrame(every, columns=["record", "annotator", "label", "labeled_at", "where"])
+        where = long.pop("where").tolist()
+        long["label"] = long["label"].astype(object)
+        long = _finish(long, task, where)
+        return long[["record", "annotator", "label", "labeled_at"]]
     keys = [r.pop("_key") for r in records]
     probs = [r.pop("_probs", None) for r in records]
     frame = pd.DataFrame.from_records(records, index=_index(keys, len(records))) if records else pd.DataFrame()
@@ -686,8 +723,6 @@ def _read_labelstudio(path: Path, task: Task | None) -> pd.DataFrame:
     if any(p is not None for p in probs):
         k = len(task.labels)
         matrix = np.array([p if p is not None and len(p) == k else [np.nan] * k for p in probs], dtype=float)
-        from .frame import probs_column
-
         frame["llm_probs"] = probs_column(matrix, frame.index)
     frame["llm_confidence"] = frame["llm_confidence"].astype("float64")
     return frame

@@ -445,3 +445,18 @@ def test_export_command_joins_store_labels_onto_data(tmp_path, capsys):
     assert "1 labeled of 2 records" in capsys.readouterr().out
     back = jl.read(tmp_path / "out.json", task=task)
     assert back["label"].tolist()[0] == "Sports" and back["label"].isna().tolist() == [False, True]
+
+
+def test_label_studio_annotations_as_a_long_table(tmp_path):
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps(LABEL_STUDIO_EXPORT))
+    long = jl.read(path, annotations="all")
+    assert long[["record", "annotator", "label"]].values.tolist() == [
+        [11, "1", "Sports"],
+        [11, "bob@example.org", "World"],
+    ]
+    assert long["labeled_at"].tolist() == [pd.Timestamp("2024-05-01T10:00:00Z"), pd.Timestamp("2024-05-02T10:00:00Z")]
+    with pytest.raises(ValueError, match="annotations='all' reads Label Studio files"):
+        jl.read(path, format="jsonl", annotations="all")
+    with pytest.raises(ValueError, match="annotations must be 'latest' or 'all', got 'first'"):
+        jl.read(path, annotations="first")

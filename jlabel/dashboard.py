@@ -43,6 +43,9 @@ BAND_NAMES = ["<0.5", "0.5-0.6", "0.6-0.7", "0.7-0.8", "0.8-0.9", "0.9-1"]
 POSITION_EDGES = np.array([1, 11, 26, 51, 101, 201])
 POSITION_NAMES = ["1-10", "11-25", "26-50", "51-100", "101-200", "201+"]
 MAX_RATERS = 40
+MAX_LABELS = 60  # more labels than this are drawn as "(other)": k x k confusion cells stay under Altair's limit
+MAX_LINES = 12  # annotators drawn one by one in the error chart; the rest as "(others)"
+OTHER = "(other)"
 MAX_TIME_ROWS = 1500
 # time bins of the progress chart, finest first, with their length
 _FREQUENCIES = {
@@ -97,6 +100,8 @@ def prepare(data, *, task: Task | None = None) -> Decisions:
     """
     if isinstance(data, Decisions):
         return data
+    if task is not None and not isinstance(task, Task):
+        raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
     if isinstance(data, Store):
         task = task or data.task
         return Decisions(_from_events(data.events(), task), task)
@@ -147,10 +152,18 @@ def _finish(table: pd.DataFrame, *, positions: bool = True) -> pd.DataFrame:
     table["correct"] = (table["key"] == table["suggested_key"]).to_numpy(dtype=bool) & table["suggested_key"].notna()
     table["record_code"] = pd.factorize(table["record"])[0]
     single = pd.api.types.infer_dtype(table["value"], skipna=True) in ("string", "empty")
-    table["label"] = table["key"] if single else pd.Series(_ALL, index=table.index, dtype=object)
+    table["label"] = _top(table["key"], MAX_LABELS) if single else pd.Series(_ALL, index=table.index, dtype=object)
     table["confidence"] = pd.to_numeric(table["confidence"], errors="coerce").astype("float64")
     table["position"] = _positions(table) if positions else 1
     return table.reset_index(drop=True)
+
+
+def _top(values: pd.Series, limit: int, other: str = OTHER) -> pd.Series:
+    """``values`` with all but the ``limit`` most frequent replaced by ``other``."""
+    counts = values.value_counts()
+    if len(counts) <= limit:
+        return values
+    return values.where(values.isin(counts.index[:limit]) | values.isna(), other)
 
 
 def _objects(columns: dict) -> pd.DataFrame:
@@ -327,7 +340,10 @@ def confusion_table(data, *, task: Task | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     kind = decisions.task.kind if decisions.task is not None else "single"
     if kind == "single":
-        pairs = pd.DataFrame({"label": table["key"], "suggested": table["suggested_key"]})
+        # the human label column is already capped to MAX_LABELS; cap the suggestions to the same labels
+        shown = set(table["label"].unique())
+        suggested = table["suggested_key"].where(table["suggested_key"].isin(shown), OTHER)
+        pairs = _objects({"label": table["label"].to_numpy(), "suggested": suggested.to_numpy(dtype=object)})
     elif kind == "multi":
         rows = np.arange(len(table))
         human = pd.DataFrame({"row": rows, "label": table["value"].to_numpy()}).explode("label")
@@ -502,7 +518,7 @@ def error_table(data, *, task: Task | None = None) -> pd.DataFrame:
     bucket = np.searchsorted(POSITION_EDGES, table["position"].to_numpy()[keep], side="right") - 1
     frame = _objects(
         {
-            "annotator": table["annotator"].to_numpy()[keep],
+            "annotator": _top(table["annotator"], MAX_LINES, "(others)").to_numpy()[keep],
             "position": np.asarray(POSITION_NAMES, dtype=object)[bucket.clip(0)],
             "label": table["label"].to_numpy()[keep],
             "disagree": wrong[keep].astype(np.int64).to_numpy(),
@@ -534,9 +550,10 @@ def _filtered(chart: alt.Chart, selection) -> alt.Chart:
 def progress_chart(data, *, task: Task | None = None) -> alt.Chart:
     """Cumulative labeled records over time, one line per annotator, dashed by source."""
     title = "Progress: labeled records over time"
-    table = progress_table(data, task=task)
+    decisions = prepare(data, task=task)
+    table = progress_table(decisions)
     if table.empty:
-        return empty_chart(title)
+        return empty_chart(title, "No labeling times recorded" if not decisions.empty else "No labeled records yet")
     return (
         alt.Chart(table)
         .mark_line(interpolate="step-after", point=True)

@@ -306,3 +306,26 @@ def test_multi_and_span_stores(tmp_path, kind):
     assert accept == {"0.6-0.7": 0, "0.9-1": 1}
     spec = jl.dashboard(store).to_dict()
     assert "human_label" not in json.dumps(spec)  # the label filter is for single-label tasks
+
+
+def test_many_labels_and_annotators_stay_under_the_row_limit():
+    n = 40_000
+    rng = np.random.default_rng(3)
+    names = np.array([f"label{i:03d}" for i in range(150)], dtype=object)
+    task = jl.Task(names.tolist())
+    df = pd.DataFrame(
+        {
+            "text": "",
+            "label": names[rng.integers(0, 150, n)],
+            "llm_label": names[rng.integers(0, 150, n)],
+            "llm_confidence": rng.uniform(size=n),
+            "annotator": np.array([f"a{i}" for i in range(30)], dtype=object)[rng.integers(0, 30, n)],
+            "labeled_at": pd.Timestamp("2026-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 9e6, n), unit="s"),
+        }
+    )
+    with alt.data_transformers.enable("default", max_rows=5000):
+        spec = jl.dashboard(df, task=task).to_dict()
+    assert max(len(rows) for rows in spec["datasets"].values()) < 5000
+    table = confusion_table(df, task=task)
+    assert table["n"].sum() == n  # lumped into "(other)", never dropped
+    assert table["label"].nunique() == 61 and "(other)" in set(table["label"])

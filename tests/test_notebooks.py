@@ -117,6 +117,6 @@ def test_quality_and_agreement_runs(tmp_path):
 @pytest.mark.model
 def test_active_learning_runs(tmp_path):
     notebook = _run("active_learning.ipynb", tmp_path)
-    assert len(_events(tmp_path / "active.db")) == 12
+    assert len(_events(tmp_path / "active.db")) == 8
     outputs = _outputs(notebook)
     assert "zero-shot" in outputs and "examples" in outputs

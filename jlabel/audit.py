@@ -247,9 +247,12 @@ def report(
         figures = [f"<figure>{_svg(chart)}</figure>" for chart in dash.charts(decisions, linked=False).values()]
         parts.append(f'<div class="charts">{"".join(figures)}</div>')
     parts.append("<h2>Agreement</h2>")
+    agreement = dash.agreement_table(decisions)
+    pair = pd.DataFrame(np.sort(agreement[["rater_a", "rater_b"]].to_numpy(dtype=str), axis=1))
+    agreement = agreement[~pair.duplicated().to_numpy()]  # each pair once
     parts.append(
         _table(
-            dash.agreement_table(decisions),
+            agreement,
             caption="Pairs of raters (the model included) with records in common: share of equal labels and Cohen's kappa.",
         )
     )

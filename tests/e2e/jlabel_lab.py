@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nbformat
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("JLABEL_CHROMIUM", "/usr/bin/chromium"))  # Debian's by default
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
     "--no-sandbox",

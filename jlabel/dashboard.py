@@ -24,14 +24,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
 from .frame import key_strings, record_keys
 from .store import DECISIONS, Store, _dump_column, replay
 from .task import Task
+
+if TYPE_CHECKING:
+    import altair as alt
+else:
+
+    class _Altair:
+        """Altair, imported on first use: ``import jlabel`` stays fast (Altair takes about a second)."""
+
+        def __getattr__(self, name: str):
+            import altair
+
+            return getattr(altair, name)
+
+    alt = _Altair()
 
 SESSION_GAP = pd.Timedelta(minutes=30)
 MODEL_RATER = "model"

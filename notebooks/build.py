@@ -332,6 +332,7 @@ real test. Then pre-annotate the rest of the pool again with them.""",
         "code",
         """\
 import pandas as pd
+
 from jlabel.prompts import choose_examples, default_prompt
 
 examples = choose_examples(pool, task, per_label=2, seed=0)
@@ -364,6 +365,7 @@ def build(cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata["language_info"] = {"name": "python"}
     for i, (kind, source) in enumerate(cells):
+        source = source.strip("\n")
         cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
         cell["id"] = f"cell-{i:02d}"  # stable ids: rebuilding an unchanged notebook changes nothing
         notebook.cells.append(cell)

@@ -22,15 +22,17 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
 from .frame import LABEL_COLUMNS, LLM_COLUMNS, probs, record_keys
 from .prompts import Prompt, default_prompt
 from .task import Task
+
+if TYPE_CHECKING:
+    import altair as alt
 
 TARGET_ACCURACY = 0.95
 ECE_BINS = 10
@@ -290,6 +292,8 @@ def compare_prompts(table: pd.DataFrame) -> alt.Chart | alt.VConcatChart:
     >>> len(chart.to_dict()["vconcat"])
     2
     """
+    import altair as alt  # imported on first use: `import jlabel` stays light
+
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"compare_prompts takes the table jl.evaluate returns, got {type(table).__name__}.")
     metrics = ["accuracy", "macro_f1", "coverage", "ece"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import altair as alt
 import numpy as np
@@ -324,7 +325,8 @@ def test_command_refuses_a_missing_file_and_a_bad_prompt_option(tmp_path):
 
 
 def test_command_scores_prompt_files_and_writes_the_table(tmp_path, monkeypatch, capsys, task):
-    monkeypatch.setattr("jlabel.llm.llm", lambda spec=None: KeywordLLM())  # the command loads its model by spec
+    # the command loads its model by spec: give it the fake (jl.llm is the function, so patch the module)
+    monkeypatch.setattr(sys.modules["jlabel.llm"], "llm", lambda spec=None: KeywordLLM())
     GOLD.to_csv(tmp_path / "gold.csv", index_label="key")
     (tmp_path / "headline.txt").write_text("Headline: {text}", encoding="utf-8")
     out = tmp_path / "table.csv"

@@ -99,7 +99,7 @@ def test_prompt_tuning_runs(tmp_path):
     outputs = _outputs(notebook)
     for prompt in ("names", "described", "described + examples"):
         assert prompt in outputs
-    assert "application/vnd.vegalite" in outputs  # the comparison chart
+    assert "Prompts compared on the gold sample" in outputs  # the comparison chart was drawn
     assert "chosen:" in outputs
 
 
@@ -120,3 +120,4 @@ def test_active_learning_runs(tmp_path):
     assert len(_events(tmp_path / "active.db")) == 8
     outputs = _outputs(notebook)
     assert "zero-shot" in outputs and "examples" in outputs
+    assert "Prompts compared on the gold sample" in outputs

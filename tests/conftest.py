@@ -29,3 +29,9 @@ def small_df() -> pd.DataFrame:
         },
         index=[f"r{i}" for i in range(5)],
     )
+
+
+@pytest.fixture(scope="session")
+def embedded_llm():
+    """The real embedded model (SmolLM2-135M-Instruct through llama.cpp), loaded once per session."""
+    return jl.llm()

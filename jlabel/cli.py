@@ -1,0 +1,206 @@
+"""The ``jlabel`` command: ``jlabel demo``, ``jlabel preannotate``, ``jlabel evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, Parquet or JSONL file; a clear error for anything else."""
+    path = Path(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise SystemExit(f"jlabel: {str(path)!r} is not .csv, .parquet or .jsonl; convert it to one of those.")
+    if not path.is_file():
+        raise SystemExit(f"jlabel: no input file at {str(path)!r}.")
+    if kind == "csv":
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if kind == "parquet":
+        return pd.read_parquet(path)
+    return pd.read_json(path, lines=True)
+
+
+def write_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as CSV, Parquet or JSONL by the suffix of ``path`` (list columns as JSON in CSV)."""
+    path = Path(path)
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise SystemExit(f"jlabel: --out {str(path)!r} must end in .csv, .parquet or .jsonl.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        df.to_parquet(path)
+    elif kind == "jsonl":
+        plain = df.copy()
+        if "llm_probs" in plain:
+            plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if v is None else list(v))
+        plain.reset_index().to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        plain = df.copy()
+        if "llm_probs" in plain:
+            plain["llm_probs"] = (
+                plain["llm_probs"]
+                .astype(object)
+                .map(lambda v: None if v is None else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
+            )
+        plain.to_csv(path)
+    return path
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default=None, help="model spec: 'llamacpp:/path.gguf', 'ollama:NAME' (default: embedded)"
+    )
+    parser.add_argument("--host", default=None, help="Ollama host (ollama: models only)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for llama.cpp")
+    parser.add_argument("--batch", type=int, default=32, help="records per model call and cache write")
+    parser.add_argument(
+        "--calibrate", choices=("batch", "content_free", "none"), default="batch", help="label-bias correction"
+    )
+    parser.add_argument("--cache", default=None, help="score cache file (default: ~/.cache/jlabel/scores.sqlite)")
+    parser.add_argument("--no-cache", action="store_true", help="score without a cache (no resume)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _model(args: argparse.Namespace):
+    from .llm import llm
+
+    options = {}
+    if args.threads is not None:
+        options["n_threads"] = args.threads
+    if args.host is not None:
+        options["host"] = args.host
+    return llm(args.model, **options)
+
+
+def _cache(args: argparse.Namespace):
+    return None if args.no_cache else (args.cache or True)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Pre-annotate the bundled news demo with the embedded model and print a short table."""
+    from . import calibration
+    from .datasets import NEWS_TOPICS, news_demo
+    from .frame import probs
+    from .preannotate import preannotate
+    from .task import Task
+
+    df = news_demo().head(args.n)
+    task = Task(list(NEWS_TOPICS), instructions="Classify the news article by topic.", text="{title}. {description}")
+    model = _model(args)
+    start = time.perf_counter()
+    out = preannotate(
+        df,
+        task,
+        model,
+        batch=args.batch,
+        calibrate=None if args.calibrate == "none" else args.calibrate,
+        cache=_cache(args),
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    written = write_table(out, args.out)
+    gold = df["topic"].map({label: i for i, label in enumerate(task.labels)}).to_numpy()
+    matrix = probs(out, task)
+    rows = [
+        ("records", f"{len(out)}"),
+        ("model", model.id.split("@")[0]),
+        ("accuracy vs gold topics", f"{calibration.accuracy(matrix, gold):.2f}"),
+        ("mean confidence", f"{np.nanmean(out['llm_confidence']):.2f}"),
+        ("records/s", f"{len(out) / seconds:.1f} (cached records count as done)"),
+        ("errors or warnings", f"{int(out['llm_error'].notna().sum())}"),
+        ("output", str(written)),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    return 0
+
+
+def preannotate_command(args: argparse.Namespace) -> int:
+    """``jlabel preannotate INPUT --labels ... --out OUTPUT``."""
+    from .preannotate import preannotate
+    from .task import Task
+
+    df = read_table(args.input)
+    if args.id:
+        if args.id not in df.columns:
+            raise SystemExit(
+                f"jlabel preannotate: --id {args.id!r} is not a column of {args.input}; it has {list(df.columns)}."
+            )
+        df = df.set_index(args.id, drop=True)
+    task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
+    store = None
+    if args.store:
+        from .store import Store
+
+        store = Store(args.store, task=task)
+    out = preannotate(
+        df,
+        task,
+        _model(args),
+        batch=args.batch,
+        calibrate=None if args.calibrate == "none" else args.calibrate,
+        cache=_cache(args),
+        store=store,
+        progress=not args.quiet,
+    )
+    written = write_table(out, args.out)
+    failed = int(out["llm_label"].isna().sum())
+    print(f"wrote {len(out)} records to {written} ({failed} without a suggestion; see llm_error)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``jlabel`` command."""
+    parser = argparse.ArgumentParser(prog="jlabel", description="Label data with a local LLM, inside Jupyter.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="pre-annotate the bundled news demo with the embedded model")
+    p.add_argument("--out", default="jlabel_demo.csv", help="where to write the result (.csv, .parquet, .jsonl)")
+    p.add_argument("--n", type=int, default=120, help="how many of the 120 demo records")
+    _add_model_options(p)
+    p.set_defaults(func=demo)
+
+    p = sub.add_parser("preannotate", help="fill the llm_* columns of a CSV/Parquet/JSONL file")
+    p.add_argument("input", help="the records (.csv, .parquet or .jsonl)")
+    p.add_argument("--labels", nargs="+", required=True, help="the task's labels, in order")
+    p.add_argument("--out", required=True, help="where to write the result (.csv, .parquet, .jsonl)")
+    p.add_argument("--text", default="text", help="the text column, or a template such as '{title}. {body}'")
+    p.add_argument("--instructions", default="", help="what the model is asked to do")
+    p.add_argument("--kind", choices=("single", "multi", "spans"), default="single")
+    p.add_argument("--id", default=None, help="the column of record keys (default: row number)")
+    p.add_argument("--store", default=None, help="a jlabel store file to receive 'suggest' events")
+    _add_model_options(p)
+    p.set_defaults(func=preannotate_command)
+
+    try:
+        from .evaluate import add_evaluate_arguments, evaluate_command
+    except ImportError:  # the evaluate module is optional for this command
+        pass
+    else:
+        p = sub.add_parser("evaluate", help="score prompts against gold labels")
+        add_evaluate_arguments(p)
+        p.set_defaults(func=evaluate_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jlabel`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, ModuleNotFoundError, PermissionError) as error:
+        print(f"jlabel {args.command}: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ Definitions (single-label tasks; multi-label in brackets):
 - *F1* per label and *macro-F1*, their mean over the labels that occur in the gold labels or
   the suggestions (scikit-learn's ``f1_score(average="macro")``);
 - *ECE*: expected calibration error of the suggestion's confidence over ten equal-width
-  bins [of every per-label yes/no decision];
+  bins (:func:`jlabel.calibration.ece`) [of every per-label yes/no decision];
 - *coverage at 95%*: the largest share of records whose suggestions can be accepted
   automatically by a confidence threshold while the accepted ones are still at least 95%
   right, with that threshold (``NaN`` when no threshold reaches 95%);
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from . import calibration
 from .frame import LABEL_COLUMNS, LLM_COLUMNS, probs, record_keys
 from .prompts import Prompt, default_prompt
 from .task import Task
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     import altair as alt
 
 TARGET_ACCURACY = 0.95
-ECE_BINS = 10
 BOOTSTRAP = 2000
 _RUN_COLUMNS = ("records_per_s", "seconds")
 
@@ -175,15 +175,17 @@ def scores(
         gold_onehot = np.eye(k, dtype=bool)[truth]
         pred_onehot = np.zeros((n, k), dtype=bool)
         pred_onehot[np.flatnonzero(valid), predicted[valid]] = True
-        ece = expected_calibration_error(confidence[valid], correct[valid])
+        normalised = filled[valid] / filled[valid].sum(axis=1, keepdims=True)
+        ece = calibration.ece(normalised, truth[valid])
     else:
         gold_onehot = np.asarray(truth, dtype=bool)
         pred_onehot = (filled > 0.5) & valid[:, None]
         correct = (pred_onehot == gold_onehot).all(axis=1) & valid
         per_label = np.where(pred_onehot, filled, 1 - filled)
         confidence = np.where(valid, per_label.prod(axis=1), np.nan)
-        decisions = (pred_onehot == gold_onehot)[valid].ravel()
-        ece = expected_calibration_error(per_label[valid].ravel(), decisions)
+        # every yes/no decision is a two-way prediction: columns (no, yes), ties go to "no" as above
+        p_yes = filled[valid].ravel()
+        ece = calibration.ece(np.c_[1 - p_yes, p_yes], gold_onehot[valid].ravel().astype(np.int64))
     f1 = f1_scores(gold_onehot, pred_onehot)
     present = gold_onehot.any(axis=0) | pred_onehot.any(axis=0)
     coverage, threshold = coverage_at(confidence, correct, target_accuracy)
@@ -216,25 +218,6 @@ def f1_scores(gold: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     denominator = gold.sum(axis=0) + predicted.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, 2 * true_positive / denominator, np.nan)
-
-
-def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, *, bins: int = ECE_BINS) -> float:
-    """Expected calibration error over ``bins`` equal-width confidence bins.
-
-    The share-weighted mean of ``|accuracy - mean confidence|`` per bin; NaN for no records.
-
-    Examples
-    --------
-    >>> expected_calibration_error(np.array([0.8, 0.8, 0.4, 0.4]), np.array([True, True, False, True]))
-    0.15
-    """
-    confidence = np.asarray(confidence, dtype=np.float64).clip(0, 1)
-    correct = np.asarray(correct, dtype=np.float64)
-    if len(confidence) == 0:
-        return np.nan
-    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    gap = np.bincount(which, weights=correct - confidence, minlength=bins)
-    return float(np.round(np.abs(gap).sum() / len(confidence), 12))
 
 
 def coverage_at(

@@ -17,7 +17,6 @@ from jlabel.evaluate import (
     add_evaluate_arguments,
     coverage_at,
     evaluate_command,
-    expected_calibration_error,
     scores,
 )
 from jlabel.llm import llm as load_model
@@ -172,7 +171,10 @@ def test_coverage_is_zero_when_no_threshold_reaches_the_target():
     assert coverage_at(np.array([0.9, 0.8]), np.array([False, True]), 0.95) == (0.0, pytest.approx(np.nan, nan_ok=True))
     coverage, threshold = coverage_at(np.array([0.9, 0.9, 0.5]), np.array([True, False, True]), 0.6)
     assert (coverage, threshold) == (1.0, 0.5)  # the tie at 0.9 is accepted or refused as a whole
-    assert np.isnan(expected_calibration_error(np.array([]), np.array([], dtype=bool)))
+    task = jl.Task(["pos", "neg"])
+    out = scores(np.array([0, 1]), np.full((2, 2), np.nan), task)  # every record failed
+    assert (out["accuracy"], out["coverage"], out["failed"]) == (0.0, 0.0, 2)
+    assert np.isnan(out["ece"]) and out["macro_f1"] == 0.0 and np.isnan(out["threshold"])
 
 
 # -- jl.evaluate with a fake model (the arithmetic end to end) ------------------------------------

@@ -6,10 +6,13 @@ each and prints, for both, the time from the key press to the next record on the
 (p50, p95; measured in the page: keydown to the DOM holding the next record) and the
 kernel's memory growth (RSS after the decisions minus before the Labeler opened, and from the
 20th decision on), against a baseline (an empty widget message and its echo) and with
-ratios big/small measured in this one run. With --screenshot PATH it also saves a
-screenshot of the panel in JupyterLab (docs/panel.png for the README).
+ratios big/small measured in this one run. It runs all of that twice: on JupyterLab as
+installed and with jlabel's server extension (``jlabel.server``: TCP_NODELAY on kernel
+websockets). With --screenshot PATH it also saves a screenshot of the panel in
+JupyterLab (docs/panel.png for the README).
 
-    python benchmarks/bench_panel.py [--rows 1000000] [--decisions 200] [--screenshot docs/panel.png]
+    python benchmarks/bench_panel.py [--rows 1000000] [--decisions 200] [--server both|plain|nodelay]
+                                     [--screenshot docs/panel.png]
 """
 
 from __future__ import annotations
@@ -120,18 +123,6 @@ w = jl.Labeler(df, task, store="demo.db", annotator="ana", context=["source"])
 w"""
 
 
-# Tornado leaves Nagle's algorithm on for its sockets: with the browser's delayed ACK a small
-# message written right after another can wait ~40 ms. --nodelay turns it off in the server.
-NODELAY = """\
-import tornado.httpserver
-_handle_stream = tornado.httpserver.HTTPServer.handle_stream
-def handle_stream(self, stream, address):
-    stream.set_nodelay(True)
-    return _handle_stream(self, stream, address)
-tornado.httpserver.HTTPServer.handle_stream = handle_stream
-"""
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -202,7 +193,12 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=10)
     parser.add_argument("--decisions", type=int, default=200)
     parser.add_argument("--screenshot", type=Path, default=None)
-    parser.add_argument("--nodelay", action="store_true", help="run the server with TCP_NODELAY on its sockets")
+    parser.add_argument(
+        "--server",
+        choices=("both", "plain", "nodelay"),
+        default="both",
+        help="JupyterLab as installed (plain), with jlabel's server extension (nodelay), or both in one run",
+    )
     args = parser.parse_args()
     if args.decisions >= args.small:
         args.small = args.decisions + 1  # the small frame must hold every decision
@@ -210,21 +206,40 @@ def main() -> None:
         sys.exit(f"{CHROMIUM} is absent: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
-        lab = Lab(Path(tmp), server_config=NODELAY if args.nodelay else "")
+    modes = ("plain", "nodelay") if args.server == "both" else (args.server,)
+    results = {}
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 820})
-        try:
-            if args.screenshot:
-                screenshot(page, lab, args.screenshot)
-                print(f"screenshot: {args.screenshot}")
-            echo = run_echo(page, lab, args.decisions)
-            small = run_one(page, lab, args.small, args.decisions)
-            big = run_one(page, lab, args.rows, args.decisions)
-        finally:
-            browser.close()
-            lab.stop()
+        for mode in modes:
+            with tempfile.TemporaryDirectory() as tmp:
+                lab = Lab(Path(tmp), nodelay=mode == "nodelay")
+                page = browser.new_page(viewport={"width": 1280, "height": 820})
+                try:
+                    if args.screenshot and mode == modes[-1]:
+                        screenshot(page, lab, args.screenshot)
+                        print(f"screenshot: {args.screenshot}")
+                    echo = run_echo(page, lab, args.decisions)
+                    small = run_one(page, lab, args.small, args.decisions)
+                    big = run_one(page, lab, args.rows, args.decisions)
+                finally:
+                    page.close()
+                    lab.stop()
+            results[mode] = {"echo": echo, "small": small, "big": big}
+            report(mode, args, echo, small, big)
+        browser.close()
+    if len(modes) == 2:
+        plain, fast = results["plain"], results["nodelay"]
+        print(
+            f"\nwith jlabel.server (TCP_NODELAY) vs without, 1,000,000 rows: p50 "
+            f"{fast['big']['p50'] / plain['big']['p50']:.2f}x, p95 {fast['big']['p95'] / plain['big']['p95']:.2f}x"
+        )
+    print(json.dumps(results))
+
+
+def report(mode: str, args, echo: dict, small: dict, big: dict) -> None:
     mb = 2**20
+    server = "JupyterLab as installed" if mode == "plain" else "JupyterLab with jlabel.server (TCP_NODELAY)"
+    print(f"\n== {server}")
     print(
         f"{'frame rows':>12} {'open s':>8} {'p50 ms':>8} {'p95 ms':>8} {'kernel ms':>10} "
         f"{'RSS open MB':>12} {'RSS +200 MB':>12}"
@@ -251,7 +266,6 @@ def main() -> None:
     )
     print(f"memory growth over {args.decisions} decisions: small {growth_small:.1f} MB, big {growth_big:.1f} MB")
     print(f"memory growth from decision 20 to {args.decisions}: small {steady_small:.1f} MB, big {steady_big:.1f} MB")
-    print(json.dumps({"echo": echo, "small": small, "big": big}))
 
 
 if __name__ == "__main__":

@@ -321,8 +321,9 @@ class Labeler(anywidget.AnyWidget):
                     self._examples.append((self._text(row), value))
                     del self._examples[:-FEW_SHOT]
         self._history.append((position, before, self.annotator))
-        self.done = int(self._labeled.sum())
-        self.position = min(position + 1, len(self._queue))
+        with self.hold_sync():  # done and position reach the front end as one message
+            self.done = int(self._labeled.sum())
+            self.position = min(position + 1, len(self._queue))
 
     def _undo(self) -> int:
         if not self._history:
@@ -341,8 +342,9 @@ class Labeler(anywidget.AnyWidget):
                     self._write(position, label, _display(source) or None, when, _display(who) or None)
             else:
                 self._write(position, state["label"], state["label_source"], state["labeled_at"], state["annotator"])
-        self.done = int(self._labeled.sum())
-        self.position = position
+        with self.hold_sync():
+            self.done = int(self._labeled.sum())
+            self.position = position
         return position
 
     def _replay(self, key: str) -> Mapping | None:

@@ -41,7 +41,7 @@ def _free_port() -> int:
 class Lab:
     """A running JupyterLab server (one per test session) and helpers to drive notebooks in it."""
 
-    def __init__(self, root: Path, *, server_config: str = ""):
+    def __init__(self, root: Path, *, server_config: str = "", nodelay: bool = True):
         self.root = root
         self.port = _free_port()
         self.token = secrets.token_hex(16)
@@ -70,6 +70,8 @@ class Lab:
             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly", "--allow-root",
         ]  # fmt: skip
+        if nodelay:  # jlabel's server extension: no Nagle delay on kernel websockets
+            cmd.append("--ServerApp.jpserver_extensions={'jlabel.server': True}")
         self.log = open(root / "lab.log", "wb")  # closed in stop()
         self.process = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90

@@ -2,7 +2,8 @@
 // The frame stays in Python: this holds the current record and a small window, asked for by message.
 // Every piece of record data is put on the page with textContent, never as HTML.
 
-const WINDOW = 6;
+const WINDOW = 6; // records held ahead of the current one
+const KEEP = 50; // records kept in the cache on either side of the current one
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -61,7 +62,7 @@ function render({ model, el: host }) {
   const cache = new Map(); // queue position -> record
   const waiting = new Set(); // request ids of decisions in flight
   const queued = []; // actions pressed while one was in flight
-  let requested = new Set(); // positions asked for and not yet answered
+  const requested = new Set(); // positions asked for and not yet answered
   let nextId = 1;
   let shownKey = null;
   let shownAt = performance.now();
@@ -97,6 +98,10 @@ function render({ model, el: host }) {
       for (const r of message.records) {
         cache.set(r.position, r);
         requested.delete(r.position);
+      }
+      if (cache.size > 4 * KEEP) {
+        // hold a window around the current record, not every record visited
+        for (const p of cache.keys()) if (Math.abs(p - position()) > KEEP) cache.delete(p);
       }
       if (message.id && waiting.delete(message.id)) localError = "";
       if (message.position !== undefined) pos = message.position;

@@ -146,6 +146,14 @@ class Notebook:
                  .map((c) => ({type: c.cell_type, source: c.getSource()}))"""
         )
 
+    def notebook_state(self) -> dict:
+        """What JupyterLab's command-mode keys would change: cells, active cell, mode, unsaved changes."""
+        return self.page.evaluate(
+            """() => { const panel = window.jupyterapp.shell.currentWidget; const nb = panel.content;
+                 return {cells: nb.model.sharedModel.cells.map((c) => [c.cell_type, c.getSource()]),
+                         active: nb.activeCellIndex, mode: nb.mode, dirty: panel.context.model.dirty}; }"""
+        )
+
     def output_json(self, index: int, marker: str = "STATE=", timeout: float = 60_000):
         """The JSON a cell printed after ``marker``; waits until the cell has printed it."""
         cell = self.page.locator(".jp-Notebook .jp-Cell").nth(index)

@@ -19,7 +19,7 @@ SETUP = """\
 import jlabel as jl
 from jlabel.datasets import news_demo
 
-news = news_demo()  # ~120 short news items written for jlabel, with their topic
+news = news_demo()  # 120 short news items written for jlabel, with their topic
 task = jl.Task(
     ["World", "Sports", "Business", "Sci/Tech"],
     instructions="Classify the news article by topic.",

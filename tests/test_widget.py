@@ -406,10 +406,8 @@ def _missing_cell(value) -> bool:
 
 
 @pytest.mark.model
-def test_live_suggestion_from_the_embedded_model(task):
-    from jlabel.llm import llm as load
-
-    llm = load()  # the embedded default model
+def test_live_suggestion_from_the_embedded_model(task, embedded_llm):
+    llm = embedded_llm
     df = pd.DataFrame({"text": ["The striker scored twice in the cup final.", "Shares fell as the bank cut rates."]})
     p = Panel(df, task, annotator="ana", llm=llm)
     assert p.msg(type="fetch", start=0, count=1)["records"][0]["suggestion_state"] in ("coming", "ready")
@@ -421,3 +419,4 @@ def test_live_suggestion_from_the_embedded_model(task):
     p.decide("accept")
     event = p.w.store.events().iloc[0]
     assert event["model"] == llm.id and event["suggestion"] == df["llm_label"].iloc[0]
+    p.w.close()  # stops the suggestion thread: the shared model is idle for the next test

@@ -248,9 +248,9 @@ def _without_done(df, task, model, prompt, todo, raw) -> np.ndarray:
     """Rows whose suggestion the frame already holds from this model and prompt."""
     from .frame import probs as probs_of
 
-    same = (df["llm_model"].astype(object).to_numpy() == model.id) & (
-        df["llm_prompt"].astype(object).to_numpy() == prompt.hash
-    )
+    same = df["llm_model"].eq(model.id).fillna(False).to_numpy(dtype=bool) & df["llm_prompt"].eq(prompt.hash).fillna(
+        False
+    ).to_numpy(dtype=bool)
     held = probs_of(df, task)
     done = same & ~np.isnan(held).any(axis=1)
     raw[done] = held[done]

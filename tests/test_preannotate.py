@@ -1,0 +1,245 @@
+"""jl.preannotate: columns, cache, resume, per-record errors, store events, calibration, Dask.
+
+Most tests use a small keyword model that implements the backend protocol (so they run in
+milliseconds and count model calls); the ``model`` tests run the real embedded model.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jlabel as jl
+from jlabel import calibration
+from jlabel.frame import PROBS_DTYPE, STRING_DTYPE
+from jlabel.llm.base import LLM, SpanResult
+from jlabel.preannotate import ScoreCache, text_hashes
+
+KEYWORDS = {"World": "ceasefire", "Sports": "striker", "Business": "bank", "Sci/Tech": "chip"}
+
+
+class KeywordLLM(LLM):
+    """Scores by keyword and counts calls; 'boom' in a text makes the call fail."""
+
+    def __init__(self, interrupt_after: int | None = None, bias: float = 0.0):
+        self.calls: list[str] = []
+        self.bias = bias
+        self.interrupt_after = interrupt_after
+
+    @property
+    def id(self) -> str:
+        return "keyword@sha256:" + "0" * 64
+
+    def score_one(self, prompt, text):
+        if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
+            raise KeyboardInterrupt
+        self.calls.append(text)
+        if "boom" in text:
+            raise RuntimeError("the model ran out of memory")
+        row = np.array([3.0 if word in text else 1.0 for word in KEYWORDS.values()])
+        row[0] += self.bias  # a bias towards the first label, whatever the text
+        return row / row.sum(), ("cut to fit" if len(text) > 60 else None)
+
+    def spans_one(self, prompt, text):
+        start = text.find("Oslo")
+        return SpanResult(
+            [{"start": start, "end": start + 4, "label": "PLACE", "confidence": 0.9}] if start >= 0 else []
+        )
+
+
+@pytest.fixture
+def df(small_df):
+    return small_df
+
+
+def test_fills_the_contract_columns(df, task, tmp_path):
+    out = jl.preannotate(df, task, KeywordLLM(), cache=tmp_path / "c.sqlite", calibrate=None, progress=False)
+    assert out is not df and "llm_label" not in df.columns
+    assert out["llm_probs"].dtype == PROBS_DTYPE and out["llm_label"].dtype == STRING_DTYPE
+    P = jl.probs(out, task)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0)
+    assert out["llm_label"].tolist() == ["Business", "Sports", "World", "Sci/Tech", "World"]
+    assert (out["llm_label"] == np.array(task.labels)[P.argmax(axis=1)]).all()
+    np.testing.assert_allclose(out["llm_confidence"], P.max(axis=1))
+    assert set(out["llm_model"]) == {"keyword@sha256:" + "0" * 64}
+    assert out["llm_prompt"].nunique() == 1 and len(out["llm_prompt"].iloc[0]) == 16
+
+
+def test_failed_record_is_marked_and_the_run_goes_on(df, task):
+    df = df.copy()
+    df.loc["r2", "text"] = "boom goes the model"
+    out = jl.preannotate(df, task, KeywordLLM(), cache=None, progress=False)
+    assert out.loc["r2", "llm_error"] == "RuntimeError: the model ran out of memory"
+    assert pd.isna(out.loc["r2", "llm_label"]) and np.isnan(out.loc["r2", "llm_confidence"])
+    assert out.drop(index="r2")["llm_label"].notna().all()
+
+
+def test_warnings_are_recorded_in_llm_error(task):
+    frame = pd.DataFrame({"text": ["short bank", "a long text about the striker " * 3]})
+    out = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False)
+    assert out["llm_error"].tolist()[1] == "cut to fit" and pd.isna(out["llm_error"].iloc[0])
+    assert out["llm_label"].notna().all()
+
+
+def test_cache_hits_skip_the_model_and_give_the_same_output(df, task, tmp_path):
+    first, second = KeywordLLM(), KeywordLLM()
+    a = jl.preannotate(df, task, first, cache=tmp_path / "c.sqlite", progress=False)
+    b = jl.preannotate(df, task, second, cache=tmp_path / "c.sqlite", progress=False)
+    assert len(first.calls) == len(df) and second.calls == []
+    pd.testing.assert_frame_equal(a, b)
+    other_prompt = jl.prompts.default_prompt(task, template="News: {text}")
+    jl.preannotate(df, task, second, prompt=other_prompt, cache=tmp_path / "c.sqlite", progress=False)
+    assert len(second.calls) == len(df)  # another prompt hash: not a cache hit
+
+
+def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
+    frame = pd.DataFrame({"text": [f"record {i} about the bank" for i in range(7)]})
+    interrupted = KeywordLLM(interrupt_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        jl.preannotate(frame, task, interrupted, batch=2, cache=tmp_path / "c.sqlite", progress=False)
+    assert len(ScoreCache(tmp_path / "c.sqlite")) == 4  # two whole batches reached the cache
+    resumed = KeywordLLM()
+    out = jl.preannotate(frame, task, resumed, batch=2, cache=tmp_path / "c.sqlite", progress=False)
+    assert resumed.calls == frame["text"].tolist()[4:]
+    full = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False)
+    pd.testing.assert_frame_equal(out, full)
+
+
+def test_resume_from_the_frame_without_a_cache(df, task):
+    model = KeywordLLM()
+    first = jl.preannotate(df, task, model, cache=None, calibrate=None, progress=False)
+    grown = pd.concat([first, pd.DataFrame({"text": ["new bank record"]}, index=["r9"])])
+    again = KeywordLLM()
+    out = jl.preannotate(grown, task, again, cache=None, calibrate=None, progress=False)
+    assert again.calls == ["new bank record"]
+    assert out.loc["r9", "llm_label"] == "Business"
+    again = KeywordLLM()
+    jl.preannotate(grown, task, again, cache=None, calibrate=None, resume=False, progress=False)
+    assert len(again.calls) == len(grown)
+
+
+def test_calibration_removes_the_label_bias(task):
+    frame = pd.DataFrame({"text": ["plain"] * 4 + ["bank"] * 4 + ["striker"] * 4 + ["chip"] * 4})
+    biased = KeywordLLM(bias=2.5)
+    raw = jl.probs(jl.preannotate(frame, task, biased, cache=None, calibrate=None, progress=False), task)
+    batch = jl.probs(jl.preannotate(frame, task, biased, cache=None, calibrate="batch", progress=False), task)
+    np.testing.assert_allclose(batch, calibration.rescale(raw, raw.mean(axis=0)))
+    assert (raw.argmax(axis=1) == 0).all()  # raw, World wins whatever the text
+    assert (batch.argmax(axis=1)[4:] == np.repeat([2, 1, 3], 4)).all()
+    free = jl.probs(jl.preannotate(frame, task, biased, cache=None, calibrate="content_free", progress=False), task)
+    np.testing.assert_allclose(free.sum(axis=1), 1.0)
+    assert free[0, 0] < raw[0, 0]  # the content-free prior favours World, so World is scaled down
+    fitted = calibration.fit(raw, np.repeat([0, 2, 1, 3], 4))
+    out = jl.preannotate(frame, task, biased, cache=None, calibrate=fitted, progress=False)
+    np.testing.assert_allclose(jl.probs(out, task), fitted.apply(raw))
+    with pytest.raises(ValueError, match="calibrate must be one of"):
+        jl.preannotate(frame, task, KeywordLLM(), calibrate="mean", progress=False)
+
+
+def test_suggest_events_go_to_the_store(df, task, tmp_path):
+    store = jl.Store(tmp_path / "labels.db", task=task)
+    df = df.copy()
+    df.loc["r2", "text"] = "boom"
+    out = jl.preannotate(df, task, KeywordLLM(), cache=None, store=store, progress=False)
+    events = store.events()
+    assert (events["action"] == "suggest").all()
+    assert events["record"].tolist() == ["r0", "r1", "r3", "r4"]
+    assert events["suggestion"].tolist() == out.drop(index="r2")["llm_label"].tolist()
+    np.testing.assert_allclose(events["confidence"], out.drop(index="r2")["llm_confidence"])
+    assert set(events["model"]) == {out["llm_model"].iloc[0]} and set(events["prompt"]) == {out["llm_prompt"].iloc[0]}
+
+
+def test_examples_auto_come_from_human_labels(df, task):
+    labeled = df.assign(label=pd.Series(["Business", "Sports", None, None, None], index=df.index, dtype=STRING_DTYPE))
+    zero = jl.preannotate(df, task, KeywordLLM(), cache=None, progress=False)
+    auto = jl.preannotate(labeled, task, KeywordLLM(), cache=None, progress=False)
+    none = jl.preannotate(labeled, task, KeywordLLM(), examples=None, cache=None, progress=False)
+    assert auto["llm_prompt"].iloc[0] != zero["llm_prompt"].iloc[0] == none["llm_prompt"].iloc[0]
+
+
+def test_multi_label_probabilities_are_per_label():
+    task = jl.Task(list(KEYWORDS), kind="multi")
+    frame = pd.DataFrame({"text": ["bank chip", "nothing"]})
+    out = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False, calibrate="batch")
+    P = jl.probs(out, task)
+    assert P.shape == (2, 4) and ((P >= 0) & (P <= 1)).all()
+    assert isinstance(out["llm_label"].iloc[0], list)
+
+
+def test_spans_are_written_as_lists():
+    task = jl.Task(["PLACE"], kind="spans")
+    frame = pd.DataFrame({"text": ["We met in Oslo.", "Nowhere."]})
+    out = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False)
+    assert out["llm_label"].tolist() == [[{"start": 10, "end": 14, "label": "PLACE"}], []]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"batch": 0}, ValueError, "batch must be a positive integer, got 0"),
+        ({"examples": "all"}, ValueError, "examples must be 'auto'"),
+        ({"cache": 3}, TypeError, "cache must be True, a file path"),
+    ],
+)
+def test_bad_options(df, task, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        jl.preannotate(df, task, KeywordLLM(), progress=False, **kwargs)
+
+
+def test_bad_inputs(df, task):
+    with pytest.raises(TypeError, match=r"task must be a jl\.Task"):
+        jl.preannotate(df, ["World"], KeywordLLM())
+    with pytest.raises(TypeError, match="llm must be a model"):
+        jl.preannotate(df, task, 42)
+    with pytest.raises(KeyError, match="'body'"):
+        jl.preannotate(df, jl.Task(list(KEYWORDS), text="body"), KeywordLLM())
+    with pytest.raises(ValueError, match="duplicate key"):
+        jl.preannotate(pd.DataFrame({"text": ["a", "b"]}, index=["x", "x"]), task, KeywordLLM())
+
+
+def test_text_hashes_are_stable_and_distinct():
+    hashes = text_hashes(pd.Series(["a", "b", "a", ""]))
+    assert hashes[0] == hashes[2] != hashes[1] and len(set(hashes)) == 3
+    assert hashes[0] == text_hashes(pd.Series(["a"]))[0] and len(hashes[0]) == 16
+
+
+# --- the real embedded model -------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_full_run_opens_no_socket_to_a_non_loopback_address(embedded_llm, df, task, tmp_path, monkeypatch):
+    connects = []
+    real_connect = socket.socket.connect
+
+    def spy(self, address):
+        connects.append(address)
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", spy)
+    monkeypatch.setattr(socket.socket, "connect_ex", spy)
+    store = jl.Store(tmp_path / "labels.db", task=task)
+    out = jl.preannotate(df, task, None, cache=tmp_path / "c.sqlite", store=store, progress=True)
+    assert out["llm_label"].notna().all()
+    hosts = [a[0] for a in connects if isinstance(a, tuple)]
+    assert all(jl.llm.__module__ and h in ("127.0.0.1", "::1", "localhost") for h in hosts), hosts
+
+
+@pytest.mark.model
+def test_dask_dataframe_on_a_local_cluster(embedded_llm, task, small_df):
+    dd = pytest.importorskip("dask.dataframe")
+    distributed = pytest.importorskip("distributed")
+    frame = small_df.iloc[:4]
+    expected = jl.preannotate(frame, task, None, cache=None, calibrate="content_free", progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            ddf = dd.from_pandas(frame, npartitions=4)
+            result = jl.preannotate(ddf, task, None, cache=None, calibrate="content_free").compute()
+            loaded = client.run(lambda: len(__import__("jlabel.preannotate").preannotate._WORKER_MODELS))
+    assert sorted(loaded.values()) == [1, 1]  # each worker loaded the model once
+    assert result["llm_label"].tolist() == expected["llm_label"].tolist()
+    np.testing.assert_allclose(jl.probs(result, task), jl.probs(expected, task), atol=1e-6)
+    with pytest.raises(ValueError, match="calibrate='batch' needs every record"):
+        jl.preannotate(dd.from_pandas(frame, npartitions=2), task, None, calibrate="batch")

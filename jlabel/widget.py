@@ -337,7 +337,7 @@ class Labeler(anywidget.AnyWidget):
             if state is None:  # no decision survives in the store: back to what the frame held
                 label, source, when, who = before
                 if _missing(label):
-                    self._write(position, None, None, None)
+                    self._write(position, None, None, None, None)
                 else:
                     self._write(position, label, _display(source) or None, when, _display(who) or None)
             else:
@@ -362,15 +362,15 @@ class Labeler(anywidget.AnyWidget):
             return None
         return state.iloc[0].to_dict()
 
-    def _write(self, position: int, value, source, when, annotator: str | None = None) -> None:
-        """The label columns of the record at queue ``position``, in place; None clears them."""
+    def _write(self, position: int, value, source, when, annotator) -> None:
+        """The label columns of the record at queue ``position``, in place; None (or NA) leaves a cell empty."""
         row = int(self._queue[position])
         column = self.df.columns.get_loc
         # iat sets one cell without validating the whole column: O(1) on a 1,000,000-row frame
         self.df.iat[row, column("label")] = _cell(self.df["label"].dtype, value)
-        self.df.iat[row, column("label_source")] = pd.NA if source is None else source
-        self.df.iat[row, column("annotator")] = pd.NA if value is None else (annotator or self.annotator)
-        self.df.iat[row, column("labeled_at")] = pd.NaT if value is None else when
+        self.df.iat[row, column("label_source")] = pd.NA if _missing(source) else source
+        self.df.iat[row, column("annotator")] = pd.NA if value is None or _missing(annotator) else annotator
+        self.df.iat[row, column("labeled_at")] = pd.NaT if value is None or _missing(when) else when
         self._labeled[position] = value is not None
 
     # -- what the front end sees -------------------------------------------------

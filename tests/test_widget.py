@@ -133,6 +133,22 @@ def test_undo_any_number_of_steps_restores_from_the_store(suggested, task, tmp_p
     assert error["type"] == "error" and "Nothing to undo" in error["error"]
 
 
+def test_undo_restores_a_label_made_outside_the_panel_as_it_was(task):
+    # pandas 3 infers "str" columns for a user's own label column; who labeled it is unknown
+    df = pd.DataFrame({"text": ["a", "b"], "label": ["World", None]})
+    w = Labeler(df, task, annotator="ana", order=[0, 1])
+    assert w.position == 1  # the first record not labeled yet
+    w.position = 0
+    w.decide("Sports")
+    assert df["annotator"].iloc[0] == "ana"
+    w.undo()
+    assert df["label"].iloc[0] == "World" and pd.isna(df["annotator"].iloc[0]) and pd.isna(df["labeled_at"].iloc[0])
+    w.position = 1
+    w.decide("Sports")
+    w.undo()
+    assert pd.isna(df["label"].iloc[1]) and w.done == 1
+
+
 def test_multi_toggle_confirm(small_df):
     task = jl.Task(["a", "b", "c"], kind="multi")
     df = jl.set_suggestions(small_df, task, np.tile([0.9, 0.2, 0.7], (5, 1)), model="m")

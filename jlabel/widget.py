@@ -69,6 +69,16 @@ class Labeler(anywidget.AnyWidget):
     id
         A column holding the record keys, if not the frame's index.
 
+    Notes
+    -----
+    Keys, while the panel has the focus (click it; Escape gives the focus back):
+    ``1``-``9`` choose a label (multi: toggle it; spans: make it the active label, then
+    select text with the mouse, click a span to remove it), ``Enter`` accept the suggestion
+    (multi, spans: confirm), ``x`` reject the suggestion (then choose the right label),
+    ``s`` skip, ``z`` or ``Backspace`` undo (any number of steps), ``ArrowLeft`` /
+    ``ArrowRight`` previous / next record, ``/`` filter the labels (more than 9). Keys
+    pressed faster than the kernel answers are applied in order, none is lost.
+
     Examples
     --------
     >>> import pandas as pd, jlabel as jl

@@ -138,6 +138,10 @@ def lab(tmp_path_factory):
     if not shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)):
         pytest.fail("jupyterlab is not installed in this environment: pip install -e '.[dev]'")
     server = Lab(tmp_path_factory.mktemp("lab"))
+    log = (server.root / "lab.log").read_text(errors="replace")
+    if "jlabel: kernel websockets send without Nagle" not in log:  # the jlabel.server extension, loaded for real
+        server.stop()
+        pytest.fail(f"JupyterLab did not load the jlabel.server extension; its log:\n{log[-3000:]}")
     yield server
     server.stop()
 

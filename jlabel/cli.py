@@ -25,7 +25,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if kind == "csv":
         return pd.read_csv(path, keep_default_na=False, na_values=[""])
     if kind == "parquet":
-        return pd.read_parquet(path)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        # list columns (llm_probs) come back as Arrow lists, as jlabel writes them
+        return pq.read_table(path).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
     return pd.read_json(path, lines=True)
 
 
@@ -42,7 +46,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         plain = df.copy()
         if "llm_probs" in plain:
             plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if v is None else list(v))
-        plain.reset_index().to_json(path, orient="records", lines=True, force_ascii=False)
+        plain.reset_index().to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
     else:
         plain = df.copy()
         if "llm_probs" in plain:

@@ -1,0 +1,101 @@
+"""The jlabel command: demo, preannotate (CSV/Parquet/JSONL in and out), clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_preannotate import KeywordLLM
+
+import jlabel as jl
+from jlabel import cli
+from jlabel.datasets import news_demo
+
+
+@pytest.fixture
+def keyword_model(monkeypatch):
+    model = KeywordLLM()
+    monkeypatch.setattr(cli, "_model", lambda args: model)
+    return model
+
+
+@pytest.fixture
+def records(tmp_path):
+    frame = pd.DataFrame(
+        {"key": ["a", "b", "c"], "text": ["The bank cut rates.", "The striker scored.", "A faster chip."]}
+    )
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    frame.to_parquet(tmp_path / "in.parquet", index=False)
+    frame.to_json(tmp_path / "in.jsonl", orient="records", lines=True)
+    return tmp_path
+
+
+@pytest.mark.parametrize("source", ["in.csv", "in.parquet", "in.jsonl"])
+@pytest.mark.parametrize("target", ["out.csv", "out.parquet", "out.jsonl"])
+def test_preannotate_files_in_and_out(records, keyword_model, source, target, capsys):
+    labels = ["World", "Sports", "Business", "Sci/Tech"]
+    argv = ["preannotate", str(records / source), "--labels", *labels, "--out", str(records / target)]
+    assert cli.main([*argv, "--id", "key", "--no-cache", "--quiet", "--calibrate", "none"]) == 0
+    assert "wrote 3 records" in capsys.readouterr().out
+    out = cli.read_table(records / target)
+    assert out["llm_label"].tolist() == ["Business", "Sports", "Sci/Tech"]
+    probs = out["llm_probs"].map(lambda v: json.loads(v) if isinstance(v, str) else list(v)).tolist()
+    np.testing.assert_allclose(np.array(probs).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_preannotate_writes_suggest_events(records, keyword_model):
+    store = records / "labels.db"
+    argv = ["preannotate", str(records / "in.csv"), "--labels", "World", "Sports", "Business", "Sci/Tech"]
+    assert cli.main([*argv, "--out", str(records / "o.csv"), "--id", "key", "--store", str(store), "--quiet"]) == 0
+    events = jl.Store(store).events()
+    assert events["record"].tolist() == ["a", "b", "c"] and set(events["action"]) == {"suggest"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["preannotate", "{d}/missing.csv", "--labels", "A", "B", "--out", "{d}/o.csv"], "no input file at"),
+        (["preannotate", "{d}/in.txt", "--labels", "A", "B", "--out", "{d}/o.csv"], "is not .csv, .parquet or .jsonl"),
+        (["preannotate", "{d}/in.csv", "--labels", "A", "B", "--out", "{d}/o.xlsx"], "must end in .csv"),
+        (["preannotate", "{d}/in.csv", "--labels", "A", "B", "--out", "{d}/o.csv", "--id", "nope"], "'nope' is not"),
+    ],
+)
+def test_bad_files_exit_with_a_message(records, keyword_model, argv, message):
+    (records / "in.txt").write_text("x")
+    with pytest.raises(SystemExit, match=message):
+        cli.main([a.format(d=records) for a in argv])
+
+
+def test_bad_text_column_returns_2(records, keyword_model, capsys):
+    argv = ["preannotate", str(records / "in.csv"), "--labels", "A", "B", "--out", str(records / "o.csv")]
+    assert cli.main([*argv, "--text", "body", "--quiet"]) == 2
+    assert "'body'" in capsys.readouterr().err
+
+
+def test_demo_with_a_stand_in_model(tmp_path, keyword_model, capsys):
+    assert cli.main(["demo", "--n", "12", "--out", str(tmp_path / "demo.parquet"), "--no-cache", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "records                  12" in printed and str(tmp_path / "demo.parquet") in printed
+    out = cli.read_table(tmp_path / "demo.parquet")
+    assert len(out) == 12 and out["llm_label"].notna().all()
+    assert len(keyword_model.calls) == 12
+
+
+def test_news_demo_is_balanced_and_original():
+    df = news_demo()
+    assert df.index.is_unique and len(df) == 120
+    assert df["topic"].value_counts().to_dict() == {t: 30 for t in ("World", "Sports", "Business", "Sci/Tech")}
+    assert (df["title"].str.len() > 10).all() and (df["description"].str.len() > 30).all()
+    assert not df["title"].duplicated().any()
+
+
+@pytest.mark.model
+def test_demo_on_the_embedded_model(tmp_path, capsys, embedded_llm):
+    assert cli.main(["demo", "--n", "8", "--out", str(tmp_path / "demo.csv"), "--no-cache", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    accuracy = float(printed.split("accuracy vs gold topics")[1].split()[0])
+    assert 0 <= accuracy <= 1
+    out = pd.read_csv(tmp_path / "demo.csv")
+    assert len(out) == 8 and out["llm_model"].str.startswith("llamacpp:SmolLM2").all()

@@ -295,12 +295,13 @@ class Labeler(anywidget.AnyWidget):
         if action == "accept":
             if not shown:
                 raise ValueError(f"Record {key!r} has no suggestion to accept: choose a label instead.")
-            value = suggestion["label"]
+            value = self.task.check_value(suggestion["label"])  # spans lose their confidences
         elif action in ("label", "confirm"):
             if value is None:
                 raise ValueError(f"A {action!r} decision needs a value: the chosen label(s).")
             value = self.task.check_value(value)
-            action = "label" if not shown else ("accept" if value == suggestion["label"] else "edit")
+            same = shown and value == self.task.check_value(suggestion["label"])  # compared in normal form
+            action = "label" if not shown else ("accept" if same else "edit")
         elif action == "reject":
             if not shown:
                 raise ValueError(f"Record {key!r} shows no suggestion to reject: choose a label instead.")

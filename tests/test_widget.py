@@ -417,6 +417,19 @@ def test_live_span_suggestions(task):
     assert df.loc[0, "label_source"] == "llm_accepted"
 
 
+def test_suggested_spans_with_confidences_are_accepted_as_spans():
+    task = jl.Task(["PER", "ORG"], kind="spans")
+    df = pd.DataFrame({"text": ["Ana joined Acme.", "Ann joined Acme."]})
+    jl.frame.ensure_columns(df, task)
+    suggested = [{"start": 11, "end": 15, "label": "ORG", "confidence": 0.9}, {"start": 0, "end": 3, "label": "PER"}]
+    df["llm_label"] = pd.Series([suggested, suggested], dtype=object)  # both texts: PER at 0..3, ORG at 11..15
+    p = Panel(df, task, annotator="ana")
+    p.decide("accept")
+    p.decide("confirm", [{"start": 0, "end": 3, "label": "PER"}, {"start": 11, "end": 15, "label": "ORG"}])
+    assert df["label_source"].tolist() == ["llm_accepted", "llm_accepted"]
+    assert df["label"].iloc[0] == [{"start": 0, "end": 3, "label": "PER"}, {"start": 11, "end": 15, "label": "ORG"}]
+
+
 def _missing_cell(value) -> bool:
     return value is None or (not isinstance(value, list) and pd.isna(value))
 

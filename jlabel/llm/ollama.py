@@ -32,16 +32,15 @@ Limits
   names the forced opening quote hides the answer. On 100 news records with SmolLM2-135M
   through the stand-in, codes gave accuracy 0.30 (0.35 with batch-mean correction), reading
   the names' first tokens 0.17 (0.25), with 4 records that could not be read at all.
-- Only the code's first token is seen: the distribution is over the codes, so it reflects
-  the label names only through the prompt, not through their own token sequences (use the
-  llama.cpp backend for full-sequence label scoring).
+- The distribution is over the codes: it sees the label names only through the prompt,
+  not through their own token sequences (the llama.cpp backend scores those in full).
 - A code outside the 20 alternatives gets an estimate: the mass the 20 leave over, shared by
   the missing codes and capped at the 20th alternative's probability and at the generated
   answer's (greedy decoding under the ``format`` grammar picks the likeliest allowed answer).
   A small model that would rather write something else than any code (say, the label's
   name) thus gets a flat, low-confidence row, not a confident one.
 - Whether logprobs are taken before or after the ``format`` grammar depends on the server;
-  renormalising over the codes gives the same result either way.
+  the ratios between the codes it lists are the same either way.
 - Records are cut to ``max_chars`` characters so that the prompt fits ``num_ctx`` (Ollama
   itself would silently drop the start of the prompt, instructions included).
 - The server keeps the shared prompt prefix in its cache between requests; the record sits
@@ -289,7 +288,10 @@ class OllamaLLM(LLM):
         self.close()
 
     def __del__(self) -> None:
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: nothing left to close with
+            pass
 
     @property
     def id(self) -> str:

@@ -242,14 +242,13 @@ df[["title", "llm_label", "label", "annotator"]].head()""",
     (
         "md",
         """\
-Agreement between the two annotators and with the model as a third rater: percent agreement,
-Cohen's kappa per pair, Fleiss' kappa and Krippendorff's alpha, with bootstrap intervals.""",
+Agreement between the two annotators, read from the shared store: percent agreement, Cohen's
+kappa, Fleiss' kappa and Krippendorff's alpha, with bootstrap intervals (per label too).""",
     ),
     (
         "code",
         """\
-long = store.state(per_annotator=True)
-agreement = jl.agreement(long)
+agreement = jl.agreement(store)
 agreement[agreement["label"] == "all"].round(3)""",
     ),
     (
@@ -262,6 +261,8 @@ Which labels are likely wrong? `jl.check` ranks the labels the model confidently
         "code",
         """\
 suspects = jl.check(df, task)
+# known only because the labels were simulated: was the flagged label really wrong?
+suspects["really_wrong"] = (suspects["label"] != truth.loc[suspects.index]).to_numpy()
 suspects.head(10)""",
     ),
     ("code", "jl.dashboard(store)"),

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import calibration
-from . import dashboard as dash
+from .dashboard import disagreement, prepare
 from .frame import key_strings, record_keys, set_suggestions, texts
 from .frame import probs as probs_matrix
 from .task import Task
@@ -41,7 +41,7 @@ def _label_codes(df: pd.DataFrame, task: Task) -> np.ndarray:
     if "label" not in df.columns:
         return np.full(len(df), -1)
     label = df["label"]
-    codes = pd.Categorical(label.to_numpy(dtype=object, na_value=None), categories=list(task.labels)).codes
+    codes = pd.Index(list(task.labels), dtype=object).get_indexer(label.to_numpy(dtype=object, na_value=None))
     unknown = (codes < 0) & label.notna().to_numpy()
     if unknown.any():
         raise ValueError(
@@ -187,16 +187,15 @@ def check(
         suspect = joined["flagged"].to_numpy(dtype=bool) & (text != "")
         if suspect.any():
             others = size[suspect] - same[suspect]
-            model_label = pd.Series(labels[matrix[rows[suspect]].argmax(axis=1)] if use.any() else None, dtype=object)
-            model_label = model_label.where(~np.isnan(matrix[rows[suspect]]).any(axis=1), None)
+            theirs = matrix[rows[suspect]]
+            scored = ~np.isnan(theirs).any(axis=1)
+            model_label = np.where(scored, labels[np.nan_to_num(theirs, nan=-1.0).argmax(axis=1)], None)
             parts.append(
                 pd.DataFrame(
                     {
                         "row": rows[suspect],
-                        "model_label": model_label.to_numpy(dtype=object),
-                        "model_confidence": np.nanmax(
-                            np.where(np.isnan(matrix[rows[suspect]]), -np.inf, matrix[rows[suspect]]), axis=1
-                        ).clip(0),
+                        "model_label": model_label,
+                        "model_confidence": np.where(scored, np.nan_to_num(theirs, nan=-1.0).max(axis=1), np.nan),
                         "score": others / size[suspect],
                         "reason": (
                             pd.Series(others).astype(str)
@@ -260,7 +259,7 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
         ``weakest_label_disagree`` (the label with the highest disagreement rate).
         Disagreement: with the majority of other annotators, else with the model.
     """
-    table = dash.prepare(data, task=task).table
+    table = prepare(data, task=task).table
     if table.empty:
         raise ValueError("annotator_report needs labeled records; none found.")
     annotator = table["annotator"].astype(str).to_numpy()
@@ -296,7 +295,7 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     frame["same"] = np.bincount(pair)[pair] - 1
     frame["others"] = np.bincount(record)[record] - 1
 
-    wrong = dash.disagreement(table).astype("float64").to_numpy()
+    wrong = disagreement(table).astype("float64").to_numpy()
     half = pd.Series(position).groupby(annotator).transform("median").to_numpy()
     frame["early"] = np.where(position <= half, wrong, np.nan)
     frame["late"] = np.where(position > half, wrong, np.nan)

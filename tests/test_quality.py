@@ -1,0 +1,170 @@
+"""jl.check, jl.annotator_report, calibration and auto-accept thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jlabel as jl
+from jlabel import calibration
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+TASK = jl.Task(LABELS, text="text")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def _noisy(n: int = 2000, noise: float = 0.1, seed: int = 0):
+    """A frame whose model is right ~85% of the time, with ``noise`` of the human labels flipped."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 4, n)
+    logits = rng.normal(0, 1, (n, 4))
+    logits[np.arange(n), truth] += 2.5
+    flip = rng.random(n) < noise
+    given = (truth + np.where(flip, rng.integers(1, 4, n), 0)) % 4
+    df = pd.DataFrame({"text": [f"story {i}" for i in range(n)], "label": np.asarray(LABELS, dtype=object)[given]})
+    return jl.set_suggestions(df, TASK, _softmax(logits), model="m"), flip, given
+
+
+def test_check_finds_flipped_labels_like_a_plain_confident_learning_loop():
+    df, flip, given = _noisy()
+    suspects = jl.check(df, TASK)
+    assert list(suspects.columns) == ["label", "model_label", "model_confidence", "score", "reason"]
+    assert suspects["score"].is_monotonic_decreasing
+    flagged = df.index.isin(suspects.index.astype(int))
+    precision, recall = flip[flagged].mean(), flagged[flip].mean()
+    assert precision > 0.5 and recall > 0.5, (precision, recall)
+
+    # the same rule, written as a loop over records
+    p = jl.probs(df, TASK)
+    thresholds = [p[given == j, j].mean() for j in range(4)]
+    expected = set()
+    for i in range(len(df)):
+        over = [j for j in range(4) if p[i, j] >= thresholds[j]]
+        if over and max(over, key=lambda j: p[i, j]) != given[i]:
+            expected.add(str(i))
+    assert set(suspects.index) == expected
+    first = suspects.iloc[0]
+    assert first["model_label"] != first["label"] and "model says" in first["reason"]
+
+
+def test_check_flags_same_text_with_different_labels():
+    df = pd.DataFrame(
+        {
+            "text": ["Stocks fall!", "stocks  FALL", "Stocks fall.", "Match won", "match won!", "other"],
+            "label": ["Business", "Business", "Sports", "Sports", "World", "World"],
+        },
+        index=list("abcdef"),
+    )
+    suspects = jl.check(df, TASK)  # no model probabilities: only the text check runs
+    assert set(suspects.index) == {"c", "d", "e"}
+    assert suspects.loc["c", "score"] == pytest.approx(2 / 3)
+    assert suspects.loc["d", "score"] == pytest.approx(1 / 2)  # a tie: both are suspect
+    assert "2 of 2 records with the same text" in suspects.loc["c", "reason"]
+    assert suspects["model_label"].isna().all()
+    assert jl.check(df, TASK, similar=False).empty
+
+
+def test_check_rejects_what_it_cannot_do():
+    df, _, _ = _noisy(20)
+    with pytest.raises(NotImplementedError, match="free-text generation"):
+        jl.check(df, TASK, explain=True)
+    with pytest.raises(ValueError, match=r"labels \['Weather'\] are not in the task's labels"):
+        jl.check(df.assign(label="Weather"), TASK)
+    with pytest.raises(ValueError, match="single-label tasks"):
+        jl.check(df, jl.Task(LABELS, kind="multi"))
+
+
+def test_temperature_scaling_lowers_held_out_ece():
+    rng = np.random.default_rng(1)
+    n = 4000
+    true_logits = rng.normal(0, 1.2, (n, 4))
+    truth = (rng.random(n)[:, None] > np.cumsum(_softmax(true_logits), axis=1)).sum(axis=1).clip(0, 3)
+    overconfident = _softmax(3 * true_logits)
+    df = pd.DataFrame({"text": "x", "label": np.asarray(LABELS, dtype=object)[truth]})
+    df = jl.set_suggestions(df, TASK, overconfident, model="m")
+    fit, held = df.iloc[:2000], df.iloc[2000:]
+    temperature = jl.fit_temperature(fit, TASK)
+    assert 2.3 < temperature < 3.7  # the model's logits were multiplied by 3
+    before = jl.expected_calibration_error(held, TASK)
+    scaled = jl.apply_temperature(held, TASK, temperature)
+    after = jl.expected_calibration_error(scaled, TASK)
+    assert after < before / 2, (before, after)
+    assert scaled["llm_label"].equals(held["llm_label"]) and scaled["llm_model"].eq("m").all()
+    assert held["llm_probs"].equals(df.iloc[2000:]["llm_probs"])  # input untouched
+    table = jl.reliability_table(held, TASK)
+    assert table["n"].sum() == 2000
+    weighted = (table["n"] * table["gap"].abs()).sum() / table["n"].sum()
+    assert weighted == pytest.approx(before)
+    assert before == pytest.approx(calibration.ece(jl.probs(held, TASK), truth[2000:]))
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        jl.apply_temperature(held, TASK, 0)
+    with pytest.raises(ValueError, match="label some records"):
+        jl.fit_temperature(df.assign(label=None), TASK)
+
+
+def test_auto_accept_threshold_matches_a_search_over_every_threshold():
+    df, _, _ = _noisy(600, noise=0.0, seed=5)
+    df.loc[df.index[500:], "label"] = None  # 100 unlabeled records count for coverage only
+    out = jl.auto_accept_threshold(df, TASK, target_accuracy=0.97, n_boot=300)
+    p = jl.probs(df, TASK)
+    labeled = df["label"].notna().to_numpy()
+    conf = p.max(axis=1)
+    right = np.asarray(LABELS, dtype=object)[p.argmax(axis=1)] == df["label"].to_numpy()
+    passing = [t for t in np.unique(conf[labeled]) if right[labeled & (conf >= t)].mean() >= 0.97]
+    assert out["threshold"] == min(passing)
+    assert out["accuracy"] == pytest.approx(right[labeled & (conf >= min(passing))].mean())
+    assert out["coverage"] == pytest.approx((conf >= min(passing)).mean())
+    assert out["n"] == (labeled & (conf >= min(passing))).sum()
+    low, high = out["accuracy_ci"]
+    assert low <= out["accuracy"] <= high and high - low > 0
+    assert out["threshold_ci"][0] <= out["threshold_ci"][1]
+    never = jl.auto_accept_threshold(df, TASK, target_accuracy=1.0, n_boot=0)
+    assert np.isnan(never["threshold"]) or never["accuracy"] == 1.0
+    with pytest.raises(ValueError, match="target_accuracy"):
+        jl.auto_accept_threshold(df, TASK, target_accuracy=1.5)
+
+
+def test_annotator_report_from_a_store(tmp_path):
+    task = jl.Task(["x", "y"])
+    store = jl.Store(tmp_path / "labels.db", task=task)
+    rng = np.random.default_rng(0)
+    start = pd.Timestamp("2026-01-01T09:00", tz="UTC")
+    rows = []
+    for who, error in (("ana", 0.0), ("ben", 0.4)):
+        for i in range(40):
+            truth = "x" if i % 2 else "y"
+            wrong = rng.random() < error * (i >= 20)  # ben errs only late in his session
+            value = ("y" if truth == "x" else "x") if wrong else truth
+            rows.append(
+                {
+                    "record": f"r{i}",
+                    "action": "label",
+                    "value": value,
+                    "annotator": who,
+                    "suggestion": truth,
+                    "confidence": 0.9 if i % 4 else 0.3,
+                    "ts": start + pd.Timedelta(seconds=30 * i),
+                }
+            )
+    store.record_many(pd.DataFrame(rows).drop(columns="ts"))
+    assert list(jl.annotator_report(store).index) == ["ana", "ben"]
+    events = store.events()  # the journal stamps its own time: give the decisions their own
+    events["ts"] = pd.DatetimeIndex(pd.DataFrame(rows)["ts"]).as_unit(events["ts"].dt.unit)
+    report = jl.annotator_report(events, task=task)
+    assert list(report.index) == ["ana", "ben"]
+    assert report.loc["ana", "labels"] == 40
+    assert report.loc["ana", "labels_per_hour"] == pytest.approx(40 / (39 * 30 / 3600))
+    assert report.loc["ana", "model_agreement"] == 1.0
+    ben_right = np.mean([r["value"] == r["suggestion"] for r in rows if r["annotator"] == "ben"])
+    assert report.loc["ben", "model_agreement"] == pytest.approx(ben_right)
+    assert report.loc["ana", "agreement_with_others"] == pytest.approx(ben_right)
+    assert report.loc["ben", "fatigue"] > 0.2 and report.loc["ben", "disagree_early"] == 0
+    assert report.loc["ana", "accept_low"] == 1.0 and report.loc["ana", "accept_high"] == 1.0
+    store.close()
+    with pytest.raises(ValueError, match="needs labeled records"):
+        jl.annotator_report(pd.DataFrame({"label": [None]}))

@@ -486,6 +486,7 @@ class Labeler(anywidget.AnyWidget):
                     raise RuntimeError(result.error)
                 with self._lock:
                     self._write_spans(row, result.spans)
+                    self._record_suggestion(row)
             else:
                 matrix = self._llm.score(self.task, [self._text(row)], examples=examples)
                 matrix = np.asarray(matrix, dtype=np.float64)
@@ -493,9 +494,11 @@ class Labeler(anywidget.AnyWidget):
                     raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
                 with self._lock:
                     self._write_suggestion(row, matrix[0])
+                    self._record_suggestion(row)
         except Exception as error:
             with self._lock:
                 self._failed[row] = f"{type(error).__name__}: {error}"
+                self.df.iat[row, self.df.columns.get_loc("llm_error")] = self._failed[row]
             self.message = (
                 f"The model failed on record {key!r} ({type(error).__name__}: {error}). "
                 f"Label it yourself: the panel keeps working without the suggestion."
@@ -503,6 +506,18 @@ class Labeler(anywidget.AnyWidget):
         finally:
             self._pending.discard(row)
         self.send({"type": "records", "id": None, "records": self._records(position, position + 1)})
+
+    def _record_suggestion(self, row: int) -> None:
+        """A ``suggest`` event for a live suggestion, as jl.preannotate writes for its own."""
+        suggestion = self._suggestion(row)
+        self._store.record(
+            str(self._keys[row]),
+            "suggest",
+            suggestion=suggestion["label"],
+            confidence=suggestion["confidence"],
+            model=suggestion["model"],
+            prompt=suggestion["prompt"],
+        )
 
     def _set_probs(self, row: int, p: np.ndarray) -> None:
         """One row of the Arrow ``llm_probs`` column, without rewriting the column.

@@ -347,13 +347,16 @@ def test_live_suggestions_come_in_the_background_and_are_prefetched(small_df, ta
     pushed = [m for m in p.sent if m.get("id") is None]
     assert any(r["suggestion_state"] == "ready" for m in pushed for r in m["records"])
     p.decide("accept")  # r0's suggestion arrived: accepting it records the model
-    assert p.w.store.events()["model"].iloc[0] == llm.id
+    decisions = p.w.store.events(actions=["accept"])
+    assert decisions["model"].tolist() == [llm.id] and decisions["suggestion"].tolist() == ["World"]
     assert _wait_for(lambda: any(n == 1 for _, n in llm.calls))  # later calls get the decision as an example
     assert _wait_for(lambda: small_df["llm_label"].notna().sum() == 4)
     assert isinstance(small_df["llm_probs"].dtype, pd.ArrowDtype)  # still the contract's Arrow column
     matrix = jl.probs(small_df, task)
     assert np.allclose(matrix[:4].sum(axis=1), 1) and np.isnan(matrix[4]).all()  # r4 was never prefetched
     assert matrix[1].argmax() == 1
+    suggests = p.w.store.events(actions=["suggest"])  # one journal event per live suggestion
+    assert sorted(suggests["record"]) == ["r0", "r1", "r2", "r3"] and set(suggests["model"]) == {llm.id}
 
 
 def test_llm_that_raises_keeps_the_panel_working(small_df, task):
@@ -363,6 +366,7 @@ def test_llm_that_raises_keeps_the_panel_working(small_df, task):
     assert "RuntimeError: out of memory" in p.w.message
     record = p.msg(type="fetch", start=0, count=1)["records"][0]
     assert record["suggestion_state"] == "error" and "out of memory" in record["error"]
+    assert "out of memory" in small_df.loc["r0", "llm_error"]
     p.decide("label", "Business")
     assert small_df.loc["r0", "label"] == "Business" and p.w.position == 1
 
@@ -446,6 +450,6 @@ def test_live_suggestion_from_the_embedded_model(task, embedded_llm):
     record = p.msg(type="fetch", start=0, count=1)["records"][0]
     assert record["suggestion_state"] == "ready" and record["suggestion"]["label"] == df["llm_label"].iloc[0]
     p.decide("accept")
-    event = p.w.store.events().iloc[0]
+    event = p.w.store.events(actions=["accept"]).iloc[0]
     assert event["model"] == llm.id and event["suggestion"] == df["llm_label"].iloc[0]
     p.w.close()  # stops the suggestion thread: the shared model is idle for the next test

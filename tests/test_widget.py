@@ -355,7 +355,8 @@ def test_live_suggestions_come_in_the_background_and_are_prefetched(small_df, ta
     matrix = jl.probs(small_df, task)
     assert np.allclose(matrix[:4].sum(axis=1), 1) and np.isnan(matrix[4]).all()  # r4 was never prefetched
     assert matrix[1].argmax() == 1
-    suggests = p.w.store.events(actions=["suggest"])  # one journal event per live suggestion
+    assert _wait_for(lambda: len(p.w.store.events(actions=["suggest"])) == 4)  # one journal event per suggestion
+    suggests = p.w.store.events(actions=["suggest"])
     assert sorted(suggests["record"]) == ["r0", "r1", "r2", "r3"] and set(suggests["model"]) == {llm.id}
 
 

@@ -10,8 +10,9 @@ limit (prefill tokens/s measured in this run / jlabel's new tokens per record) a
 share of it, accuracy, and the AUROC of the confidence for right against wrong.
 
 ``--quality``: accuracy, macro-F1, ECE and AUROC of each label-bias correction step
-(raw, batch mean, content-free, verbalisers, balanced shuffled few-shot, bias and temperature
-fitted on half of the records' gold labels and measured on the other half).
+(raw, batch mean, content-free, bias and temperature fitted on half of the records' gold labels
+and measured on the other half; verbalisers and balanced shuffled few-shot on the first
+``--n-steps`` records).
 """
 
 from __future__ import annotations
@@ -143,23 +144,26 @@ def quality(args) -> None:
     table["+ content-free"] = measures(C.rescale(P, C.content_free_prior(llm, task)), y)
     fitted = C.fit(P[half], y[half])
     table["+ fitted bias/T (other half)"] = measures(fitted.apply(P[~half]), y[~half])
+    # the prompt variants on the first --n-steps records (each is another full pass of the model)
+    m = min(args.n_steps, len(df))
+    few = slice(0, m)
+    table[f"zero-shot raw (first {m})"] = measures(P[few], y[few])
+    table[f"zero-shot + batch mean (first {m})"] = measures(C.rescale(P[few], C.batch_prior(P[few])), y[few])
     verbal = default_prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science", "Technology"]})
-    V = run("verbalisers", prompt=verbal)
-    table["verbalisers raw"] = measures(V, y)
-    table["verbalisers + batch mean"] = measures(C.rescale(V, C.batch_prior(V)), y)
-    # few-shot: one example per label from the records after the measured ones, balanced and shuffled
+    V = run("verbalisers", prompt=verbal, rows=few)
+    table[f"verbalisers raw (first {m})"] = measures(V, y[few])
+    table[f"verbalisers + batch mean (first {m})"] = measures(C.rescale(V, C.batch_prior(V)), y[few])
+    # few-shot: one example per label from records after the measured ones, balanced and shuffled
     pool, gold = load(args.data, args.n + 200)
     pool = pool.iloc[args.n :].assign(label=[LABELS[i] for i in gold[args.n :]])
     examples = jl.prompts.choose_examples(pool, task, per_label=1, seed=0)
-    F = run("few-shot", examples=examples)
-    table["few-shot(4) raw"] = measures(F, y)
-    table["few-shot(4) + batch mean"] = measures(C.rescale(F, C.batch_prior(F)), y)
-    fitted = C.fit(F[half], y[half])
-    table["few-shot(4) + fitted (other half)"] = measures(fitted.apply(F[~half]), y[~half])
+    F = run("few-shot", examples=examples, rows=few)
+    table[f"few-shot(4) raw (first {m})"] = measures(F, y[few])
+    table[f"few-shot(4) + batch mean (first {m})"] = measures(C.rescale(F, C.batch_prior(F)), y[few])
     print(f"model {llm.id}, {len(df)} records of {args.data.name}")
-    print(f"{'step':36}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}{'AUROC':>8}")
+    print(f"{'step':44}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}{'AUROC':>8}")
     for name, m in table.items():
-        print(f"{name:36}{m['accuracy']:>10.3f}{m['macro_f1']:>10.3f}{m['ece']:>8.3f}{m['auroc']:>8.3f}")
+        print(f"{name:44}{m['accuracy']:>10.3f}{m['macro_f1']:>10.3f}{m['ece']:>8.3f}{m['auroc']:>8.3f}")
 
 
 def main() -> None:
@@ -169,6 +173,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quality", action="store_true")
     parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--n-steps", type=int, default=300, help="records for the verbaliser and few-shot passes")
     args = parser.parse_args()
     if args.n is None:
         args.n = 1000 if args.quality else 200

@@ -67,7 +67,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for llama.cpp")
     parser.add_argument("--batch", type=int, default=32, help="records per model call and cache write")
     parser.add_argument(
-        "--calibrate", choices=("batch", "content_free", "none"), default="batch", help="label-bias correction"
+        "--calibrate", choices=("auto", "batch", "content_free", "none"), default="auto", help="label-bias correction"
     )
     parser.add_argument("--cache", default=None, help="score cache file (default: ~/.cache/jlabel/scores.sqlite)")
     parser.add_argument("--no-cache", action="store_true", help="score without a cache (no resume)")
@@ -133,6 +133,8 @@ def preannotate_command(args: argparse.Namespace) -> int:
     from .preannotate import preannotate
     from .task import Task
 
+    if FORMATS.get(Path(args.out).suffix.lower()) is None:
+        raise SystemExit(f"jlabel: --out {args.out!r} must end in .csv, .parquet or .jsonl.")
     df = read_table(args.input)
     if args.id:
         if args.id not in df.columns:

@@ -24,7 +24,9 @@ from .llm.base import LLM
 from .prompts import Prompt, choose_examples, default_prompt
 from .task import Task
 
-CALIBRATIONS = ("content_free", "batch", None)
+CALIBRATIONS = ("auto", "batch", "content_free", None)
+#: "auto" uses the batch mean from this many scored records per label on, else content-free inputs
+AUTO_BATCH_PER_LABEL = 10
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,
@@ -113,7 +115,7 @@ def preannotate(
     *,
     prompt: Prompt | None = None,
     examples: str | Sequence[tuple[str, Any]] | None = "auto",
-    calibrate: str | None = "batch",
+    calibrate: str | None = "auto",
     batch: int = 32,
     resume: bool = True,
     cache: str | os.PathLike | bool | None = True,
@@ -140,8 +142,10 @@ def preannotate(
     calibrate
         Label-bias correction of single-label probabilities: ``"batch"`` (divide by the mean
         distribution over the frame; needs no labels), ``"content_free"`` (divide by the
-        distribution given to content-free inputs), ``None``, or a fitted
-        :class:`~jlabel.calibration.Fitted`. Raw scores are cached, so changing this re-scores nothing.
+        distribution given to content-free inputs), ``"auto"`` (batch once at least 10 records
+        per label are scored, else content-free: a batch mean of a few records says little),
+        ``None``, or a fitted :class:`~jlabel.calibration.Fitted`. Raw scores are cached, so
+        changing this re-scores nothing.
     batch
         Records per model call and per cache write (an interrupt loses at most one batch).
     resume
@@ -183,37 +187,22 @@ def preannotate(
     if task.kind == "spans":
         return _spans(out, task, model, prompt, record_text, keys, batch, progress, store)
 
-    k = len(task.labels)
-    hashes = text_hashes(record_text)
-    raw = np.full((len(df), k), np.nan)
-    notes = np.full(len(df), None, dtype=object)
-    errors = np.full(len(df), None, dtype=object)
     store_cache = _open_cache(cache)
     try:
-        if store_cache is not None:
-            raw[:], cached_notes = store_cache.get(model.id, prompt.hash, hashes.tolist(), k)
-            notes[:] = cached_notes
-        todo = np.flatnonzero(np.isnan(raw).any(axis=1))
-        if resume and calibrate is None and "llm_probs" in df.columns and len(todo):
-            todo = _without_done(df, task, model, prompt, todo, raw)
-        bar = _progress(len(todo), progress, model)
-        for start in range(0, len(todo), batch):
-            rows = todo[start : start + batch]
-            result = model.score_records(task, record_text.iloc[rows].tolist(), prompt=prompt)
-            raw[rows] = result.probs
-            notes[rows] = result.warnings
-            errors[rows] = result.errors
-            if store_cache is not None:
-                store_cache.put(model.id, prompt.hash, hashes[rows].tolist(), result.probs, result.warnings)
-            if bar is not None:
-                bar.update(len(rows))
-        if bar is not None:
-            bar.close()
+        held = _without_done(df, task, model, prompt) if resume and calibrate is None and "llm_probs" in df else None
+        raw, notes, errors = _score(model, task, prompt, record_text, store_cache, batch, progress, held)
+        prior = None
+        if task.kind == "single" and (calibrate == "content_free" or calibrate == "auto"):
+            free = pd.Series(list(calibration.CONTENT_FREE), dtype=object)
+            free_raw, _, free_errors = _score(model, task, prompt, free, store_cache, batch, False, None)
+            if any(e is not None for e in free_errors):
+                raise RuntimeError(f"scoring the content-free inputs failed: {free_errors}")
+            prior = np.clip(free_raw.mean(axis=0), 1e-12, None)
     finally:
         if store_cache is not None:
             store_cache.close()
 
-    probs = _calibrate(raw, task, model, prompt, calibrate)
+    probs = _calibrate(raw, task, calibrate, prior)
     filled = set_suggestions(out, task, probs, model=model.id, prompt=prompt.hash)
     message = np.where(errors != None, errors, notes)  # noqa: E711 - elementwise
     filled["llm_error"] = pd.Series(message, index=df.index, dtype=object).astype(STRING_DTYPE)
@@ -244,27 +233,55 @@ def _open_cache(cache) -> ScoreCache | None:
     raise TypeError(f"cache must be True, a file path, or None, got {type(cache).__name__}.")
 
 
-def _without_done(df, task, model, prompt, todo, raw) -> np.ndarray:
-    """Rows whose suggestion the frame already holds from this model and prompt."""
+def _without_done(df, task, model, prompt) -> np.ndarray:
+    """The frame's own suggestions from this model and prompt (NaN rows elsewhere)."""
     from .frame import probs as probs_of
 
     same = df["llm_model"].eq(model.id).fillna(False).to_numpy(dtype=bool) & df["llm_prompt"].eq(prompt.hash).fillna(
         False
     ).to_numpy(dtype=bool)
     held = probs_of(df, task)
-    done = same & ~np.isnan(held).any(axis=1)
-    raw[done] = held[done]
-    return todo[~done[todo]]
+    held[~same] = np.nan
+    return held
 
 
-def _calibrate(raw: np.ndarray, task: Task, model: LLM, prompt: Prompt, calibrate) -> np.ndarray:
+def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progress: bool, held):
+    """Raw scores of every record: from ``held``, the cache, else the model (batch by batch)."""
+    k = len(task.labels)
+    hashes = text_hashes(record_text)
+    raw = np.full((len(record_text), k), np.nan)
+    notes = np.full(len(record_text), None, dtype=object)
+    errors = np.full(len(record_text), None, dtype=object)
+    if held is not None:
+        raw[:] = held
+    if cache is not None:
+        todo = np.flatnonzero(np.isnan(raw).any(axis=1))
+        cached, cached_notes = cache.get(model.id, prompt.hash, hashes[todo].tolist(), k)
+        raw[todo], notes[todo] = cached, cached_notes
+    todo = np.flatnonzero(np.isnan(raw).any(axis=1))
+    bar = _progress(len(todo), progress, model)
+    for start in range(0, len(todo), batch):
+        rows = todo[start : start + batch]
+        result = model.score_records(task, record_text.iloc[rows].tolist(), prompt=prompt)
+        raw[rows], notes[rows], errors[rows] = result.probs, result.warnings, result.errors
+        if cache is not None:
+            cache.put(model.id, prompt.hash, hashes[rows].tolist(), result.probs, result.warnings)
+        if bar is not None:
+            bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+    return raw, notes, errors
+
+
+def _calibrate(raw: np.ndarray, task: Task, calibrate, prior: np.ndarray | None) -> np.ndarray:
     if task.kind != "single" or calibrate is None or np.isnan(raw).all():
         return raw
     if isinstance(calibrate, calibration.Fitted):
         return calibrate.apply(raw)
-    if calibrate == "batch":
+    scored = int((~np.isnan(raw).any(axis=1)).sum())
+    if calibrate == "batch" or (calibrate == "auto" and scored >= AUTO_BATCH_PER_LABEL * len(task.labels)):
         return calibration.rescale(raw, calibration.batch_prior(raw))
-    return calibration.rescale(raw, calibration.content_free_prior(model, task, prompt))
+    return calibration.rescale(raw, prior)
 
 
 def _progress(total: int, show: bool, model: LLM):
@@ -384,6 +401,8 @@ def _partition(part: pd.DataFrame, task, spec, options, prompt, examples, calibr
 
 
 def _preannotate_dask(ddf, task, llm, *, prompt, examples, calibrate, batch, cache, id):
+    if calibrate == "auto":
+        calibrate = "content_free"
     if calibrate == "batch":
         raise ValueError(
             "calibrate='batch' needs every record's scores at once; on a Dask DataFrame use "

@@ -80,7 +80,9 @@ def test_demo_with_a_stand_in_model(tmp_path, keyword_model, capsys):
     assert "records                  12" in printed and str(tmp_path / "demo.parquet") in printed
     out = cli.read_table(tmp_path / "demo.parquet")
     assert len(out) == 12 and out["llm_label"].notna().all()
-    assert len(keyword_model.calls) == 12
+    demo = news_demo().head(12)
+    assert keyword_model.calls[:12] == (demo.title + ". " + demo.description).tolist()
+    assert len(keyword_model.calls) == 15  # and the 3 content-free inputs of the label-bias correction
 
 
 def test_news_demo_is_balanced_and_original():

@@ -88,11 +88,13 @@ def test_cache_hits_skip_the_model_and_give_the_same_output(df, task, tmp_path):
     first, second = KeywordLLM(), KeywordLLM()
     a = jl.preannotate(df, task, first, cache=tmp_path / "c.sqlite", progress=False)
     b = jl.preannotate(df, task, second, cache=tmp_path / "c.sqlite", progress=False)
-    assert len(first.calls) == len(df) and second.calls == []
+    # auto on 5 records: content-free correction; its input "" is the empty record's text, a cache hit
+    assert first.calls == [*df["text"].tolist(), "N/A", "[MASK]"]
+    assert second.calls == []
     pd.testing.assert_frame_equal(a, b)
     other_prompt = jl.prompts.default_prompt(task, template="News: {text}")
     jl.preannotate(df, task, second, prompt=other_prompt, cache=tmp_path / "c.sqlite", progress=False)
-    assert len(second.calls) == len(df)  # another prompt hash: not a cache hit
+    assert second.calls == first.calls  # another prompt hash: not a cache hit
 
 
 def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
@@ -103,7 +105,7 @@ def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
     assert len(ScoreCache(tmp_path / "c.sqlite")) == 4  # two whole batches reached the cache
     resumed = KeywordLLM()
     out = jl.preannotate(frame, task, resumed, batch=2, cache=tmp_path / "c.sqlite", progress=False)
-    assert resumed.calls == frame["text"].tolist()[4:]
+    assert resumed.calls == frame["text"].tolist()[4:] + list(calibration.CONTENT_FREE)
     full = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False)
     pd.testing.assert_frame_equal(out, full)
 
@@ -137,6 +139,17 @@ def test_calibration_removes_the_label_bias(task):
     np.testing.assert_allclose(jl.probs(out, task), fitted.apply(raw))
     with pytest.raises(ValueError, match="calibrate must be one of"):
         jl.preannotate(frame, task, KeywordLLM(), calibrate="mean", progress=False)
+
+
+def test_auto_calibration_needs_enough_records_for_a_batch_mean(task):
+    small = pd.DataFrame({"text": ["plain", "bank", "striker", "chip"]})
+    large = pd.DataFrame({"text": ["plain", "bank", "striker", "chip"] * 10})
+    for frame, same_as in ((small, "content_free"), (large, "batch")):
+        auto = jl.preannotate(frame, task, KeywordLLM(bias=2.5), cache=None, progress=False)
+        expected = jl.preannotate(frame, task, KeywordLLM(bias=2.5), cache=None, calibrate=same_as, progress=False)
+        np.testing.assert_allclose(jl.probs(auto, task), jl.probs(expected, task))
+    one = jl.preannotate(small.iloc[1:2], task, KeywordLLM(bias=2.5), cache=None, progress=False)
+    assert jl.probs(one, task).std() > 0.01  # not the flat row a batch mean of one record gives
 
 
 def test_suggest_events_go_to_the_store(df, task, tmp_path):

@@ -371,3 +371,17 @@ def test_same_call_twice_gives_the_same_table_on_the_embedded_model(task):
     assert first["model"].str.contains("sha256:").all()
     assert first.loc["names", "prompt_hash"] != first.loc["described", "prompt_hash"]
     assert ((first["accuracy"] >= 0) & (first["accuracy"] <= 1)).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_coverage_agrees_with_the_auto_accept_threshold_of_quality(seed):
+    rng = np.random.default_rng(seed)
+    task = jl.Task(["a", "b", "c"])
+    truth = rng.integers(0, 3, 60)
+    matrix = np.round(rng.dirichlet([1, 1, 1], 60) + 1.5 * np.eye(3)[truth] * (rng.random((60, 1)) < 0.7), 2)
+    matrix = matrix / matrix.sum(axis=1, keepdims=True)
+    labeled = jl.set_suggestions(pd.DataFrame({"label": np.array(task.labels)[truth]}), task, matrix, model="m")
+    expected = jl.auto_accept_threshold(labeled, task, target_accuracy=0.9, n_boot=0)
+    coverage, threshold = coverage_at(matrix.max(axis=1), matrix.argmax(axis=1) == truth, 0.9)
+    assert threshold == pytest.approx(expected["threshold"], nan_ok=True)
+    assert coverage == pytest.approx(expected["coverage"])

@@ -48,7 +48,7 @@ def evaluate(
     *,
     seed: int = 0,
     label: str = "label",
-    calibrate: str | None = "batch",
+    calibrate: str | None = "auto",
     target_accuracy: float = TARGET_ACCURACY,
 ) -> pd.DataFrame:
     """Score each prompt on a labeled gold sample: one row per prompt.
@@ -73,7 +73,7 @@ def evaluate(
         The column holding the gold labels.
     calibrate
         The label-bias correction pre-annotation applies (see :func:`jlabel.preannotate`):
-        ``"batch"`` (the default there too), ``"content_free"`` or ``None``.
+        ``"auto"`` (the default there too), ``"batch"``, ``"content_free"`` or ``None``.
     target_accuracy
         The accuracy the auto-accept threshold must keep (the ``coverage``/``threshold`` columns).
 
@@ -485,7 +485,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         help="a prompt template read from FILE, scored under NAME (repeat for several; default: the task's prompt)",
     )
     parser.add_argument(
-        "--calibrate", choices=("batch", "content_free", "none"), default="batch", help="label-bias correction"
+        "--calibrate",
+        choices=("auto", "batch", "content_free", "none"),
+        default="auto",
+        help="label-bias correction (see jl.preannotate)",
     )
     parser.add_argument("--model", default=None, help="the model spec for jl.llm (default: the embedded model)")
     parser.add_argument("--seed", type=int, default=0, help="the seed of the accuracy's bootstrap interval")

@@ -6,6 +6,7 @@ milliseconds and count model calls); the ``model`` tests run the real embedded m
 
 from __future__ import annotations
 
+import importlib
 import socket
 
 import numpy as np
@@ -235,9 +236,15 @@ def test_full_run_opens_no_socket_to_a_non_loopback_address(embedded_llm, df, ta
     monkeypatch.setattr(socket.socket, "connect_ex", spy)
     store = jl.Store(tmp_path / "labels.db", task=task)
     out = jl.preannotate(df, task, None, cache=tmp_path / "c.sqlite", store=store, progress=True)
-    assert out["llm_label"].notna().all()
+    assert out["llm_label"].notna().all() and len(store.events()) == len(df)
+    # the spy sees connections: a loopback one made here is recorded
+    with socket.socket() as server, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        client.connect(server.getsockname())
     hosts = [a[0] for a in connects if isinstance(a, tuple)]
-    assert all(jl.llm.__module__ and h in ("127.0.0.1", "::1", "localhost") for h in hosts), hosts
+    assert hosts[-1] == "127.0.0.1"
+    assert all(h in ("127.0.0.1", "::1", "localhost") for h in hosts), hosts
 
 
 @pytest.mark.model
@@ -250,7 +257,7 @@ def test_dask_dataframe_on_a_local_cluster(embedded_llm, task, small_df):
         with distributed.Client(cluster) as client:
             ddf = dd.from_pandas(frame, npartitions=4)
             result = jl.preannotate(ddf, task, None, cache=None, calibrate="content_free").compute()
-            loaded = client.run(lambda: len(__import__("jlabel.preannotate").preannotate._WORKER_MODELS))
+            loaded = client.run(lambda: len(importlib.import_module("jlabel.preannotate")._WORKER_MODELS))
     assert sorted(loaded.values()) == [1, 1]  # each worker loaded the model once
     assert result["llm_label"].tolist() == expected["llm_label"].tolist()
     np.testing.assert_allclose(jl.probs(result, task), jl.probs(expected, task), atol=1e-6)

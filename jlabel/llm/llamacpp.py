@@ -90,7 +90,8 @@ class LlamaCppLLM(LLM):
     n_ctx
         Context window in tokens; records that do not fit are cut (with a warning).
     n_threads
-        CPU threads (default: llama.cpp's choice).
+        CPU threads for generation and prompt evaluation (default: llama.cpp's choice). On a
+        shared machine, a small number avoids threads spinning while they wait for a core.
     n_gpu_layers
         Layers offloaded to a GPU (``-1``: all) when llama.cpp was built with GPU support.
     sha256
@@ -136,6 +137,9 @@ class LlamaCppLLM(LLM):
             str(self.path),
             n_ctx=n_ctx,
             n_threads=n_threads,
+            # prompt evaluation on as many threads as generation (llama.cpp's default takes every
+            # core, and threads spinning for a busy core slow a shared machine down many times)
+            n_threads_batch=n_threads or max((os.cpu_count() or 2) // 2, 1),
             n_gpu_layers=n_gpu_layers,
             logits_all=False,
             seed=seed,

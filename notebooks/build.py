@@ -139,8 +139,9 @@ len(gold), len(labeled_elsewhere)""",
     (
         "md",
         """\
-Three candidates: the label names alone; the labels with a description each (a `Task` with other
-wording); and the described labels with one example per label (a `Prompt`).""",
+Three candidates (`jl.evaluate` also takes a `Task` or a `"... {text}"` template as a prompt):
+the label names alone; the labels with a description each; and the described labels with one
+example per label.""",
     ),
     (
         "code",
@@ -159,8 +160,8 @@ described = jl.Task(
 )
 examples = choose_examples(labeled_elsewhere, described, per_label=1, seed=0)
 prompts = {
-    "names": task,
-    "described": described,
+    "names": default_prompt(task),
+    "described": default_prompt(described),
     "described + examples": default_prompt(described, examples=examples),
 }""",
     ),
@@ -185,8 +186,6 @@ best = table["macro_f1"].idxmax()
 print("chosen:", best, "| model:", table.loc[best, "model"], "| prompt:", table.loc[best, "prompt_hash"])
 rest = news.drop(gold.index).groupby("topic").head(1).drop(columns="topic")
 chosen = prompts[best]
-if isinstance(chosen, jl.Task):
-    chosen = default_prompt(chosen)
 rest = jl.preannotate(rest, chosen.task, llm, prompt=chosen)
 rest[["title", "llm_label", "llm_confidence"]].head()""",
     ),

@@ -398,3 +398,14 @@ def test_preannotate_end_to_end_through_ollama(backend, news_task, tmp_path):
     again = preannotate(df, news_task, backend, cache=cache, calibrate=None, progress=False)
     assert backend.new_tokens() == before
     np.testing.assert_array_equal(jl.probs(again, news_task), p)
+
+
+@pytest.mark.model
+def test_the_shared_prefix_is_evaluated_once(backend, news_task, standin):
+    text = "A new chip doubles battery life in phones."
+    backend.score(news_task, TEXTS[:1])  # the instructions and label list are now in the server's cache
+    new = backend.score_records(news_task, [text]).new_tokens
+    engine = standin.models["smollm2:latest"]
+    messages = backend._coded_messages(backend.prompt_for(news_task), ["1", "2", "3", "4"], text)
+    full = len(engine.llm.tokenize(engine.formatter(messages=messages).prompt.encode(), special=True))
+    assert 0 < new < full / 2, f"{new} tokens evaluated for a prompt of {full}"

@@ -117,7 +117,7 @@ def test_standin_errors_are_ollamas(client):
 
 # --- the pieces that need no server -----------------------------------------------------------
 
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from jlabel.llm.ollama import check_spans, distribution, label_codes, resolve_host  # noqa: E402
@@ -159,6 +159,7 @@ def test_label_codes_cover_up_to_twenty_labels():
 _tokens = st.sampled_from(["1", " 2", "3", "4", "The", "A", '"1', "x", "\n"])
 
 
+@settings(deadline=None)  # the machines are shared: no per-example time limit
 @given(
     st.lists(st.tuples(_tokens, st.floats(0.001, 1)), min_size=1, max_size=9, unique_by=lambda t: t[0]), st.floats(0, 1)
 )

@@ -41,10 +41,11 @@ def rescale(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 def batch_prior(probs: np.ndarray) -> np.ndarray:
     """The model's mean distribution over the records scored (no labels used)."""
-    prior = np.nanmean(np.asarray(probs, dtype=np.float64), axis=0)
-    if np.isnan(prior).any():
+    probs = np.asarray(probs, dtype=np.float64)
+    scored = probs[~np.isnan(probs).any(axis=1)]
+    if not len(scored):
         raise ValueError("batch calibration needs at least one scored record.")
-    return np.clip(prior, 1e-12, None)
+    return np.clip(scored.mean(axis=0), 1e-12, None)
 
 
 def content_free_prior(llm, task, prompt=None, inputs: Sequence[str] = CONTENT_FREE) -> np.ndarray:
@@ -67,7 +68,7 @@ class Fitted:
         return out / out.sum(axis=1, keepdims=True)
 
 
-def fit(probs: np.ndarray, labels: np.ndarray, *, steps: int = 500, l2: float = 1e-3) -> Fitted:
+def fit(probs: np.ndarray, labels: np.ndarray, *, steps: int = 50, l2: float = 1e-3) -> Fitted:
     """Fit a per-label bias and one temperature by minimising the log loss on labeled records.
 
     Parameters
@@ -77,7 +78,7 @@ def fit(probs: np.ndarray, labels: np.ndarray, *, steps: int = 500, l2: float = 
     labels
         ``(n,)`` the human label's position in the label set.
     steps
-        Gradient steps (deterministic: no randomness).
+        At most this many Newton steps (the loss is convex; deterministic).
     l2
         A small penalty on the bias, so that labels never seen keep a finite bias.
 
@@ -96,19 +97,34 @@ def fit(probs: np.ndarray, labels: np.ndarray, *, steps: int = 500, l2: float = 
     if labels.min() < 0 or labels.max() >= k:
         raise ValueError(f"labels must be positions 0..{k - 1} in the label set, got values {np.unique(labels)}.")
     logp = np.log(np.clip(probs, 1e-12, None))
+    logp -= logp.max(axis=1, keepdims=True)
+    n = len(probs)
     onehot = np.eye(k)[labels]
-    bias, inv_t = np.zeros(k), 1.0
-    rate = 0.5
+    # z = a * log p + b is linear in theta = (b_1..b_k, a): the log loss is convex; damped Newton steps
+    jac = np.concatenate([np.broadcast_to(np.eye(k), (n, k, k)), logp[:, :, None]], axis=2)  # (n, k, k+1)
+    penalty = np.diag(np.r_[np.full(k, l2), 0.0])
+
+    def loss(theta):
+        z = logp * theta[k] + theta[:k]
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z * onehot).sum() / n + np.log(np.exp(z).sum(axis=1)).mean() + 0.5 * l2 * theta[:k] @ theta[:k])
+
+    theta = np.r_[np.zeros(k), 1.0]
     for _ in range(steps):
-        z = logp * inv_t + bias
-        z -= z.max(axis=1, keepdims=True)
-        q = np.exp(z)
+        z = logp * theta[k] + theta[:k]
+        q = np.exp(z - z.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
-        diff = (q - onehot) / len(probs)
-        grad_b = diff.sum(axis=0) + l2 * bias
-        grad_t = (diff * logp).sum()
-        bias -= rate * grad_b
-        inv_t = float(np.clip(inv_t - rate * grad_t, 0.05, 20.0))
+        grad = np.einsum("nkp,nk->p", jac, q - onehot) / n + penalty @ theta
+        cov = np.einsum("nk,kj->nkj", q, np.eye(k)) - np.einsum("nk,nj->nkj", q, q)
+        hess = np.einsum("nkp,nkj,njq->pq", jac, cov, jac) / n + penalty + 1e-9 * np.eye(k + 1)
+        step = np.linalg.solve(hess, grad)
+        size, before = 1.0, loss(theta)
+        while size > 1e-4 and loss(theta - size * step) > before:
+            size /= 2
+        theta = theta - size * step
+        if np.abs(size * step).max() < 1e-10:
+            break
+    bias, inv_t = theta[:k], float(np.clip(theta[k], 0.05, 20.0))
     return Fitted(bias - bias.mean(), 1.0 / inv_t)
 
 

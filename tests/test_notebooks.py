@@ -57,8 +57,11 @@ def test_the_quickstart_shows_the_panel():
     assert len(cells) <= 14  # the first notebook a user opens stays short
 
 
-def _run(name: str, folder: Path) -> nbformat.NotebookNode:
+def _run(name: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
     from nbclient import NotebookClient
+
+    # the kernel inherits the environment: a fresh score cache, so every suggestion is computed
+    monkeypatch.setenv("JLABEL_CACHE", str(folder / "scores.sqlite"))
 
     missing = [attr for attr in NEEDS[name] if not hasattr(jl, attr)]
     if missing or importlib.util.find_spec("jlabel.datasets") is None:
@@ -85,8 +88,8 @@ def _events(path: Path) -> list[tuple]:
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_quickstart_runs(tmp_path):
-    notebook = _run("quickstart.ipynb", tmp_path)
+def test_quickstart_runs(tmp_path, monkeypatch):
+    notebook = _run("quickstart.ipynb", tmp_path, monkeypatch)
     assert len(_events(tmp_path / "quickstart.db")) == 12
     assert len((tmp_path / "quickstart_labels.jsonl").read_text().splitlines()) == 12
     assert "application/vnd.jupyter.widget-view+json" in _outputs(notebook)  # the panel was displayed
@@ -94,8 +97,8 @@ def test_quickstart_runs(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_prompt_tuning_runs(tmp_path):
-    notebook = _run("prompt_tuning.ipynb", tmp_path)
+def test_prompt_tuning_runs(tmp_path, monkeypatch):
+    notebook = _run("prompt_tuning.ipynb", tmp_path, monkeypatch)
     outputs = _outputs(notebook)
     for prompt in ("names", "described", "described + examples"):
         assert prompt in outputs
@@ -105,8 +108,8 @@ def test_prompt_tuning_runs(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_quality_and_agreement_runs(tmp_path):
-    notebook = _run("quality_and_agreement.ipynb", tmp_path)
+def test_quality_and_agreement_runs(tmp_path, monkeypatch):
+    notebook = _run("quality_and_agreement.ipynb", tmp_path, monkeypatch)
     annotators = {annotator for annotator, _, _ in _events(tmp_path / "team.db")}
     assert annotators == {"ana", "ben"}
     assert "cohen_kappa" in _outputs(notebook)
@@ -115,8 +118,8 @@ def test_quality_and_agreement_runs(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_active_learning_runs(tmp_path):
-    notebook = _run("active_learning.ipynb", tmp_path)
+def test_active_learning_runs(tmp_path, monkeypatch):
+    notebook = _run("active_learning.ipynb", tmp_path, monkeypatch)
     assert len(_events(tmp_path / "active.db")) == 8
     outputs = _outputs(notebook)
     assert "zero-shot" in outputs and "examples" in outputs

@@ -490,7 +490,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
         default="auto",
         help="label-bias correction (see jl.preannotate)",
     )
-    parser.add_argument("--model", default=None, help="the model spec for jl.llm (default: the embedded model)")
+    parser.add_argument(
+        "--model", default=None, help="model spec: 'llamacpp:/path.gguf', 'ollama:NAME' (default: embedded)"
+    )
+    parser.add_argument("--host", default=None, help="Ollama host (ollama: models only)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for llama.cpp")
     parser.add_argument("--seed", type=int, default=0, help="the seed of the accuracy's bootstrap interval")
     parser.add_argument("--out", help="write the table here (.csv or .parquet); printed either way")
     return parser
@@ -500,17 +504,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """Run ``jlabel evaluate``: score prompts on a gold file, print the table. Returns 0."""
     from pathlib import Path
 
-    from .llm import llm as make_llm
+    from .cli import _model, read_table
 
     path = Path(args.gold)
-    if not path.exists():
-        raise SystemExit(f"jlabel evaluate: no gold file at {str(path)!r}.")
-    if path.suffix == ".parquet":
-        gold = pd.read_parquet(path)
-    elif path.suffix in (".jsonl", ".ndjson"):
-        gold = pd.read_json(path, lines=True)
-    else:
-        gold = pd.read_csv(path)
+    gold = read_table(path)
     if args.id:
         if args.id not in gold.columns:
             raise SystemExit(
@@ -528,7 +525,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         if not Path(file).is_file():
             raise SystemExit(f"jlabel evaluate: prompt {name!r}: no file at {file!r}.")
         prompts[name] = Path(file).read_text(encoding="utf-8")
-    model = make_llm(args.model) if args.model else make_llm()
+    model = _model(args)
     table = evaluate(
         gold,
         task,

@@ -321,7 +321,7 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_command_refuses_a_missing_file_and_a_bad_prompt_option(tmp_path):
-    with pytest.raises(SystemExit, match="no gold file"):
+    with pytest.raises(SystemExit, match="no input file"):
         evaluate_command(_args(str(tmp_path / "nope.csv"), "--labels", "a", "b"))
     GOLD.to_csv(tmp_path / "gold.csv")
     with pytest.raises(SystemExit, match="NAME=FILE"):

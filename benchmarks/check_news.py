@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 import jlabel as jl
-from jlabel import quality
+from jlabel import calibration, quality
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="records to use (the first n)")
     parser.add_argument("--noise", type=float, default=0.1, help="share of labels flipped")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fit", action="store_true", help="fit label bias and temperature on the human labels first")
     args = parser.parse_args()
 
     raw = pd.read_csv(args.data).head(args.n)
@@ -48,6 +49,12 @@ def main() -> None:
     codes = (raw["label"].to_numpy() - 1 + np.where(flip, shift, 0)) % len(LABELS)
     labeled = scored.assign(label=np.asarray(LABELS, dtype=object)[codes])
 
+    if args.fit:  # bias and temperature fitted on the (noisy) human labels, then the check
+        fitted = calibration.fit(jl.probs(labeled, task), codes)
+        labeled = jl.set_suggestions(labeled, task, fitted.apply(jl.probs(labeled, task)), model="fitted")
+        print(
+            f"after the fit: model accuracy on true labels {(jl.probs(labeled, task).argmax(axis=1) == raw['label'].to_numpy() - 1).mean():.3f}"
+        )
     start = time.perf_counter()
     suspects = quality.check(labeled, task)
     seconds = time.perf_counter() - start

@@ -4,10 +4,11 @@
     python benchmarks/bench_preannotate.py --quality [--n 1000]
 
 Default: on the first ``--n`` records of the news-topic set, (a) the naive way (a chat
-completion asking for JSON with a label and a confidence, parsed) and (b) jl.preannotate
-(label scoring with prefix reuse). Prints records/s of both and their ratio, the prefill-bound
-limit (prefill tokens/s measured in this run / jlabel's new tokens per record) and jlabel's
-share of it, accuracy, and the AUROC of the confidence for right against wrong.
+completion asking for JSON with a label and a confidence, constrained by a JSON schema so that
+it parses) and (b) jl.preannotate (label scoring with prefix reuse). Prints records/s of both
+and their ratio, the prefill-bound limit (prefill tokens/s measured in this run / jlabel's new
+tokens per record) and jlabel's share of it, accuracy, and the AUROC of the confidence for
+right against wrong.
 
 ``--quality``: accuracy, macro-F1, ECE and AUROC of each label-bias correction step
 (raw, batch mean, content-free, bias and temperature fitted on half of the records' gold labels
@@ -52,8 +53,15 @@ def measures(P: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+SCHEMA = {
+    "type": "object",
+    "properties": {"label": {"type": "string", "enum": LABELS}, "confidence": {"type": "number"}},
+    "required": ["label", "confidence"],
+}
+
+
 def naive(llm, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
-    """Chat completion asking for {"label", "confidence"}; the answer parsed from the text."""
+    """Chat completion asking for {"label", "confidence"} (JSON-schema constrained), parsed."""
     system = (
         f"{INSTRUCTIONS} Labels: {', '.join(LABELS)}. Reply with JSON only: "
         '{"label": one of the labels, "confidence": a number from 0 to 1}.'
@@ -66,6 +74,7 @@ def naive(llm, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, float]:
             max_tokens=40,
             temperature=0.0,
             seed=0,
+            response_format={"type": "json_object", "schema": SCHEMA},
         )
         content = out["choices"][0]["message"]["content"] or ""
         try:

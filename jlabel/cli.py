@@ -187,14 +187,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=preannotate_command)
 
-    try:
-        from .evaluate import add_evaluate_arguments, evaluate_command
-    except ImportError:  # the evaluate module is optional for this command
-        pass
-    else:
-        p = sub.add_parser("evaluate", help="score prompts against gold labels")
-        add_evaluate_arguments(p)
-        p.set_defaults(func=evaluate_command)
+    from .audit import add_report_arguments, report_command
+    from .evaluate import add_evaluate_arguments, evaluate_command
+    from .io import add_export_arguments, export_command
+
+    p = sub.add_parser("evaluate", help="score prompts against gold labels")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=evaluate_command)
+
+    p = sub.add_parser("export", help="write a store's labels as JSONL, Label Studio, Prodigy or Parquet")
+    add_export_arguments(p)
+    p.set_defaults(func=export_command)
+
+    p = sub.add_parser("report", help="write a store's self-contained HTML quality report")
+    add_report_arguments(p)
+    p.set_defaults(func=report_command)
     return parser
 
 

@@ -101,3 +101,21 @@ def test_demo_on_the_embedded_model(tmp_path, capsys, embedded_llm):
     assert 0 <= accuracy <= 1
     out = pd.read_csv(tmp_path / "demo.csv")
     assert len(out) == 8 and out["llm_model"].str.startswith("llamacpp:SmolLM2").all()
+
+
+def test_export_and_report_run_as_batch_jobs(tmp_path, capsys):
+    task = jl.Task(["World", "Sports"])
+    with jl.Store(tmp_path / "labels.db", task=task, annotator="ana") as store:
+        store.record("0", "label", "Sports")
+        store.record("1", "label", "World")
+    pd.DataFrame({"text": ["Goal!", "Summit", "Rain"]}).to_csv(tmp_path / "news.csv", index=False)
+    db = str(tmp_path / "labels.db")
+
+    assert cli.main(["export", db, str(tmp_path / "train.jsonl"), "--data", str(tmp_path / "news.csv")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "train.jsonl").read_text().splitlines()]
+    assert [(r["text"], r["label"]) for r in rows] == [("Goal!", "Sports"), ("Summit", "World")]
+
+    assert cli.main(["report", db, str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "<html" in html.lower() and "ana" in html
+    assert "wrote" in capsys.readouterr().out

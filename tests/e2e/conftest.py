@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"CI=true but {CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium).")

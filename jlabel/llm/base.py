@@ -13,6 +13,7 @@ on them here: a record whose call fails gets its error recorded and the batch go
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -146,3 +147,30 @@ class LLM(ABC):
             except Exception as error:
                 out.append(SpanResult(error=f"{type(error).__name__}: {error}"))
         return out
+
+
+def span_item_confidences(content: str, pieces: Sequence[str], logprobs: np.ndarray) -> list[float]:
+    """Per item of the ``spans`` array in ``content``: the geometric mean probability of its tokens.
+
+    ``pieces`` are the generated tokens' texts (they concatenate to ``content``) and ``logprobs``
+    their log-probabilities. A JSON that stops parsing ends the list early.
+    """
+    lengths = np.array([len(p) for p in pieces], dtype=int)
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    lps = np.asarray(logprobs, dtype=np.float64)
+    out, decoder = [], json.JSONDecoder()
+    try:
+        i = content.index("[", content.index('"spans"')) + 1
+        while True:
+            while i < len(content) and content[i] in " \t\r\n,":
+                i += 1
+            if i >= len(content) or content[i] == "]":
+                break
+            _, j = decoder.raw_decode(content, i)
+            inside = (starts < j) & (ends > i)
+            out.append(float(np.exp(lps[inside].mean())) if inside.any() else float("nan"))
+            i = j
+    except ValueError:
+        pass
+    return out

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..prompts import Prompt
-from .base import LLM, SpanResult
+from .base import LLM, SpanResult, span_item_confidences
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 _CHATML = (
@@ -351,23 +351,7 @@ class LlamaCppLLM(LLM):
         logits = self._logits(prompt_tokens + written[:-1], all_positions=True, start=len(prompt_tokens) - 1)
         lps = _log_softmax(logits)[np.arange(len(written)), written]
         pieces = [self._model.detokenize([t]).decode("utf-8", errors="ignore") for t in written]
-        ends = np.cumsum([len(p) for p in pieces])
-        starts = ends - np.array([len(p) for p in pieces])
-        out, decoder = [], json.JSONDecoder()
-        try:
-            i = content.index("[", content.index('"spans"')) + 1
-            while True:
-                while i < len(content) and content[i] in " \t\r\n,":
-                    i += 1
-                if i >= len(content) or content[i] == "]":
-                    break
-                _, j = decoder.raw_decode(content, i)
-                inside = (starts < j) & (ends > i)
-                out.append(float(np.exp(lps[inside].mean())) if inside.any() else float("nan"))
-                i = j
-        except ValueError:
-            pass
-        return out
+        return span_item_confidences(content, pieces, lps)
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ import numpy as np
 
 from ..prompts import Prompt
 from ..task import Task
-from .base import LLM, Scores, SpanResult
+from .base import LLM, Scores, SpanResult, span_item_confidences
 from .egress import check
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -448,24 +448,7 @@ def _yes_no(key: str) -> int | None:
 
 def _item_confidence(content: str, logprobs: Sequence[Any]) -> list[float]:
     """Per item of the ``spans`` array: the geometric mean probability of its tokens."""
-    ends = np.cumsum([len(e.token) for e in logprobs])
-    starts = ends - np.array([len(e.token) for e in logprobs], dtype=int)
-    lps = np.array([e.logprob for e in logprobs], dtype=np.float64)
-    decoder, out = json.JSONDecoder(), []
-    try:
-        i = content.index("[", content.index('"spans"')) + 1
-        while True:
-            while i < len(content) and content[i] in " \t\r\n,":
-                i += 1
-            if i >= len(content) or content[i] == "]":
-                break
-            _, j = decoder.raw_decode(content, i)
-            inside = (starts < j) & (ends > i)
-            out.append(float(np.exp(lps[inside].mean())) if inside.any() else float("nan"))
-            i = j
-    except ValueError:
-        pass
-    return out
+    return span_item_confidences(content, [e.token for e in logprobs], np.array([e.logprob for e in logprobs]))
 
 
 def check_spans(

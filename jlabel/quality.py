@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import calibration
 from .dashboard import disagreement, prepare
-from .frame import key_strings, record_keys, set_suggestions, texts
+from .frame import STRING_DTYPE, key_strings, record_keys, set_suggestions, texts
 from .frame import probs as probs_matrix
 from .task import Task
 
@@ -98,8 +98,8 @@ def check(
     llm
         The local model, for ``explain=True``.
     explain
-        Ask the model for a one-line reason per suspect. Not available yet: the model
-        protocol has no free-text generation (raises ``NotImplementedError``).
+        Ask ``llm`` for a one-line reason per suspect, in an ``explanation`` column: ``True``
+        for every suspect, a number ``n`` for the ``n`` most suspicious (one generation each).
     probs
         The probability column.
     similar
@@ -124,11 +124,8 @@ def check(
     (['3'], ['neg'], [0.8])
     """
     _single(task, "jl.check")
-    if explain:
-        raise NotImplementedError(
-            "explain=True needs free-text generation, which the jl.llm protocol (jlabel/llm/base.py) "
-            "does not offer yet; the reason column already says why each record was flagged."
-        )
+    if explain and not callable(getattr(llm, "generate", None)):
+        raise ValueError("explain=True asks the model for each reason: pass llm=jl.llm() (or your model) as well.")
     keys = key_strings(record_keys(df, id))
     codes = _label_codes(df, task)
     labels = np.array(task.labels, dtype=object)
@@ -228,7 +225,33 @@ def check(
         },
         index=pd.Index(keys.to_numpy()[found.index.to_numpy()], name="record"),
     )
-    return out.sort_values("score", ascending=False, kind="stable")
+    out = out.sort_values("score", ascending=False, kind="stable")
+    if explain:
+        out["explanation"] = _explanations(df, task, llm, out, keys, n=len(out) if explain is True else int(explain))
+    return out
+
+
+EXPLAIN_SYSTEM = (
+    "You review labels that people gave to texts. In one short sentence, say which label fits the text better and why."
+)
+
+
+def _explanations(df: pd.DataFrame, task: Task, llm, suspects: pd.DataFrame, keys: pd.Index, n: int) -> pd.Series:
+    """One model-written sentence per suspect (the first ``n``; NA for the rest)."""
+    from tqdm.auto import tqdm
+
+    position = pd.Series(np.arange(len(keys)), index=keys.to_numpy())
+    rows = position.loc[suspects.index[:n]].to_numpy()
+    record_text = texts(df.iloc[rows], task).astype(str).str.slice(0, 1500).tolist()
+    out = pd.Series(pd.NA, index=suspects.index, dtype=STRING_DTYPE)
+    pairs = zip(record_text, suspects["label"].iloc[:n], suspects["model_label"].iloc[:n])
+    for i, (text, human, model) in enumerate(tqdm(list(pairs), desc="explaining", disable=n < 5, leave=False)):
+        question = f"Text: {text}\n\nLabel given by a person: {human}"
+        if isinstance(model, str) and model != human:
+            question += f"\nLabel the model prefers: {model}"
+        messages = [{"role": "system", "content": EXPLAIN_SYSTEM}, {"role": "user", "content": question}]
+        out.iloc[i] = llm.generate(messages, max_tokens=60).split("\n")[0].strip()
+    return out
 
 
 # --- annotator patterns ---------------------------------------------------------------------------

@@ -410,3 +410,10 @@ def test_the_shared_prefix_is_evaluated_once(backend, news_task, standin):
     messages = backend._coded_messages(backend.prompt_for(news_task), ["1", "2", "3", "4"], text)
     full = len(engine.llm.tokenize(engine.formatter(messages=messages).prompt.encode(), special=True))
     assert 0 < new < full / 2, f"{new} tokens evaluated for a prompt of {full}"
+
+
+@pytest.mark.model
+def test_free_text_for_explanations_matches_the_same_model_in_process(backend, embedded_llm):
+    chat = [{"role": "user", "content": "Name one sport played with a ball. One word."}]
+    answer = backend.generate(chat, max_tokens=8)
+    assert answer and answer == embedded_llm.generate(chat, max_tokens=8)  # greedy, same weights

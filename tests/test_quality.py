@@ -71,7 +71,7 @@ def test_check_flags_same_text_with_different_labels():
 
 def test_check_rejects_what_it_cannot_do():
     df, _, _ = _noisy(20)
-    with pytest.raises(NotImplementedError, match="free-text generation"):
+    with pytest.raises(ValueError, match="explain=True asks the model"):
         jl.check(df, TASK, explain=True)
     with pytest.raises(ValueError, match=r"labels \['Weather'\] are not in the task's labels"):
         jl.check(df.assign(label="Weather"), TASK)
@@ -168,3 +168,44 @@ def test_annotator_report_from_a_store(tmp_path):
     store.close()
     with pytest.raises(ValueError, match="needs labeled records"):
         jl.annotator_report(pd.DataFrame({"label": [None]}))
+
+
+class _Explainer:
+    """Answers each chat with the human label it was asked about, and keeps the chats."""
+
+    def __init__(self):
+        self.chats = []
+
+    def generate(self, messages, *, max_tokens=60):
+        self.chats.append(messages)
+        return f"{messages[-1]['content'].split('person: ')[1].splitlines()[0]} does not fit.\nignored line"
+
+
+def test_check_explains_the_top_suspects_with_the_model():
+    df, _, _ = _noisy(200)
+    model = _Explainer()
+    plain = jl.check(df, TASK)
+    explained = jl.check(df, TASK, model, explain=3)
+    pd.testing.assert_frame_equal(explained.drop(columns="explanation"), plain)
+    assert len(model.chats) == 3
+    first = explained.iloc[0]
+    assert first["explanation"] == f"{first['label']} does not fit."  # one line
+    assert df["text"].iloc[int(explained.index[0])] in model.chats[0][-1]["content"]
+    assert f"model prefers: {first['model_label']}" in model.chats[0][-1]["content"]
+    assert explained["explanation"].iloc[3:].isna().all()
+
+
+@pytest.mark.model
+def test_check_explains_with_the_embedded_model(embedded_llm):
+    df = pd.DataFrame(
+        {
+            "text": ["The team won the cup final 3-1.", "A late goal sank the champions.", "Shares fell 5% on Monday."],
+            "label": ["World", "Sports", "Business"],
+        }
+    )
+    model_probs = np.array([[0.02, 0.95, 0.02, 0.01], [0.3, 0.6, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1]])
+    df = jl.set_suggestions(df, TASK, model_probs, model="m")
+    suspects = jl.check(df, TASK, embedded_llm, explain=True)
+    assert suspects.index.tolist() == ["0"]
+    assert isinstance(suspects.loc["0", "explanation"], str) and len(suspects.loc["0", "explanation"]) > 3
+    assert "\n" not in suspects.loc["0", "explanation"]

@@ -86,6 +86,12 @@ class LLM(ABC):
         """Tokens evaluated so far (backends that can count them override this)."""
         return 0
 
+    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 60) -> str:
+        """Free text answering a chat (greedy, seeded): one-line explanations, never confidences."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot write free text: implement generate(messages, *, max_tokens) to use it here."
+        )
+
     # --- built on the per-record methods -------------------------------------------------------
 
     def prompt_for(self, task: Task, prompt: Prompt | None = None, examples: Sequence[Any] = ()) -> Prompt:

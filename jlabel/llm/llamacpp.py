@@ -344,6 +344,21 @@ class LlamaCppLLM(LLM):
         spans, notes = check_spans(text, raw, task.labels, confidence)
         return SpanResult(spans, ([warning] if warning else []) + notes)
 
+    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 60) -> str:
+        """Greedy free text after the chat ``messages``, up to the end of the assistant's turn."""
+        tokens = self.tokenize(self.render(messages))
+        room = self._model.n_ctx() - max_tokens
+        if len(tokens) > room:
+            raise ValueError(
+                f"the chat takes {len(tokens)} tokens, more than the {room} that fit before the answer: "
+                f"shorten it or load the model with a larger n_ctx."
+            )
+        before = self._model.n_tokens
+        stop = [self._turn_end()] if self._turn_end() else []
+        out = self._model.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, seed=0, stop=stop)
+        self._evaluated += max(0, self._model.n_tokens - before)
+        return out["choices"][0]["text"].strip()
+
     def _item_confidence(self, prompt_tokens: list[int], content: str) -> list[float]:
         written = self._model.tokenize(content.encode("utf-8"), add_bos=False, special=False)
         if not written:

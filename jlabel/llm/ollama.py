@@ -407,6 +407,18 @@ class OllamaLLM(LLM):
             f"(raise num_ctx= or max_chars= to keep more)"
         )
 
+    def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 60) -> str:
+        """Greedy free text answering the chat ``messages`` (``/api/chat`` without a format)."""
+        response = self._call(
+            "chat",
+            model=self.model,
+            messages=messages,
+            options={"temperature": 0, "seed": self.seed, "num_ctx": self.num_ctx, "num_predict": max_tokens},
+            stream=False,
+        )
+        self._new_tokens += (response.prompt_eval_count or 0) + (response.eval_count or 0)
+        return (response.message.content or "").strip()
+
     def _ask(self, messages: list[dict[str, str]], fmt: dict[str, Any], num_predict: int) -> Any:
         response = self._call(
             "chat",

@@ -9,6 +9,7 @@ from .dashboard import dashboard
 from .evaluate import compare_prompts, evaluate
 from .frame import probs, set_suggestions
 from .io import export, read
+from .learn import Assistant, learning_curve
 from .llm import EgressError, llm
 from .preannotate import preannotate
 from .quality import (
@@ -28,6 +29,7 @@ from .widget import Labeler
 __version__ = "0.1.0"
 
 __all__ = [
+    "Assistant",
     "EgressError",
     "Labeler",
     "Store",
@@ -47,6 +49,7 @@ __all__ = [
     "expected_calibration_error",
     "export",
     "fit_temperature",
+    "learning_curve",
     "llm",
     "preannotate",
     "probs",

@@ -16,7 +16,9 @@ import pyarrow.compute as pc
 from .task import Task
 
 LABEL_COLUMNS = ("label", "label_source", "annotator", "labeled_at")
-LLM_COLUMNS = ("llm_label", "llm_confidence", "llm_probs", "llm_model", "llm_prompt", "llm_error")
+LLM_COLUMNS = ("llm_label", "llm_confidence", "llm_probs", "llm_model", "llm_prompt", "llm_error", "llm_source")
+#: where a suggestion came from (``llm_source``): see :mod:`jlabel.learn`
+SUGGESTION_SOURCES = ("zero-shot", "head", "combined", "cascade")
 LABEL_SOURCES = ("human", "llm_accepted", "llm_edited")
 
 PROBS_DTYPE = pd.ArrowDtype(pa.list_(pa.float64()))
@@ -111,6 +113,7 @@ def ensure_columns(df: pd.DataFrame, task: Task) -> pd.DataFrame:
         "llm_model": STRING_DTYPE,
         "llm_prompt": STRING_DTYPE,
         "llm_error": STRING_DTYPE,
+        "llm_source": STRING_DTYPE,
     }
     for column, dtype in dtypes.items():
         if column not in df.columns:
@@ -182,13 +185,15 @@ def set_suggestions(
     *,
     model: str,
     prompt: str | None = None,
+    source: str | None = None,
 ) -> pd.DataFrame:
     """A copy of ``df`` with the llm_* columns filled from a probability matrix.
 
     Bring your own model: ``probs`` is ``(len(df), len(task.labels))`` in the task's label
     order (rows of NaN mean no suggestion). single: each row is normalised to sum to 1 and
     the suggestion is the argmax; multi: each entry is P(label applies) and the suggestion
-    is every label above 0.5.
+    is every label above 0.5. ``source`` fills ``llm_source`` (``"zero-shot"`` for an LLM's own
+    probabilities; learned suggestions say ``"head"``, ``"combined"`` or ``"cascade"``); ``None`` leaves it empty.
     """
     matrix = np.asarray(probs, dtype=np.float64)
     if matrix.shape != (len(df), len(task.labels)):
@@ -222,6 +227,7 @@ def set_suggestions(
     out["llm_probs"] = probs_column(matrix, df.index)
     out["llm_model"] = pd.Series(np.where(valid, model, None), index=df.index).astype(STRING_DTYPE)
     out["llm_prompt"] = pd.Series(np.where(valid, prompt, None), index=df.index).astype(STRING_DTYPE)
+    out["llm_source"] = pd.Series(np.where(valid, source, None), index=df.index).astype(STRING_DTYPE)
     return out
 
 

@@ -122,6 +122,8 @@ def preannotate(
     store: Any = None,
     id: str | None = None,
     progress: bool = True,
+    learn: bool = False,
+    cascade: bool = False,
 ) -> Any:
     """Pre-annotate records: a copy of ``df`` with the llm_* columns filled.
 
@@ -158,6 +160,15 @@ def preannotate(
         The column holding record keys (default: the index).
     progress
         Show a tqdm progress bar (notebook-aware) with records/s.
+    learn
+        Combine the model's probabilities with a head learned from the human labels the frame holds
+        (:class:`jlabel.Assistant`): labeled records get out-of-fold suggestions (their own label never
+        vouches for itself), ``llm_source`` says which source each suggestion came from
+        (``zero-shot``, ``head``, ``combined``). Span tasks keep the model alone.
+    cascade
+        With ``learn=True``: records the learned head is already sure of (calibrated confidence at or
+        above a threshold chosen on out-of-fold predictions so that accuracy does not drop) get no model
+        call; their ``llm_source`` is ``cascade``.
 
     Returns
     -------
@@ -165,7 +176,16 @@ def preannotate(
         A copy of ``df``; ``llm_error`` holds a failed record's error, or a warning (such as
         a text cut to fit the context window) for a record that was scored.
     """
+    if not isinstance(learn, bool) or not isinstance(cascade, bool):
+        raise TypeError(f"learn and cascade are True or False, got learn={learn!r}, cascade={cascade!r}.")
+    if cascade and not learn:
+        raise ValueError("cascade=True skips model calls for records the learned head is sure of: pass learn=True too.")
     if _is_dask(df):
+        if learn:
+            raise ValueError(
+                "learn=True learns from the labels of the whole frame: call it on a pandas DataFrame "
+                "(e.g. ddf.compute()), or pre-annotate the Dask frame without it."
+            )
         return _preannotate_dask(
             df, task, llm, prompt=prompt, examples=examples, calibrate=calibrate, batch=batch, cache=cache, id=id
         )
@@ -187,6 +207,10 @@ def preannotate(
     if task.kind == "spans":
         return _spans(out, task, model, prompt, record_text, keys, batch, progress, store)
 
+    if learn:
+        return _learned(
+            out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade
+        )
     store_cache = _open_cache(cache)
     try:
         held = _without_done(df, task, model, prompt) if resume and calibrate is None and "llm_probs" in df else None
@@ -203,12 +227,76 @@ def preannotate(
             store_cache.close()
 
     probs = _calibrate(raw, task, calibrate, prior)
-    filled = set_suggestions(out, task, probs, model=model.id, prompt=prompt.hash)
+    filled = set_suggestions(out, task, probs, model=model.id, prompt=prompt.hash, source="zero-shot")
     message = np.where(errors != None, errors, notes)  # noqa: E711 - elementwise
     filled["llm_error"] = pd.Series(message, index=df.index, dtype=object).astype(STRING_DTYPE)
     if store is not None:
         _suggest_events(store, task, filled, keys, np.isnan(probs).any(axis=1))
     return filled
+
+
+def _content_free_prior(model, task, prompt, store_cache, batch) -> np.ndarray:
+    free = pd.Series(list(calibration.CONTENT_FREE), dtype=object)
+    free_raw, _, free_errors = _score(model, task, prompt, free, store_cache, batch, False, None)
+    if any(e is not None for e in free_errors):
+        raise RuntimeError(f"scoring the content-free inputs failed: {free_errors}")
+    return np.clip(free_raw.mean(axis=0), 1e-12, None)
+
+
+def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade):
+    """Pre-annotation with a learned head (and optionally the cascade); see :mod:`jlabel.learn`."""
+    from .frame import unlabeled
+    from .learn import CASCADE, Assistant, write_suggestions
+
+    n, k = len(out), len(task.labels)
+    raw = np.full((n, k), np.nan)
+    notes = np.full(n, None, dtype=object)
+    errors = np.full(n, None, dtype=object)
+    skipped = np.zeros(n, dtype=bool)
+    store_cache = _open_cache(cache)
+    try:
+        prior = None
+        if task.kind == "single" and calibrate in ("content_free", "auto"):
+            prior = _content_free_prior(model, task, prompt, store_cache, batch)
+
+        def score(rows: np.ndarray) -> None:
+            if len(rows):
+                raw[rows], notes[rows], errors[rows] = _score(
+                    model, task, prompt, record_text.iloc[rows], store_cache, batch, progress, None
+                )
+
+        if cascade:
+            labeled = np.flatnonzero(~unlabeled(out))
+            score(labeled)  # the head learns with the model's scores of the labeled records
+            first = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior)).fit(select=True)
+            todo = np.flatnonzero(unlabeled(out))
+            if len(todo) and np.isfinite(first.threshold).all():
+                head, _ = first.predict(todo, source="head")
+                skipped[todo] = _sure(head, task, first.threshold)
+            score(np.flatnonzero(np.isnan(raw).any(axis=1) & ~skipped))
+        else:
+            score(np.arange(n))
+    finally:
+        if store_cache is not None:
+            store_cache.close()
+    probs = _calibrate(raw, task, calibrate, prior)
+    assistant = Assistant(out, task, probs=probs).fit(select=True)
+    matrix, source = assistant.probs()
+    source = np.where(skipped & ~np.isnan(matrix).any(axis=1), CASCADE, source)
+    filled = write_suggestions(out, task, matrix, source, model=model.id, prompt=prompt.hash)
+    message = np.where(errors != None, errors, notes)  # noqa: E711 - elementwise
+    filled["llm_error"] = pd.Series(message, index=out.index, dtype=object).astype(STRING_DTYPE)
+    if store is not None:
+        _suggest_events(store, task, filled, keys, np.isnan(matrix).any(axis=1))
+    return filled
+
+
+def _sure(head: np.ndarray, task: Task, threshold) -> np.ndarray:
+    """Records whose head confidence reaches the threshold (multi-label: every label's own)."""
+    if task.kind == "single":
+        return head.max(axis=1) >= threshold
+    confidence = np.maximum(head, 1 - head)
+    return (confidence >= np.asarray(threshold)[None, :]).all(axis=1)
 
 
 def _resolve(llm: LLM | str | None) -> LLM:

@@ -75,6 +75,7 @@ def check(
     probs: str = "llm_probs",
     similar: bool = True,
     id: str | None = None,
+    learn: bool = False,
 ) -> pd.DataFrame:
     """Human labels that are likely wrong, most suspicious first, each with a reason.
 
@@ -106,6 +107,11 @@ def check(
         Also run the similar-text check.
     id
         A column holding the record keys (default: the index).
+    learn
+        Check against a :class:`jlabel.Assistant` learned from the frame's labels instead of the
+        model's probabilities alone: each labeled record gets out-of-fold probabilities (a head that
+        never saw its label, a combination fitted on other folds), so its own label never vouches for
+        itself. Without ``probs`` in the frame, the head alone.
 
     Returns
     -------
@@ -132,6 +138,12 @@ def check(
     parts = []
 
     matrix = probs_matrix(df, task, probs) if probs in df.columns else np.full((len(df), len(labels)), np.nan)
+    if learn:
+        from .learn import Assistant
+
+        learned_rows, learned, _ = Assistant(df, task, probs=matrix, id=id).fit(select=True).oof()
+        matrix = matrix.copy()
+        matrix[learned_rows] = learned
     use = (codes >= 0) & ~np.isnan(matrix).any(axis=1)
     if use.any():
         p, y = matrix[use], codes[use]

@@ -95,6 +95,8 @@ def queue(
     probs: str | Sequence[str] = "llm_probs",
     stratify: str | None = None,
     id: str | None = None,
+    task=None,
+    learn: bool = False,
 ) -> pd.Index:
     """The unlabeled records' keys, most informative first.
 
@@ -121,6 +123,10 @@ def queue(
         so every stratum is seen early.
     id
         A column holding the record keys (default: the index).
+    task, learn
+        With ``learn=True`` (and the :class:`jlabel.Task`), rank with the probabilities of a
+        :class:`jlabel.Assistant` learned from the frame's human labels and the ``probs`` column,
+        instead of the column as it is (not for ``disagreement``).
 
     Returns
     -------
@@ -153,6 +159,8 @@ def queue(
                 "pass e.g. probs=['llm_probs', 'llm_probs_v2']."
             )
         mats = [matrix(df, c) for c in columns]
+        if learn:
+            mats = [_learned(df, task, columns[0], id, strategy)]
         if n < len(df):
             mats = [m[candidates] for m in mats]
         score = scores(mats if strategy == "disagreement" else mats[0], strategy)
@@ -174,6 +182,20 @@ def queue(
     if k is not None:
         ranked = ranked[:k]
     return keys[candidates[ranked]]
+
+
+def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str) -> np.ndarray:
+    from .learn import Assistant
+    from .task import Task
+
+    if not isinstance(task, Task):
+        raise TypeError(f"learn=True needs the task: pass task=jl.Task(...), got task={task!r}.")
+    if strategy == "disagreement":
+        raise ValueError(
+            "learn=True ranks with one learned probability matrix; use another strategy than 'disagreement'."
+        )
+    probs = column if column in df.columns else None
+    return Assistant(df, task, probs=probs, id=id).fit(select=True).probs()[0]
 
 
 def _round_robin(df: pd.DataFrame, column: str, candidates: np.ndarray, ranked: np.ndarray) -> np.ndarray:

@@ -1,0 +1,836 @@
+"""Suggestions that learn from every human label: the LLM's zero-shot probabilities combined with a small head.
+
+:class:`Assistant` is bound to one frame. It computes a TF-IDF vector of every record once, and on each
+:meth:`Assistant.fit` it reads the human labels so far and learns:
+
+- the *head*: a ridge-regression classifier on the TF-IDF vectors (one-hot targets, solved in closed form
+  in the space of the labeled records; its leave-one-out scores come exactly out of the same solve);
+- the *combination*: a multinomial logistic regression over the LLM's log-probabilities and the head's
+  scores (one non-negative weight per source, one bias per label), trained on the head's leave-one-out
+  scores: stacking, so a record's own label never shapes the head scores the combination learns from.
+
+Three candidates compete by cross-validation on the labels so far: ``zero-shot`` (the LLM alone,
+temperature-scaled: its labels are exactly the LLM's), ``head`` and ``combined``. A candidate replaces the
+zero-shot LLM only when its cross-validated accuracy beats it by at least ``margin`` paired standard errors,
+so the suggestions do not get worse than the LLM's. The winner is calibrated by temperature scaling on its
+out-of-fold predictions.
+
+Model selection (the cross-validation) runs on the first fit with enough labels and again whenever the
+number of labels has grown by ``reselect`` (default 25 %) since the last selection; the fits in between
+only re-solve the head with every label and re-use the chosen candidate, its weights and temperature.
+That refit is one dense solve of the size of the number of labels (a few tens of ms for 1,000 labels).
+
+Multi-label tasks: one binary problem per label (P(yes)), each with its own selection. Span tasks keep
+the LLM alone (an :class:`Assistant` refuses them; ``preannotate(learn=True)`` leaves them as they are).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse
+
+from .frame import STRING_DTYPE, record_keys, set_suggestions, texts
+from .frame import probs as probs_of
+from .task import Task
+
+ZERO_SHOT, HEAD, COMBINED, CASCADE = "zero-shot", "head", "combined", "cascade"
+#: the values of the ``llm_source`` column: ``cascade`` is the head's suggestion on a record the LLM never saw
+SOURCES = (ZERO_SHOT, HEAD, COMBINED, CASCADE)
+_CANDIDATES = (ZERO_SHOT, HEAD, COMBINED)
+_EPS = 1e-12
+
+
+# --- features -----------------------------------------------------------------------------------------
+
+
+def text_features(text: pd.Series | Sequence[str], *, max_features: int = 50_000) -> scipy.sparse.csr_matrix:
+    """TF-IDF vectors (unigrams, sublinear term frequency, rows of unit length) of every text.
+
+    Fitted on the texts themselves (no labels are used), so it can run once on the whole frame.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    values = list(text)
+    min_df = 2 if len(values) >= 50 else 1
+    vectorizer = TfidfVectorizer(sublinear_tf=True, min_df=min_df, max_features=max_features, dtype=np.float64)
+    try:
+        matrix = vectorizer.fit_transform(values)
+    except ValueError:  # no word in any text (all empty): one constant column
+        matrix = scipy.sparse.csr_matrix(np.zeros((len(values), 1)))
+    return matrix.tocsr()
+
+
+# --- the two learners -------------------------------------------------------------------------------------
+
+
+class _Ridge:
+    """Ridge regression of one-hot targets on TF-IDF rows, solved in the dual (n labeled x n labeled).
+
+    A constant feature gives the intercept. ``loo`` holds the exact leave-one-out scores of the labeled
+    rows: ``t_i - alpha_i / [(K + aI)^-1]_ii``.
+    """
+
+    def __init__(self, X: scipy.sparse.csr_matrix, rows: np.ndarray, targets: np.ndarray, alpha: float) -> None:
+        from threadpoolctl import threadpool_limits
+
+        Xl = X[rows]
+        gram = (Xl @ Xl.T).toarray() + 1.0
+        gram[np.diag_indices_from(gram)] += alpha
+        # one BLAS thread: on a busy machine more threads make these small factorisations several times slower
+        with threadpool_limits(1):
+            factor = scipy.linalg.cholesky(gram, lower=True, check_finite=False)
+            dual = scipy.linalg.cho_solve((factor, True), targets, check_finite=False)
+            inverse_factor, info = scipy.linalg.lapack.dtrtri(factor, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"ridge factorisation failed (dtrtri info={info})")
+        inverse_diag = np.einsum("ij,ij->j", inverse_factor, inverse_factor)  # diag of (L L^T)^-1
+        self.loo = targets - dual / inverse_diag[:, None]
+        self.weights = np.asarray(Xl.T @ dual)  # (d, q)
+        self.intercept = dual.sum(axis=0)
+        self._X = X
+
+    def scores(self, rows: np.ndarray | slice) -> np.ndarray:
+        return np.asarray(self._X[rows] @ self.weights) + self.intercept
+
+
+@dataclass(frozen=True)
+class _Fusion:
+    """``softmax(F @ weights + bias)`` over the sources' features ``F`` (n, classes, sources)."""
+
+    weights: np.ndarray
+    bias: np.ndarray
+
+    def logits(self, F: np.ndarray) -> np.ndarray:
+        return F @ self.weights + self.bias
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _fit_fusion(F: np.ndarray, y: np.ndarray, *, bias: bool = True, l2: float = 1e-3, steps: int = 50) -> _Fusion:
+    """Multinomial logistic regression with one weight per source (shared by all classes) and a bias per class.
+
+    Convex; damped Newton steps (deterministic). A source whose weight comes out negative is dropped and
+    the rest refitted: a source counts for its own label or not at all.
+    """
+    m = F.shape[2]
+    if not bias:  # a temperature: positive, within [1/20, 20], so the labels stay the source's own
+        fusion = _newton(F, y, bias=False, l2=l2, steps=steps)
+        return _Fusion(np.clip(fusion.weights, 0.05, 20.0), fusion.bias)
+    active = np.ones(m, dtype=bool)
+    while True:
+        fusion = _newton(F[:, :, active], y, bias=bias, l2=l2, steps=steps)
+        if (fusion.weights >= 0).all() or not active.any():
+            weights = np.zeros(m)
+            weights[active] = fusion.weights
+            return _Fusion(weights, fusion.bias)
+        drop = np.flatnonzero(active)[fusion.weights < 0]
+        active[drop] = False
+        if not active.any():
+            return _Fusion(np.zeros(m), _newton(F[:, :, :0], y, bias=True, l2=l2, steps=steps).bias)
+
+
+def _newton(F: np.ndarray, y: np.ndarray, *, bias: bool, l2: float, steps: int) -> _Fusion:
+    n, c, m = F.shape
+    parts = [F]
+    if bias:
+        parts.append(np.broadcast_to(np.eye(c), (n, c, c)))
+    jac = np.concatenate(parts, axis=2) if parts else F  # (n, c, p)
+    p = jac.shape[2]
+    onehot = np.eye(c)[y]
+    penalty = np.diag(np.r_[np.full(m, 1e-6), np.full(p - m, l2)])
+
+    def loss(theta):
+        z = jac @ theta
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z * onehot).sum() / n + np.log(np.exp(z).sum(axis=1)).mean() + 0.5 * theta @ penalty @ theta)
+
+    theta = np.r_[np.ones(m), np.zeros(p - m)] if p else np.zeros(0)
+    if p == 0:
+        return _Fusion(np.zeros(0), np.zeros(c))
+    for _ in range(steps):
+        q = _softmax(jac @ theta)
+        grad = np.einsum("ncp,nc->p", jac, q - onehot) / n + penalty @ theta
+        weighted = q[:, :, None] * jac  # (n, c, p)
+        mean = weighted.sum(axis=1)  # (n, p): E_q[jac]
+        hess = np.einsum("ncp,ncq->pq", weighted, jac) / n - mean.T @ mean / n + penalty + 1e-9 * np.eye(p)
+        step = np.linalg.solve(hess, grad)
+        size, before = 1.0, loss(theta)
+        while size > 1e-4 and loss(theta - size * step) > before:
+            size /= 2
+        theta = theta - size * step
+        if np.abs(size * step).max() < 1e-9:
+            break
+    b = theta[m:] if bias else np.zeros(c)
+    return _Fusion(theta[:m].copy(), b - b.mean() if len(b) else b)
+
+
+def _folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """A fold number per labeled record, stratified by label, shuffled with ``seed``."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(y))
+    order = order[np.argsort(y[order], kind="stable")]
+    fold = np.empty(len(y), dtype=np.int64)
+    fold[order] = np.arange(len(y)) % k
+    return fold
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(p, _EPS, None))
+
+
+# --- one classification problem (single-label, or one label of a multi-label task) ------------------------
+
+
+@dataclass
+class _Choice:
+    source: str
+    fusion: dict  # candidate -> _Fusion fitted on every labeled record
+    temperature: float
+    table: pd.DataFrame
+    threshold: float  # head confidence from which the cascade skips the LLM (inf: never)
+
+
+class _Problem:
+    """``c`` classes; base log-probabilities ``L`` (n, c) with NaN rows where the LLM has not scored."""
+
+    def __init__(self, c: int, folds: int, seed: int, margin: float, min_labels: int) -> None:
+        self.c, self.folds, self.seed, self.margin, self.min_labels = c, folds, seed, margin, min_labels
+        self.choice: _Choice | None = None
+
+    # features of the candidates: (rows, c, 3) = [llm log-probs, head scores, distilled scores]
+    @staticmethod
+    def features(L: np.ndarray, S: np.ndarray, D: np.ndarray) -> np.ndarray:
+        return np.stack([np.nan_to_num(L, nan=0.0), S, D], axis=2)
+
+    def select(self, L: np.ndarray, S_loo: np.ndarray, D: np.ndarray, y: np.ndarray, cascade_min: int) -> _Choice:
+        """Cross-validate the candidates on the labeled records; fit the winner on all of them."""
+        n = len(y)
+        has_llm = ~np.isnan(L).any(axis=1)
+        classes = len(np.unique(y))
+        F = self.features(L, S_loo, D)
+        k = max(2, min(self.folds, n))
+        fold = _folds(y, k, self.seed)
+        oof = {name: np.full((n, self.c), np.nan) for name in _CANDIDATES}
+        usable = {ZERO_SHOT: has_llm.all() and n > 0, HEAD: classes >= 2, COMBINED: classes >= 2 and has_llm.all()}
+        if n < self.min_labels:
+            usable[HEAD] = usable[COMBINED] = usable[HEAD] and not has_llm.any()
+        specs = {ZERO_SHOT: ([0], False), HEAD: ([1, 2], True), COMBINED: ([0, 1, 2], True)}
+        for name, (sources, bias) in specs.items():
+            if not usable[name]:
+                continue
+            for f in range(k):
+                train, test = fold != f, fold == f
+                if not test.any():
+                    continue
+                if len(np.unique(y[train])) < (1 if name == ZERO_SHOT else 2):
+                    oof[name][test] = np.full(self.c, 1 / self.c)
+                    continue
+                fusion = _fit_fusion(F[train][:, :, sources], y[train], bias=bias)
+                oof[name][test] = _softmax(fusion.logits(F[test][:, :, sources]))
+        rows = []
+        for name in _CANDIDATES:
+            if not usable[name]:
+                continue
+            correct = oof[name].argmax(axis=1) == y
+            rows.append(
+                {
+                    "candidate": name,
+                    "accuracy": float(correct.mean()),
+                    "log_loss": float(-_log(oof[name][np.arange(n), y]).mean()),
+                    "n": n,
+                    "correct": correct,
+                }
+            )
+        if not rows:
+            raise ValueError("nothing to learn from: no LLM probabilities and fewer than two labels seen.")
+        table = pd.DataFrame(rows)
+        chosen = self._choose(table)
+        fusion = {}
+        for name, (sources, bias) in specs.items():
+            if usable[name]:
+                fitted = _fit_fusion(F[:, :, sources], y, bias=bias)
+                weights = np.zeros(3)
+                weights[sources] = fitted.weights
+                fusion[name] = _Fusion(weights, fitted.bias)
+        # temperature scaling of the winner on its out-of-fold logits
+        temperature = _fit_temperature(_log(oof[chosen]), y)
+        threshold = np.inf
+        if usable[HEAD]:
+            threshold = _cascade_threshold(oof[HEAD], oof[chosen], y, cascade_min)
+        table = table.drop(columns="correct").assign(chosen=lambda t: t["candidate"] == chosen)
+        self.choice = _Choice(chosen, fusion, temperature, table, threshold)
+        self.oof = {name: oof[name] for name in oof if usable[name]}
+        return self.choice
+
+    def _choose(self, table: pd.DataFrame) -> str:
+        by_name = table.set_index("candidate")
+        if ZERO_SHOT not in by_name.index:
+            return _best(by_name)
+        base = by_name.loc[ZERO_SHOT, "correct"].astype(float)
+        best, best_key = ZERO_SHOT, (by_name.loc[ZERO_SHOT, "accuracy"], -by_name.loc[ZERO_SHOT, "log_loss"])
+        for name in (HEAD, COMBINED):
+            if name not in by_name.index:
+                continue
+            diff = by_name.loc[name, "correct"].astype(float) - base
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
+            key = (by_name.loc[name, "accuracy"], -by_name.loc[name, "log_loss"])
+            if diff.mean() > self.margin * se and diff.mean() > 0 and key > best_key:
+                best, best_key = name, key
+        return best
+
+    def predict(
+        self, L: np.ndarray, S: np.ndarray, D: np.ndarray, source: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (rows, c) and the source used per row (the chosen one where its inputs exist)."""
+        choice = self.choice
+        F = self.features(L, S, D)
+        has_llm = ~np.isnan(L).any(axis=1)
+        wanted = source or choice.source
+        out = np.full((len(L), self.c), np.nan)
+        used = np.full(len(L), None, dtype=object)
+        order = [wanted] + [s for s in (HEAD, ZERO_SHOT) if s != wanted]
+        for name in order:
+            if name not in choice.fusion:
+                continue
+            todo = np.isnan(out).any(axis=1) & (has_llm if name != HEAD else True)
+            if not todo.any():
+                continue
+            z = choice.fusion[name].logits(F[todo])
+            if name == choice.source:
+                z = z / choice.temperature
+            out[todo] = _softmax(z)
+            used[todo] = name
+        return out, used
+
+
+def _best(by_name: pd.DataFrame) -> str:
+    return max(by_name.index, key=lambda name: (by_name.loc[name, "accuracy"], -by_name.loc[name, "log_loss"]))
+
+
+def _fit_temperature(logp: np.ndarray, y: np.ndarray) -> float:
+    if len(y) < 5:
+        return 1.0
+    fusion = _newton(logp[:, :, None], y, bias=False, l2=0.0, steps=50)
+    inverse = float(fusion.weights[0])
+    return 1.0 / inverse if inverse > 0.05 else 20.0
+
+
+def _cascade_threshold(head: np.ndarray, chosen: np.ndarray, y: np.ndarray, minimum: int) -> float:
+    """The lowest head confidence above which the head is right at least as often as the chosen suggestion.
+
+    On out-of-fold predictions: records sorted by the head's confidence, the cut is the last one where the
+    head's running count of right answers still reaches the chosen candidate's (ties in confidence stay
+    together), and at least ``minimum`` records lie above it.
+    """
+    confidence = head.max(axis=1)
+    order = np.argsort(-confidence, kind="stable")
+    gain = np.cumsum((head.argmax(axis=1) == y)[order].astype(int) - (chosen.argmax(axis=1) == y)[order])
+    sorted_conf = confidence[order]
+    cut_ok = np.r_[sorted_conf[1:] != sorted_conf[:-1], True]
+    good = np.flatnonzero((gain >= 0) & cut_ok & (np.arange(len(y)) + 1 >= minimum))
+    if not len(good):
+        return np.inf
+    return float(sorted_conf[good[-1]])
+
+
+# --- the public learner ---------------------------------------------------------------------------------------
+
+
+class Assistant:
+    """A suggestion model that learns from the human labels of one frame.
+
+    Parameters
+    ----------
+    df
+        The records (the frame being labeled). Its text is turned into TF-IDF features once; the frame
+        is read again by :meth:`fit` for the labels so far (the panel writes them in place).
+    task
+        A single- or multi-label :class:`jlabel.Task` (span tasks keep the LLM alone).
+    probs
+        The LLM's zero-shot probabilities: a column of ``df`` (default ``"llm_probs"``; absent means
+        none), an ``(n, k)`` array, or ``None``. Rows of NaN: not scored yet (see :meth:`set_base`).
+    alpha
+        Ridge penalty of the head.
+    folds
+        Cross-validation folds for model selection.
+    seed
+        Seed of the fold assignment: the same labels give the same model.
+    margin
+        Paired standard errors by which a learned candidate must beat the zero-shot LLM in
+        cross-validated accuracy to replace it.
+    min_labels
+        Labels needed (with at least two distinct labels) before anything is learned when there are
+        LLM probabilities; below, the suggestions are the LLM's.
+    reselect
+        Model selection runs again once the number of labels has grown by this factor since the last
+        selection (``1.0``: at every fit).
+    cascade_min
+        The cascade's threshold leaves at least this many labeled records above it.
+    id
+        A column holding the record keys (default: the index).
+
+    Examples
+    --------
+    >>> import jlabel as jl
+    >>> task = jl.Task(["pos", "neg"])
+    >>> words = ["good fine great", "bad awful poor"] * 10
+    >>> df = pd.DataFrame({"text": words, "label": ["pos", "neg"] * 10})
+    >>> df.loc[[0, 1], "label"] = None
+    >>> a = jl.Assistant(df, task, probs=None).fit()
+    >>> a.source, a.probs()[0].argmax(axis=1)[:2].tolist()
+    ('head', [0, 1])
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        task: Task,
+        *,
+        probs: str | np.ndarray | None = "llm_probs",
+        alpha: float = 1.0,
+        folds: int = 5,
+        seed: int = 0,
+        margin: float = 1.0,
+        min_labels: int = 20,
+        reselect: float = 1.25,
+        cascade_min: int = 20,
+        id: str | None = None,
+    ) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"Assistant takes a pandas DataFrame, got {type(df).__name__}.")
+        if not isinstance(task, Task):
+            raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
+        if task.kind == "spans":
+            raise ValueError(
+                "Span tasks keep the LLM alone: an Assistant learns label probabilities (single or multi-label)."
+            )
+        for name, value, low in (("alpha", alpha, 0.0), ("margin", margin, -np.inf)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
+                raise ValueError(f"{name} must be a number above {low}, got {value!r}.")
+        for name, value, low in (("folds", folds, 2), ("min_labels", min_labels, 2), ("cascade_min", cascade_min, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}.")
+        if isinstance(reselect, bool) or not isinstance(reselect, (int, float)) or reselect < 1:
+            raise ValueError(f"reselect is a growth factor of the number of labels, at least 1.0; got {reselect!r}.")
+        self.df, self.task = df, task
+        self.keys = record_keys(df, id)
+        self.alpha, self.folds, self.seed, self.margin = float(alpha), int(folds), int(seed), float(margin)
+        self.min_labels, self.reselect, self.cascade_min = int(min_labels), float(reselect), int(cascade_min)
+        k = len(task.labels)
+        if probs is None:
+            base = np.full((len(df), k), np.nan)
+        elif isinstance(probs, str):
+            base = probs_of(df, task, probs) if probs in df.columns else np.full((len(df), k), np.nan)
+        else:
+            base = np.array(probs, dtype=np.float64)
+            if base.shape != (len(df), k):
+                raise ValueError(
+                    f"probs has shape {base.shape}, expected ({len(df)}, {k}): one row per record, one column per "
+                    f"label in the task's order {list(task.labels)}."
+                )
+        self._base = base
+        self.X = text_features(texts(df, task))
+        self._problems = [_Problem(k if task.kind == "single" else 2, folds, seed, margin, min_labels)]
+        if task.kind == "multi":
+            self._problems = [_Problem(2, folds, seed, margin, min_labels) for _ in task.labels]
+        self._ridge: _Ridge | None = None
+        self._rows = np.zeros(0, dtype=np.int64)
+        self._y = np.zeros((0, len(self._problems)), dtype=np.int64)
+        self._selected_at = 0
+        self._distilled_on = -1
+        self._distilled = np.zeros((len(df), sum(p.c for p in self._problems)))
+        self.selections = 0
+
+    # -- inputs ------------------------------------------------------------------
+
+    def set_base(self, rows: Sequence[int] | np.ndarray, probs: np.ndarray) -> None:
+        """The LLM's probabilities for some rows (frame positions), e.g. live suggestions as they arrive."""
+        rows = np.asarray(rows, dtype=np.int64)
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(rows), -1)
+        if probs.shape[1] != len(self.task.labels):
+            raise ValueError(f"probs has {probs.shape[1]} columns, expected {len(self.task.labels)}.")
+        self._base[rows] = probs
+
+    @property
+    def base(self) -> np.ndarray:
+        """The LLM's (zero-shot) probabilities the assistant combines, ``(n, k)``."""
+        return self._base
+
+    def _labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Frame positions of the labeled records and their targets, one column per problem."""
+        if "label" not in self.df.columns:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, len(self._problems)), dtype=np.int64)
+        column = self.df["label"]
+        if self.task.kind == "single":
+            values = column.to_numpy(dtype=object, na_value=None)
+            present = column.notna().to_numpy()
+            codes = pd.Index(list(self.task.labels), dtype=object).get_indexer(values)
+            unknown = present & (codes < 0)
+            if unknown.any():
+                raise ValueError(
+                    f"labels {sorted(set(map(str, values[unknown])))[:5]} are not in the task's labels "
+                    f"{list(self.task.labels)}; fix the labels or use the task they were made with."
+                )
+            rows = np.flatnonzero(present)
+            return rows, codes[rows][:, None].astype(np.int64)
+        values = column.to_numpy(dtype=object)
+        present = np.array([isinstance(v, (list, tuple, np.ndarray)) for v in values], dtype=bool)
+        rows = np.flatnonzero(present)
+        exploded = pd.Series(values[rows], dtype=object).explode()
+        positions = pd.Index(list(self.task.labels), dtype=object).get_indexer(exploded.to_numpy(dtype=object))
+        given = exploded.notna().to_numpy()
+        unknown = given & (positions < 0)
+        if unknown.any():
+            raise ValueError(
+                f"labels {sorted(set(map(str, exploded[unknown])))[:5]} are not in the task's labels "
+                f"{list(self.task.labels)}; fix the labels or use the task they were made with."
+            )
+        y = np.zeros((len(rows), len(self.task.labels)), dtype=np.int64)
+        y[exploded.index.to_numpy()[given], positions[given]] = 1
+        return rows, y
+
+    # -- learning ----------------------------------------------------------------
+
+    def fit(self, *, select: bool | None = None) -> Assistant:
+        """Learn from the labels the frame holds now.
+
+        Re-solves the head with every label (fast); runs model selection by cross-validation when
+        ``select`` is True, or (``None``) when the labels have grown by ``reselect`` since the last one.
+        """
+        rows, y = self._labels()
+        self._rows, self._y = rows, y
+        enough = len(rows) >= 2
+        self._ridge = None
+        if enough:
+            targets = np.concatenate([np.eye(p.c)[y[:, j]] for j, p in enumerate(self._problems)], axis=1)
+            self._ridge = _Ridge(self.X, rows, targets, self.alpha)
+        if select is None:
+            select = self.selections == 0 or len(rows) >= self.reselect * max(self._selected_at, 1)
+        if select or self._problems[0].choice is None:
+            self._select()
+        return self
+
+    def _base_log(self, rows: np.ndarray | slice, j: int) -> np.ndarray:
+        base = self._base[rows]
+        if self.task.kind == "single":
+            return _log(base)
+        p = base[:, j]
+        return np.stack([_log(1 - p), _log(p)], axis=1)
+
+    def _head(self, rows, j: int, loo: bool = False) -> np.ndarray:
+        start = sum(p.c for p in self._problems[:j])
+        c = self._problems[j].c
+        if self._ridge is None:
+            n = len(self._rows) if loo else len(np.arange(len(self.df))[rows])
+            return np.zeros((n, c))
+        scores = self._ridge.loo if loo else self._ridge.scores(rows)
+        return scores[:, start : start + c]
+
+    def _distil(self) -> None:
+        """A TF-IDF ridge fitted to the LLM's own probabilities on every scored record (no human label)."""
+        scored = ~np.isnan(self._base).any(axis=1)
+        count = int(scored.sum())
+        if count == self._distilled_on:
+            return
+        self._distilled_on = count
+        total = sum(p.c for p in self._problems)
+        if count < 2:
+            self._distilled = np.zeros((len(self.df), total))
+            return
+        from scipy.sparse.linalg import lsqr
+
+        design = scipy.sparse.hstack([self.X, np.ones((self.X.shape[0], 1))]).tocsr()
+        fitted = design[np.flatnonzero(scored)]
+        targets = np.concatenate(
+            [np.exp(self._base_log(np.flatnonzero(scored), j)) for j in range(len(self._problems))], axis=1
+        )
+        coef = np.column_stack([lsqr(fitted, targets[:, q], damp=1.0)[0] for q in range(total)])
+        self._distilled = np.asarray(design @ coef)
+
+    def _distilled_of(self, rows, j: int) -> np.ndarray:
+        start = sum(p.c for p in self._problems[:j])
+        return self._distilled[rows][:, start : start + self._problems[j].c]
+
+    def _select(self) -> None:
+        self._distil()
+        rows, y = self._rows, self._y
+        for j, problem in enumerate(self._problems):
+            L = self._base_log(rows, j)
+            scored = ~np.isnan(L).any(axis=1)
+            if len(rows) and not scored.all() and scored.sum() >= self.min_labels:
+                # labeled records the LLM has not scored do not take part in the comparison
+                L, S, yj = L[scored], self._head(rows, j, loo=True)[scored], y[scored, j]
+                D = self._distilled_of(rows, j)[scored]
+            else:
+                S, D, yj = self._head(rows, j, loo=True), self._distilled_of(rows, j), y[:, j]
+            if len(yj) == 0:
+                fusion = {ZERO_SHOT: _Fusion(np.array([1.0, 0.0, 0.0]), np.zeros(problem.c))}
+                problem.choice = _Choice(ZERO_SHOT, fusion, 1.0, pd.DataFrame(), np.inf)
+                problem.oof = {}
+                continue
+            problem.select(L, S, D, yj, self.cascade_min)
+        self._selected_at = len(rows)
+        self.selections += 1
+
+    # -- outputs -----------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        """The chosen candidate: ``zero-shot``, ``head`` or ``combined`` (multi-label: ``combined`` when the labels differ)."""
+        self._need_fit()
+        chosen = {p.choice.source for p in self._problems}
+        return chosen.pop() if len(chosen) == 1 else COMBINED
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """The last model selection: cross-validated ``accuracy`` and ``log_loss`` per candidate (and label)."""
+        self._need_fit()
+        tables = []
+        for j, p in enumerate(self._problems):
+            table = p.choice.table.copy()
+            if self.task.kind == "multi":
+                table.insert(0, "label", self.task.labels[j])
+            tables.append(table)
+        return pd.concat(tables, ignore_index=True)
+
+    @property
+    def threshold(self) -> np.ndarray | float:
+        """The cascade's threshold on the head's calibrated confidence (``inf``: the cascade skips nothing).
+
+        Multi-label: one per label; a record is skipped when every label's head confidence reaches its own.
+        """
+        self._need_fit()
+        values = np.array([p.choice.threshold for p in self._problems])
+        return float(values[0]) if self.task.kind == "single" else values
+
+    def _need_fit(self) -> None:
+        if self._problems[0].choice is None:
+            raise RuntimeError("The assistant has not learned yet: call .fit() first.")
+
+    def _rows_of(self, rows) -> np.ndarray:
+        return np.arange(len(self.df)) if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def predict(self, rows: Sequence[int] | np.ndarray | None = None, *, source: str | None = None):
+        """Probabilities ``(len(rows), k)`` for frame positions ``rows`` (default all), and the source of each row.
+
+        The model fitted on every label: for a labeled record this has seen its own label; use
+        :meth:`probs` for suggestions (out of fold on labeled records). ``source="head"`` asks for the head
+        alone (the cascade), ``"zero-shot"`` for the calibrated LLM.
+        """
+        self._need_fit()
+        if source is not None and source not in _CANDIDATES:
+            raise ValueError(f"source must be one of {list(_CANDIDATES)} or None, got {source!r}.")
+        rows = self._rows_of(rows)
+        k = len(self.task.labels)
+        out = np.full((len(rows), k), np.nan)
+        used = np.full((len(rows), len(self._problems)), None, dtype=object)
+        for j, problem in enumerate(self._problems):
+            L, S, D = self._base_log(rows, j), self._head(rows, j), self._distilled_of(rows, j)
+            p, used[:, j] = problem.predict(L, S, D, source)
+            if self.task.kind == "single":
+                out = p
+            else:
+                out[:, j] = p[:, 1]
+        return out, _row_source(used)
+
+    def oof(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Out-of-fold probabilities of the labeled records: ``(rows, probs, source)``.
+
+        Runs a model selection first when labels arrived since the last one. A record's probabilities
+        come from a head that never saw its label (exact leave-one-out) and a combination fitted on the
+        other folds: its own label never vouches for itself.
+        """
+        self._need_fit()
+        if len(self._rows) != self._selected_at:
+            self._select()
+        rows = self._rows
+        k = len(self.task.labels)
+        out = np.full((len(rows), k), np.nan)
+        used = np.full((len(rows), len(self._problems)), None, dtype=object)
+        for j, problem in enumerate(self._problems):
+            name = problem.choice.source
+            oof = getattr(problem, "oof", {}).get(name)
+            oof = None if oof is None else oof.copy()
+            L = self._base_log(rows, j)
+            scored = ~np.isnan(L).any(axis=1)
+            if oof is None or len(oof) != len(rows):
+                # labeled rows without LLM scores took no part in the comparison: head leave-one-out for them
+                p = np.full((len(rows), problem.c), np.nan)
+                if oof is not None and len(oof) == scored.sum():
+                    p[scored] = oof
+                    used[scored, j] = name
+                if HEAD in problem.choice.fusion:
+                    fill = np.isnan(p).any(axis=1)
+                    S = self._head(rows, j, loo=True)
+                    F = _Problem.features(L, S, self._distilled_of(rows, j))
+                    p[fill] = _softmax(problem.choice.fusion[HEAD].logits(F[fill]))
+                    used[fill, j] = HEAD
+                oof = p
+            else:
+                used[:, j] = name
+            calibrated = used[:, j] == name
+            oof[calibrated] = _softmax(_log(oof[calibrated]) / problem.choice.temperature)
+            if self.task.kind == "single":
+                out = oof
+            else:
+                out[:, j] = oof[:, 1]
+        return rows, out, _row_source(used)
+
+    def probs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Suggestion probabilities for every record ``(n, k)`` and their source: out of fold on labeled records."""
+        out, used = self.predict()
+        rows, oof, oof_used = self.oof()
+        out[rows], used[rows] = oof, oof_used
+        return out, used
+
+    def suggest(self, df: pd.DataFrame | None = None, *, model: str | None = None) -> pd.DataFrame:
+        """A copy of the frame with the llm_* columns and ``llm_source`` filled from :meth:`probs`.
+
+        ``llm_model`` keeps the frame's model (the LLM's id with its digest) where it names one, else ``model``.
+        """
+        frame = self.df if df is None else df
+        if len(frame) != len(self.df):
+            raise ValueError(f"df has {len(frame)} rows, the assistant was built on {len(self.df)}.")
+        matrix, used = self.probs()
+        return write_suggestions(frame, self.task, matrix, used, model=model)
+
+
+def _row_source(used: np.ndarray) -> np.ndarray:
+    """One source per row from one per problem: the common one, else ``combined``."""
+    if used.shape[1] == 1:
+        return used[:, 0]
+    first = used[:, 0]
+    same = (used == first[:, None]).all(axis=1)
+    return np.where(same, first, np.where(pd.isna(used).all(axis=1), None, COMBINED))
+
+
+def write_suggestions(
+    frame: pd.DataFrame, task: Task, matrix: np.ndarray, source: np.ndarray, *, model: str | None = None, prompt=None
+) -> pd.DataFrame:
+    """``set_suggestions`` plus the ``llm_source`` column, keeping the frame's ``llm_model``/``llm_prompt``."""
+    had = {c: frame[c].copy() for c in ("llm_model", "llm_prompt") if c in frame.columns}
+    out = set_suggestions(frame, task, matrix, model=model or "", prompt=prompt)
+    valid = ~np.isnan(matrix).any(axis=1)
+    for column, old in had.items():
+        keep = old.notna().to_numpy() & valid
+        if column == "llm_prompt" and prompt is not None:
+            continue
+        if column == "llm_model" and model is not None:
+            continue
+        out[column] = out[column].where(~keep, old)
+    if model is None and "llm_model" not in had:
+        out["llm_model"] = pd.Series(pd.NA, index=frame.index, dtype=STRING_DTYPE)
+    out["llm_source"] = pd.Series(np.where(valid, source, None), index=frame.index, dtype=object).astype(STRING_DTYPE)
+    return out
+
+
+# --- learning curve -------------------------------------------------------------------------------------------
+
+
+def learning_curve(
+    df: pd.DataFrame,
+    task: Task,
+    llm: Any = None,
+    *,
+    sizes: Sequence[int] | None = None,
+    repeats: int = 3,
+    seed: int = 0,
+    probs: str = "llm_probs",
+    id: str | None = None,
+):
+    """Accuracy of the suggestions against the number of human labels, cross-validated, as an Altair chart.
+
+    For each size ``n`` and each of ``repeats`` draws, an :class:`Assistant` learns from ``n`` labeled
+    records drawn at random and is scored on the other labeled records: the LLM alone, the head alone,
+    the combination and the chosen suggestion. The data is in ``chart.data``.
+
+    Parameters
+    ----------
+    df
+        A frame with human labels (single-label task).
+    task
+        The task.
+    llm
+        The model, used for labeled records without LLM probabilities (scored through ``jl.preannotate``
+        and its cache); ``None`` uses the frame's ``probs`` column as it is.
+    sizes
+        Numbers of labels (default: 10, 20, 50, 100, 200, ... up to 80 % of the labels).
+    """
+    import altair as alt
+
+    if not isinstance(task, Task) or task.kind != "single":
+        raise ValueError("learning_curve works on single-label tasks (pass a jl.Task with kind='single').")
+    record_keys(df, id)
+    if "label" not in df.columns or df["label"].notna().sum() < 10:
+        raise ValueError("learning_curve needs at least 10 human labels in the frame's 'label' column.")
+    labeled = df[df["label"].notna().to_numpy()].copy()
+    base = (
+        probs_of(labeled, task, probs)
+        if probs in labeled.columns
+        else np.full((len(labeled), len(task.labels)), np.nan)
+    )
+    missing = np.isnan(base).any(axis=1)
+    if missing.any():
+        if llm is None:
+            raise ValueError(
+                f"{int(missing.sum())} labeled record(s) have no {probs!r}: run jl.preannotate first or pass llm=."
+            )
+        from .preannotate import preannotate
+
+        scored = preannotate(labeled.iloc[np.flatnonzero(missing)], task, llm, examples=None, progress=False)
+        base[missing] = probs_of(scored, task)
+    n = len(labeled)
+    if sizes is None:
+        sizes = [s for s in (10, 20, 50, 100, 200, 400, 800, 1600, 3200) if s <= 0.8 * n]
+    sizes = sorted({int(s) for s in sizes})
+    if not sizes or sizes[0] < 2 or sizes[-1] >= n:
+        raise ValueError(f"sizes must be between 2 and {n - 1} (the labeled records minus one), got {sizes!r}.")
+    truth = pd.Index(list(task.labels), dtype=object).get_indexer(labeled["label"].to_numpy(dtype=object))
+    rng = np.random.default_rng(seed)
+    records = []
+    frame = labeled.copy()
+    assistant = None
+    for repeat in range(repeats):
+        order = rng.permutation(n)
+        for size in sizes:
+            train, test = order[:size], order[size:]
+            frame["label"] = pd.Series(pd.NA, index=frame.index, dtype=object)
+            frame.iloc[train, frame.columns.get_loc("label")] = labeled["label"].to_numpy(dtype=object)[train]
+            if assistant is None:
+                assistant = Assistant(frame, task, probs=base, seed=seed)
+            assistant.df = frame
+            assistant.fit(select=True)
+            chosen, _ = assistant.predict(test)
+            for name, p in (
+                ("LLM alone", base[test]),
+                ("head alone", assistant.predict(test, source=HEAD)[0]),
+                ("combined", assistant.predict(test, source=COMBINED)[0]),
+                ("suggestion", chosen),
+            ):
+                ok = ~np.isnan(p).any(axis=1)
+                accuracy = float((p[ok].argmax(axis=1) == truth[test][ok]).mean()) if ok.any() else np.nan
+                records.append({"labels": size, "source": name, "repeat": repeat, "accuracy": accuracy})
+    table = pd.DataFrame(records).groupby(["labels", "source"], as_index=False)["accuracy"].agg(["mean", "std"])
+    table = table.rename(columns={"mean": "accuracy"})
+    line = (
+        alt.Chart(table)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("labels:Q", title="human labels", scale=alt.Scale(type="log")),
+            y=alt.Y("accuracy:Q", title="held-out accuracy", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color("source:N", title=None),
+            tooltip=["labels", "source", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("std:Q", format=".3f")],
+        )
+        .properties(title="Suggestions vs number of labels (cross-validated)", width=360, height=220)
+    )
+    return line

@@ -1,0 +1,229 @@
+"""jl.Assistant: suggestions that learn from the human labels (synthetic data, no model except one test)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jlabel as jl
+from jlabel.frame import STRING_DTYPE
+from jlabel.learn import Assistant, _Ridge, text_features
+from tests.test_preannotate import KeywordLLM
+
+LABELS = ["a", "b", "c", "d"]
+WORDS = {label: [f"{label}{i}" for i in range(12)] for label in LABELS}
+
+
+def synthetic(n: int, *, seed: int = 0, text_signal: bool = True, llm_signal: bool = True, labeled: int | None = None):
+    """Records whose text names their label's words (or random words) and LLM probabilities that
+    favour the true label (or are random)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(LABELS), n)
+    vocab = [w for words in WORDS.values() for w in words]
+    texts = []
+    for label in y:
+        own = WORDS[LABELS[label]] if text_signal else vocab
+        words = list(rng.choice(own, 3)) + list(rng.choice(vocab, 4))
+        texts.append(" ".join(rng.permutation(words)))
+    if llm_signal:  # right 60 % of the time, with some confidence
+        noisy = np.where(rng.random(n) < 0.6, y, rng.integers(0, len(LABELS), n))
+        logits = rng.normal(0, 0.5, (n, len(LABELS))) + 1.2 * np.eye(len(LABELS))[noisy]
+    else:
+        logits = rng.normal(0, 1.0, (n, len(LABELS)))
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    task = jl.Task(LABELS)
+    df = jl.set_suggestions(pd.DataFrame({"text": texts}), task, p, model="m@sha256:0", source="zero-shot")
+    truth = np.asarray(LABELS, dtype=object)[y]
+    label = pd.Series(pd.NA, index=df.index, dtype=STRING_DTYPE)
+    if labeled:
+        label.iloc[:labeled] = truth[:labeled]
+    df["label"] = label
+    return df, task, y
+
+
+def accuracy(p, y):
+    return float((p.argmax(axis=1) == y).mean())
+
+
+@pytest.mark.parametrize("noisy", ["llm", "text"])
+def test_never_below_the_zero_shot_llm_when_one_source_is_noise(noisy):
+    for seed in range(3):
+        df, task, y = synthetic(600, seed=seed, text_signal=noisy != "text", llm_signal=noisy != "llm", labeled=200)
+        a = Assistant(df, task).fit()
+        rows, oof, _ = a.oof()
+        zero_shot = jl.probs(df, task)
+        assert accuracy(oof, y[rows]) >= accuracy(zero_shot[rows], y[rows]) - 0.02
+        held_out = np.arange(200, 600)
+        learned, _ = a.predict(held_out)
+        assert accuracy(learned, y[held_out]) >= accuracy(zero_shot[held_out], y[held_out]) - 0.02
+        if noisy == "llm":  # the text carries the label: the head takes over
+            assert a.source in ("head", "combined")
+            assert accuracy(learned, y[held_out]) > accuracy(zero_shot[held_out], y[held_out]) + 0.2
+
+
+def test_out_of_fold_probabilities_do_not_see_their_own_label():
+    # every record has a word of its own that appears nowhere else: a model that saw the record's label
+    # would read the label off that word; out of fold it must be no better than chance
+    # (under 50 records every word is a feature, even one seen once)
+    rng = np.random.default_rng(1)
+    n = 48
+    y = rng.integers(0, 4, n)
+    task = jl.Task(LABELS)
+    df = pd.DataFrame({"text": [f"id{i}x id{i}y" for i in range(n)]})
+    df["label"] = pd.Series(np.asarray(LABELS, dtype=object)[y], dtype=STRING_DTYPE)
+    a = Assistant(df, task, probs=None).fit()
+    rows, oof, source = a.oof()
+    assert len(rows) == n and set(source) == {"head"}
+    assert accuracy(oof, y) <= 0.25 + 2 * np.sqrt(0.25 * 0.75 / n)
+    # the feature does identify the label: the head fitted on every label reads it off its own records
+    assert accuracy(a._ridge.scores(rows), y) > 0.9
+
+
+def test_leave_one_out_scores_equal_refits_without_the_record():
+    df, _, y = synthetic(40, seed=3)
+    X = text_features(df["text"])
+    rows = np.arange(30)
+    targets = np.eye(4)[y[rows]]
+    ridge = _Ridge(X, rows, targets, 1.0)
+    for i in (0, 7, 29):
+        rest = np.delete(rows, i)
+        alone = _Ridge(X, rest, np.delete(targets, i, axis=0), 1.0)
+        np.testing.assert_allclose(ridge.loo[i], alone.scores(np.array([i]))[0], atol=1e-8)
+
+
+def test_refits_are_deterministic_with_a_seed():
+    df, task, _ = synthetic(300, seed=4, labeled=120)
+    first = Assistant(df, task, seed=7).fit()
+    second = Assistant(df.copy(), task, seed=7).fit()
+    np.testing.assert_array_equal(first.probs()[0], second.probs()[0])
+    pd.testing.assert_frame_equal(first.scores, second.scores)
+    again = first.fit(select=True)  # refitting on the same labels gives the same model
+    np.testing.assert_array_equal(again.probs()[0], second.probs()[0])
+
+
+def test_incremental_refit_reuses_features_and_reselects_on_growth():
+    df, task, y = synthetic(1500, seed=5, labeled=1000)
+    df.loc[df.index[800:1000], "label"] = pd.NA
+    a = Assistant(df, task).fit()
+    assert a.selections == 1
+    df.loc[df.index[800:900], "label"] = np.asarray(LABELS, dtype=object)[y[800:900]]
+    start = time.perf_counter()
+    a.fit()  # 900 labels < 1.25 x 800: no new selection, the head re-solved with every label
+    a.predict(np.arange(1000, 1010))
+    print(f"refit on 900 labels: {1000 * (time.perf_counter() - start):.0f} ms")
+    assert a.selections == 1 and len(a._rows) == 900
+    df.loc[df.index[900:1000], "label"] = np.asarray(LABELS, dtype=object)[y[900:1000]]
+    a.fit()
+    assert a.selections == 2
+
+
+def test_suggestions_say_their_source_and_keep_the_model_digest():
+    df, task, _ = synthetic(300, seed=6, labeled=100)
+    out = Assistant(df, task).fit().suggest()
+    assert out["llm_source"].dtype == STRING_DTYPE
+    assert set(out["llm_source"].dropna()) <= set(jl.learn.SOURCES)
+    assert (out["llm_model"] == "m@sha256:0").all()
+    few = synthetic(300, seed=6, labeled=5)[0]  # too few labels: the LLM's own suggestions, temperature aside
+    out = Assistant(few, task).fit().suggest()
+    assert set(out["llm_source"]) == {"zero-shot"}
+    assert (out["llm_label"] == few["llm_label"]).all()
+
+
+def test_multi_label_one_vs_rest():
+    rng = np.random.default_rng(8)
+    n = 400
+    Y = rng.random((n, 3)) < 0.4
+    names = ["x", "y", "z"]
+    texts = [" ".join([f"{names[j]}{rng.integers(5)}" for j in range(3) if Y[i, j]] + ["the", "a"]) for i in range(n)]
+    task = jl.Task(names, kind="multi")
+    noise = rng.random((n, 3))  # the LLM knows nothing
+    df = jl.set_suggestions(pd.DataFrame({"text": texts}), task, noise, model="m", source="zero-shot")
+    df["label"] = pd.Series(
+        [list(np.asarray(names)[row]) if i < 200 else None for i, row in enumerate(Y)], dtype=object
+    )
+    a = Assistant(df, task).fit()
+    p, source = a.predict(np.arange(200, n))
+    assert ((p > 0.5) == Y[200:]).mean() > 0.9 > ((noise[200:] > 0.5) == Y[200:]).mean()
+    assert set(source) <= {"head", "combined"}
+    assert a.scores["label"].nunique() == 3
+
+
+def test_preannotate_learns_from_the_frame_and_the_cascade_skips_sure_records(tmp_path):
+    df, task, y = synthetic(300, seed=9, labeled=150, llm_signal=False)
+    frame = df[["text", "label"]]
+    llm = KeywordLLM()
+    out = jl.preannotate(frame, task, llm, learn=True, cascade=True, cache=None, progress=False, calibrate=None)
+    assert (out["llm_source"] == "cascade").sum() > 50
+    assert len(llm.calls) < 300 - 50  # the skipped records cost no model call
+    assert (out["llm_model"] == llm.id).all()
+    unlabeled = np.arange(150, 300)
+    assert accuracy(jl.probs(out, task)[unlabeled], y[unlabeled]) > 0.8
+    plain = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False, calibrate=None)
+    assert set(plain["llm_source"]) == {"zero-shot"}
+    spans = jl.Task(["PLACE"], kind="spans")
+    kept = jl.preannotate(pd.DataFrame({"text": ["in Oslo"]}), spans, llm, learn=True, progress=False)
+    assert kept["llm_label"].iloc[0] == [{"start": 3, "end": 7, "label": "PLACE"}]
+
+
+def test_queue_and_check_use_learned_out_of_fold_probabilities():
+    df, task, y = synthetic(400, seed=10, labeled=200, llm_signal=False)
+    wrong = 5
+    flipped = df.copy()
+    flipped.loc[flipped.index[wrong], "label"] = LABELS[(y[wrong] + 1) % 4]
+    suspects = jl.check(flipped, task, learn=True, similar=False)
+    assert str(wrong) in suspects.index[:5]
+    order = jl.queue(flipped, task=task, learn=True, explore=0)
+    assert len(order) == 200 and set(order) == set(flipped.index[200:])
+
+
+def test_learning_curve_is_a_chart():
+    df, task, _ = synthetic(300, seed=11, labeled=300)
+    chart = jl.learning_curve(df, task, sizes=[20, 100], repeats=1)
+    table = chart.data
+    assert set(table["source"]) == {"LLM alone", "head alone", "combined", "suggestion"}
+    assert (table["accuracy"].between(0, 1)).all()
+    assert chart.to_dict()["mark"]["type"] == "line"
+
+
+def test_bad_input_errors():
+    df, task, _ = synthetic(50, seed=12, labeled=30)
+    with pytest.raises(ValueError, match="Span tasks keep the LLM alone"):
+        Assistant(df, jl.Task(["P"], kind="spans"))
+    with pytest.raises(ValueError, match="probs has shape"):
+        Assistant(df, task, probs=np.ones((3, 4)))
+    with pytest.raises(ValueError, match="folds must be an integer"):
+        Assistant(df, task, folds=1)
+    with pytest.raises(ValueError, match="reselect"):
+        Assistant(df, task, reselect=0.5)
+    with pytest.raises(RuntimeError, match=r"call \.fit\(\) first"):
+        _ = Assistant(df, task).source
+    bad = df.copy()
+    bad["label"] = bad["label"].astype(object)
+    bad.loc[bad.index[0], "label"] = "zebra"
+    with pytest.raises(ValueError, match=r"\['zebra'\] are not in the task's labels"):
+        Assistant(bad, task).fit()
+    with pytest.raises(ValueError, match="pass learn=True too"):
+        jl.preannotate(df, task, KeywordLLM(), cascade=True, progress=False)
+    with pytest.raises(ValueError, match="at least 10 human labels"):
+        jl.learning_curve(df.assign(label=pd.NA), task)
+
+
+@pytest.mark.model
+def test_preannotate_learns_with_the_embedded_model(embedded_llm, tmp_path):
+    news = {
+        "World": "Leaders met to discuss the ceasefire and the refugees at the border.",
+        "Sports": "The striker scored twice and the team won the cup final.",
+        "Business": "Shares fell as the bank reported lower quarterly profit.",
+        "Sci/Tech": "The new chip doubles the battery life of phones and laptops.",
+    }
+    texts = [f"{t} Report {i}." for i in range(6) for t in news.values()]
+    task = jl.Task(list(news), instructions="Classify the news article by topic.")
+    df = pd.DataFrame({"text": texts})
+    df["label"] = pd.Series([list(news)[i % 4] if i < 20 else None for i in range(len(texts))], dtype=object)
+    out = jl.preannotate(df, task, embedded_llm, learn=True, examples=None, cache=tmp_path / "c", progress=False)
+    assert out["llm_model"].str.startswith("llamacpp:").all()
+    assert set(out["llm_source"]) <= {"zero-shot", "head", "combined"}
+    assert out["llm_probs"].notna().all()

@@ -11,8 +11,8 @@
 
 Three candidates compete by cross-validation on the labels so far: ``zero-shot`` (the LLM alone,
 temperature-scaled: its labels are exactly the LLM's), ``head`` and ``combined``. A candidate replaces the
-zero-shot LLM only when its cross-validated accuracy beats it by at least ``margin`` paired standard errors,
-so the suggestions do not get worse than the LLM's. The winner is calibrated by temperature scaling on its
+zero-shot LLM only when its cross-validated log loss beats it by at least ``margin`` paired standard errors
+and its cross-validated accuracy is not lower, so the suggestions do not get worse than the LLM's. The winner is calibrated by temperature scaling on its
 out-of-fold predictions.
 
 Model selection (the cross-validation) runs on the first fit with enough labels and again whenever the
@@ -249,6 +249,7 @@ class _Problem:
                     "log_loss": float(-_log(oof[name][np.arange(n), y]).mean()),
                     "n": n,
                     "correct": correct,
+                    "losses": -_log(oof[name][np.arange(n), y]),
                 }
             )
         if not rows:
@@ -267,25 +268,32 @@ class _Problem:
         threshold = np.inf
         if usable[HEAD]:
             threshold = _cascade_threshold(oof[HEAD], oof[chosen], y, cascade_min)
-        table = table.drop(columns="correct").assign(chosen=lambda t: t["candidate"] == chosen)
+        table = table.drop(columns=["correct", "losses"]).assign(chosen=lambda t: t["candidate"] == chosen)
         self.choice = _Choice(chosen, fusion, temperature, table, threshold)
         self.oof = {name: oof[name] for name in oof if usable[name]}
         return self.choice
 
     def _choose(self, table: pd.DataFrame) -> str:
+        """The candidate with the lowest cross-validated log loss, if it beats the zero-shot LLM.
+
+        A learned candidate replaces the LLM only when its log loss is lower by at least ``margin`` paired
+        standard errors and its accuracy is not lower: log loss tells sources apart with fewer labels than
+        accuracy does, the accuracy guard keeps the suggestions from getting worse than the LLM's.
+        """
         by_name = table.set_index("candidate")
         if ZERO_SHOT not in by_name.index:
-            return _best(by_name)
-        base = by_name.loc[ZERO_SHOT, "correct"].astype(float)
-        best, best_key = ZERO_SHOT, (by_name.loc[ZERO_SHOT, "accuracy"], -by_name.loc[ZERO_SHOT, "log_loss"])
+            return str(by_name["log_loss"].idxmin())
+        base = by_name.loc[ZERO_SHOT]
+        best, best_loss = ZERO_SHOT, base["log_loss"]
         for name in (HEAD, COMBINED):
             if name not in by_name.index:
                 continue
-            diff = by_name.loc[name, "correct"].astype(float) - base
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else np.inf
-            key = (by_name.loc[name, "accuracy"], -by_name.loc[name, "log_loss"])
-            if diff.mean() > self.margin * se and diff.mean() > 0 and key > best_key:
-                best, best_key = name, key
+            row = by_name.loc[name]
+            gain = base["losses"] - row["losses"]
+            se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
+            better = gain.mean() > self.margin * se and row["accuracy"] >= base["accuracy"]
+            if better and row["log_loss"] < best_loss:
+                best, best_loss = name, row["log_loss"]
         return best
 
     def predict(
@@ -311,10 +319,6 @@ class _Problem:
             out[todo] = _softmax(z)
             used[todo] = name
         return out, used
-
-
-def _best(by_name: pd.DataFrame) -> str:
-    return max(by_name.index, key=lambda name: (by_name.loc[name, "accuracy"], -by_name.loc[name, "log_loss"]))
 
 
 def _fit_temperature(logp: np.ndarray, y: np.ndarray) -> float:
@@ -367,7 +371,7 @@ class Assistant:
         Seed of the fold assignment: the same labels give the same model.
     margin
         Paired standard errors by which a learned candidate must beat the zero-shot LLM in
-        cross-validated accuracy to replace it.
+        cross-validated log loss (with an accuracy not lower) to replace it.
     min_labels
         Labels needed (with at least two distinct labels) before anything is learned when there are
         LLM probabilities; below, the suggestions are the LLM's.
@@ -466,11 +470,13 @@ class Assistant:
         """The LLM's (zero-shot) probabilities the assistant combines, ``(n, k)``."""
         return self._base
 
-    def _labels(self) -> tuple[np.ndarray, np.ndarray]:
+    def _labels(self, column: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame positions of the labeled records and their targets, one column per problem."""
-        if "label" not in self.df.columns:
+        if column is None and "label" not in self.df.columns:
             return np.zeros(0, dtype=np.int64), np.zeros((0, len(self._problems)), dtype=np.int64)
-        column = self.df["label"]
+        column = self.df["label"] if column is None else column
+        if len(column) != len(self.df):
+            raise ValueError(f"labels has {len(column)} values, the assistant was built on {len(self.df)} records.")
         if self.task.kind == "single":
             values = column.to_numpy(dtype=object, na_value=None)
             present = column.notna().to_numpy()
@@ -501,13 +507,13 @@ class Assistant:
 
     # -- learning ----------------------------------------------------------------
 
-    def fit(self, *, select: bool | None = None) -> Assistant:
-        """Learn from the labels the frame holds now.
+    def fit(self, *, select: bool | None = None, labels: pd.Series | None = None) -> Assistant:
+        """Learn from the labels the frame holds now (or ``labels``, a snapshot of its ``label`` column).
 
         Re-solves the head with every label (fast); runs model selection by cross-validation when
         ``select`` is True, or (``None``) when the labels have grown by ``reselect`` since the last one.
         """
-        rows, y = self._labels()
+        rows, y = self._labels(labels)
         self._rows, self._y = rows, y
         enough = len(rows) >= 2
         self._ridge = None

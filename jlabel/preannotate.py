@@ -164,7 +164,8 @@ def preannotate(
         Combine the model's probabilities with a head learned from the human labels the frame holds
         (:class:`jlabel.Assistant`): labeled records get out-of-fold suggestions (their own label never
         vouches for itself), ``llm_source`` says which source each suggestion came from
-        (``zero-shot``, ``head``, ``combined``). Span tasks keep the model alone.
+        (``zero-shot``, ``head``, ``combined``). ``examples="auto"`` then means zero-shot: the labels
+        teach the head instead of filling the prompt. Span tasks keep the model alone.
     cascade
         With ``learn=True``: records the learned head is already sure of (calibrated confidence at or
         above a threshold chosen on out-of-fold predictions so that accuracy does not drop) get no model
@@ -198,6 +199,8 @@ def preannotate(
     keys = record_keys(df, id)
     model = _resolve(llm)
     record_text = texts(df, task)
+    if learn and isinstance(examples, str) and examples == "auto":
+        examples = None  # the head learns from the labels; as few-shot examples they would vouch for themselves
     if isinstance(examples, str):
         if examples != "auto":
             raise ValueError(f"examples must be 'auto', None or a list of (text, value) pairs, got {examples!r}.")

@@ -32,7 +32,7 @@ WINDOW = 6  # records the front end holds ahead of the current one
 PREFETCH = 3  # records whose live suggestions are computed ahead
 FEW_SHOT = 8  # most recent session decisions given to the model as examples
 _FRONT_ACTIONS = ("label", "accept", "reject", "skip", "confirm")
-_SUGGESTION_COLUMNS = ("llm_label", "llm_confidence", "llm_probs", "llm_model", "llm_prompt")
+_SUGGESTION_COLUMNS = ("llm_label", "llm_confidence", "llm_probs", "llm_model", "llm_prompt", "llm_source")
 
 
 class Labeler(anywidget.AnyWidget):
@@ -68,6 +68,13 @@ class Labeler(anywidget.AnyWidget):
         Seed of the blind-mode draw.
     id
         A column holding the record keys, if not the frame's index.
+    learn
+        Suggestions that learn from every label (single and multi-label tasks): a
+        :class:`jlabel.Assistant` combines the model's probabilities (the frame's ``llm_probs`` when the
+        panel opens, then the live ones) with a head trained on the labels so far. It refits in a
+        background thread after each decision and rewrites the suggestions of the records ahead in the
+        queue; ``llm_source`` (and the suggestion's ``source``) says ``zero-shot``, ``head`` or
+        ``combined``. Span tasks keep the model alone.
 
     Notes
     -----
@@ -122,9 +129,12 @@ class Labeler(anywidget.AnyWidget):
         context: Sequence[str] = (),
         seed: int = 0,
         id: str | None = None,
+        learn: bool = False,
     ) -> None:
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"Labeler takes a pandas DataFrame as df, got {type(df).__name__}.")
+        if not isinstance(learn, bool):
+            raise TypeError(f"learn is True or False, got {learn!r}.")
         if not isinstance(task, Task):
             raise TypeError(f"task must be a jl.Task, got {type(task).__name__}: build one with jl.Task([...]).")
         if isinstance(blind, bool) or not isinstance(blind, (int, float)) or not 0 <= blind <= 1:
@@ -164,6 +174,12 @@ class Labeler(anywidget.AnyWidget):
         self._pending: set[int] = set()
         self._failed: dict[int, str] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-suggest") if llm else None
+        # the learner: its own thread, so a refit never waits behind a model call
+        self._learn = learn and task.kind != "spans"
+        self._id = id
+        self._assistant = None
+        self._refit_wanted = False
+        self._learner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-learn") if self._learn else None
 
         not_done = np.flatnonzero(~self._labeled)
         start = int(not_done[0]) if len(not_done) else len(self._queue)
@@ -187,6 +203,7 @@ class Labeler(anywidget.AnyWidget):
         )
         self.on_msg(self._on_message)
         self._schedule(start)
+        self._schedule_refit()
 
     # -- Python-side API ---------------------------------------------------------
 
@@ -226,9 +243,10 @@ class Labeler(anywidget.AnyWidget):
 
     def close(self) -> None:
         """Close the panel and stop the suggestion thread."""
-        executor = getattr(self, "_executor", None)  # absent when __init__ failed early
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        for name in ("_executor", "_learner"):
+            executor = getattr(self, name, None)  # absent when __init__ failed early
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
         super().close()
 
     # -- messages ----------------------------------------------------------------
@@ -335,6 +353,8 @@ class Labeler(anywidget.AnyWidget):
         with self.hold_sync():  # done and position reach the front end as one message
             self.done = int(self._labeled.sum())
             self.position = min(position + 1, len(self._queue))
+        if action != "skip":
+            self._schedule_refit()
 
     def _undo(self) -> int:
         if not self._history:
@@ -356,6 +376,7 @@ class Labeler(anywidget.AnyWidget):
         with self.hold_sync():
             self.done = int(self._labeled.sum())
             self.position = position
+        self._schedule_refit()
         return position
 
     def _replay(self, key: str) -> Mapping | None:
@@ -434,6 +455,7 @@ class Labeler(anywidget.AnyWidget):
         matrix = probs(sub, self.task) if self.task.kind != "spans" else np.full((len(sub), 1), np.nan)
         labels, confidences = sub["llm_label"].tolist(), sub["llm_confidence"].tolist()
         models, prompts = sub["llm_model"].tolist(), sub["llm_prompt"].tolist()
+        sources = sub["llm_source"].tolist() if "llm_source" in sub.columns else [None] * len(sub)
         out = []
         for i, label in enumerate(labels):
             if _missing(label):
@@ -446,6 +468,7 @@ class Labeler(anywidget.AnyWidget):
                     "probs": None if np.isnan(matrix[i]).any() else [round(float(p), 6) for p in matrix[i]],
                     "model": _display(models[i]) or None,
                     "prompt": _display(prompts[i]) or None,
+                    "source": _display(sources[i]) or None,
                 }
             )
         return out
@@ -493,7 +516,10 @@ class Labeler(anywidget.AnyWidget):
                 if matrix.shape != (1, len(self.task.labels)):
                     raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
                 with self._lock:
-                    self._write_suggestion(row, matrix[0])
+                    self._write_suggestion(row, matrix[0], "zero-shot")
+                    if self._assistant is not None:
+                        self._assistant.set_base([row], matrix)
+                        self._write_learned([row], record=False)
                     self._record_suggestion(row)
         except Exception as error:
             with self._lock:
@@ -507,6 +533,69 @@ class Labeler(anywidget.AnyWidget):
             self._pending.discard(row)
         self.send({"type": "records", "id": None, "records": self._records(position, position + 1)})
 
+    # -- learning from every label --------------------------------------------------
+
+    def _schedule_refit(self) -> None:
+        """Ask the learner thread for a refit; several requests while one runs make one more refit."""
+        if self._learner is None:
+            return
+        with self._lock:
+            if self._refit_wanted:
+                return
+            self._refit_wanted = True
+        self._learner.submit(self._refit)
+
+    def _refit(self) -> None:
+        from .learn import Assistant
+
+        try:
+            with self._lock:
+                self._refit_wanted = False
+                labels = self.df["label"].copy()
+                if self._assistant is None:
+                    base = probs(self.df, self.task)
+            if self._assistant is None:
+                # features of every record, computed once (outside the lock: the panel keeps working)
+                self._assistant = Assistant(self.df, self.task, probs=base, id=self._id)
+            self._assistant.fit(labels=labels)
+            if not self._assistant.source or self._assistant.source == "zero-shot":
+                return
+            with self._lock:
+                position = self.position
+                rows = self._queue[position : position + WINDOW]
+                rows = rows[~self._labeled[position : position + len(rows)]]
+                changed = self._write_learned(rows, record=True)
+        except Exception as error:  # the panel keeps the model's own suggestions
+            self.message = (
+                f"Learning from the labels failed ({type(error).__name__}: {error}); suggestions stay the model's."
+            )
+            return
+        if changed:
+            self.send({"type": "records", "id": None, "records": self._records(position, position + WINDOW)})
+
+    def _write_learned(self, rows, *, record: bool) -> bool:
+        """Learned suggestions for frame rows ``rows`` (caller holds the lock); True when one changed."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._assistant is None or self._assistant._problems[0].choice is None or not len(rows):
+            return False
+        if self._llm is not None and self._assistant.source != "head":
+            rows = rows[~np.isnan(self._assistant.base[rows]).any(axis=1)]  # the model's own call comes first
+            if not len(rows):
+                return False
+        matrix, source = self._assistant.predict(rows)
+        changed = False
+        for row, p, where in zip(rows.tolist(), matrix, source):
+            if where is None or np.isnan(p).any():
+                continue
+            before = self._suggestion(row)
+            self._write_suggestion(row, p, str(where), keep_model=True)
+            after = self._suggestion(row)
+            if before is None or before["label"] != after["label"] or before["source"] != after["source"]:
+                changed = True
+                if record:
+                    self._record_suggestion(row)
+        return changed
+
     def _record_suggestion(self, row: int) -> None:
         """A ``suggest`` event for a live suggestion, as jl.preannotate writes for its own."""
         suggestion = self._suggestion(row)
@@ -517,6 +606,7 @@ class Labeler(anywidget.AnyWidget):
             confidence=suggestion["confidence"],
             model=suggestion["model"],
             prompt=suggestion["prompt"],
+            meta={"source": suggestion["source"]} if suggestion["source"] else None,
         )
 
     def _set_probs(self, row: int, p: np.ndarray) -> None:
@@ -549,7 +639,7 @@ class Labeler(anywidget.AnyWidget):
         if prompt is not None:
             self.df.iat[row, column("llm_prompt")] = str(prompt)
 
-    def _write_suggestion(self, row: int, p: np.ndarray) -> None:
+    def _write_suggestion(self, row: int, p: np.ndarray, source: str | None = None, keep_model: bool = False) -> None:
         labels = np.array(self.task.labels, dtype=object)
         if self.task.kind == "single":
             p = p / p.sum()
@@ -563,6 +653,10 @@ class Labeler(anywidget.AnyWidget):
         self.df.iat[row, column("llm_label")] = label
         self.df.iat[row, column("llm_confidence")] = confidence
         self._set_probs(row, p)
+        if "llm_source" in self.df.columns:
+            self.df.iat[row, column("llm_source")] = pd.NA if source is None else source
+        if keep_model and (self._llm is None or not _missing(self.df.iat[row, column("llm_model")])):
+            return  # a learned suggestion: llm_model still names the model whose probabilities it combines
         self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
         prompt = getattr(self._llm, "prompt_hash", None)
         if prompt is not None:

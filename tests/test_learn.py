@@ -227,3 +227,24 @@ def test_preannotate_learns_with_the_embedded_model(embedded_llm, tmp_path):
     assert out["llm_model"].str.startswith("llamacpp:").all()
     assert set(out["llm_source"]) <= {"zero-shot", "head", "combined"}
     assert out["llm_probs"].notna().all()
+
+
+def test_the_panel_refits_in_the_background_as_labels_arrive():
+    df, task, y = synthetic(200, seed=13, llm_signal=False)
+    w = jl.Labeler(df, task, annotator="ana", learn=True)
+    sent = []
+    w.send = lambda content, buffers=None: sent.append(content)
+    for i in range(60):
+        w.decide(LABELS[y[i]])
+    deadline = time.time() + 30
+    ahead = np.arange(60, 66)
+    while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
+        time.sleep(0.05)
+    assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
+    assert (df["llm_model"].iloc[ahead] == "m@sha256:0").all()  # still the model whose probabilities it combines
+    assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 5 / 6
+    pushed = [r for m in sent if m.get("id") is None for r in m["records"]]
+    assert any((r["suggestion"] or {}).get("source") in ("head", "combined") for r in pushed)
+    suggests = w.store.events(actions=["suggest"])
+    assert len(suggests) >= 1
+    w.close()

@@ -1,0 +1,225 @@
+"""Suggestions that learn from every label: accuracy and ECE after 0-400 human labels, and the cascade.
+
+On the news-topic set with the embedded model (SmolLM2-135M-Instruct via llama.cpp). The model scores the
+first ``--n`` records once, zero-shot (the score cache makes a rerun cheap: ``--cache``, default a file
+in the temp folder). Labels are simulated from the gold labels: ``--pool`` records are the ones a human
+labels, in a random order per repeat; the others are held out and every number below is measured on them.
+
+1. Learning: for each number of labels, the LLM alone (zero-shot, as jl.preannotate gives it), the head
+   alone, the combination and the suggestion (the candidate the Assistant chose by cross-validation),
+   mean over ``--repeats`` orders of labeling.
+2. Refit time of the Assistant on 1,000 labels (the fast path: no model selection).
+3. Cascade, after 100 and 400 labels, on ``--cascade-n`` held-out records that the model has never scored
+   (fresh caches holding only the labeled records' scores): records/s and accuracy of jl.preannotate
+   without learning, with learning, and with learning and the cascade.
+
+    python benchmarks/bench_learn.py [--data ../shared/data/ag_news_dev.csv] [--n 1500] [--cascade-n 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import jlabel as jl
+from jlabel import calibration
+from jlabel.frame import STRING_DTYPE
+from jlabel.preannotate import ScoreCache, text_hashes
+from jlabel.prompts import default_prompt
+
+LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(path: Path, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    raw = pd.read_csv(path).head(n)
+    df = pd.DataFrame({"text": raw["title"].astype(str) + ". " + raw["description"].astype(str)})
+    return df, raw["label"].to_numpy() - 1
+
+
+def with_labels(df: pd.DataFrame, y: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+    out = df.copy()
+    label = pd.Series(pd.NA, index=df.index, dtype=STRING_DTYPE)
+    label.iloc[rows] = np.asarray(LABELS, dtype=object)[y[rows]]
+    out["label"] = label
+    return out
+
+
+def measure(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    ok = ~np.isnan(p).any(axis=1)
+    return float((p[ok].argmax(axis=1) == y[ok]).mean()), calibration.ece(p[ok], y[ok])
+
+
+def learning(args, df, y, P, task) -> None:
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(len(df))
+    pool, test = perm[: args.pool], perm[args.pool :]
+    zero_acc, zero_ece = measure(P[test], y[test])
+    rows = []
+    for size in args.sizes:
+        for repeat in range(args.repeats):
+            order = np.random.default_rng(args.seed + 1 + repeat).permutation(pool)
+            frame = with_labels(df, y, order[:size])
+            start = time.perf_counter()
+            assistant = jl.Assistant(frame, task, probs=P, seed=args.seed).fit(select=True)
+            seconds = time.perf_counter() - start
+            record = {"labels": size, "repeat": repeat, "chosen": assistant.source, "fit_s": seconds}
+            record["llm_acc"], record["llm_ece"] = zero_acc, zero_ece
+            for name, source in (("head", "head"), ("comb", "combined"), ("sugg", None)):
+                p, _ = assistant.predict(test, source=source)
+                if source is not None and size == 0:
+                    p = np.full_like(p, np.nan)  # nothing learned yet
+                record[f"{name}_acc"], record[f"{name}_ece"] = measure(p, y[test]) if size else (np.nan, np.nan)
+            if size == 0:
+                record["sugg_acc"], record["sugg_ece"] = measure(assistant.predict(test)[0], y[test])
+            rows.append(record)
+    table = pd.DataFrame(rows)
+    summary = table.groupby("labels").agg(
+        llm_acc=("llm_acc", "mean"),
+        llm_ece=("llm_ece", "mean"),
+        head_acc=("head_acc", "mean"),
+        head_ece=("head_ece", "mean"),
+        comb_acc=("comb_acc", "mean"),
+        comb_ece=("comb_ece", "mean"),
+        sugg_acc=("sugg_acc", "mean"),
+        sugg_min=("sugg_acc", "min"),
+        sugg_ece=("sugg_ece", "mean"),
+        chosen=("chosen", lambda s: ",".join(sorted(set(s)))),
+        fit_ms=("fit_s", lambda s: 1000 * s.median()),
+    )
+    summary["gain"] = summary["sugg_acc"] - summary["llm_acc"]
+    print(f"\n## Learning: {len(test)} held-out records, mean of {args.repeats} labeling orders\n")
+    print(summary.round(3).to_markdown())
+    print(
+        "\nllm = zero-shot LLM (jl.preannotate, calibrate='auto'); head = TF-IDF head alone (no LLM call on the "
+        "record); comb = combination; sugg = the suggestion (candidate chosen by CV), sugg_min its worst order; "
+        "gain = sugg_acc - llm_acc; fit_ms = Assistant.fit with model selection"
+    )
+
+
+def refit_time(args, df, y, P, task) -> None:
+    frame = with_labels(df, y, np.arange(900))
+    assistant = jl.Assistant(frame, task, probs=P).fit(select=True)
+    frame.loc[frame.index[900:1000], "label"] = np.asarray(LABELS, dtype=object)[y[900:1000]]
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        assistant.fit(select=False)
+        assistant.predict(np.arange(10))  # the panel's next suggestions
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    assistant.fit(select=True)
+    selection = time.perf_counter() - start
+    print(
+        f"\n## Refit on 1000 labels ({len(df)} records): median {1000 * np.median(times):.0f} ms (min {1000 * min(times):.0f}); "
+        f"with model selection {1000 * selection:.0f} ms"
+    )
+
+
+def copy_scores(source: ScoreCache, target: Path, model, task, texts: pd.Series) -> None:
+    prompt = model.prompt_for(task, default_prompt(task), ())
+    k = len(task.labels)
+    for batch in (texts, pd.Series(list(calibration.CONTENT_FREE), dtype=object)):
+        hashes = text_hashes(batch).tolist()
+        probs, notes = source.get(model.id, prompt.hash, hashes, k)
+        cache = ScoreCache(target)
+        cache.put(model.id, prompt.hash, hashes, probs, notes)
+        cache.close()
+
+
+def cascade(args, df, y, llm, task, cache: Path, labels: int) -> None:
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(len(df))
+    labeled = perm[:labels]
+    remaining = perm[args.pool :][: args.cascade_n]
+    rows = np.r_[labeled, remaining]
+    frame = with_labels(df, y, labeled).iloc[rows]
+    held = np.arange(len(labeled), len(rows))
+    truth = y[rows][held]
+    main = ScoreCache(cache)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        fresh = Path(folder) / "plain.sqlite"
+        copy_scores(main, fresh, llm, task, df["text"].iloc[labeled])
+        llm_seconds = None
+        for name, options, where in (
+            ("LLM only", {}, fresh),
+            # the same model calls as "LLM only" (read back from its cache), plus the learning
+            ("learn", {"learn": True}, fresh),
+            ("learn + cascade", {"learn": True, "cascade": True}, Path(folder) / "cascade.sqlite"),
+        ):
+            if name == "learn + cascade":
+                copy_scores(main, where, llm, task, df["text"].iloc[labeled])
+            start = time.perf_counter()
+            out = jl.preannotate(frame, task, llm, examples=None, cache=where, progress=False, **options)
+            seconds = time.perf_counter() - start
+            if name == "LLM only":
+                llm_seconds = seconds
+            elif name == "learn":
+                seconds += llm_seconds
+            acc, ece = measure(jl.probs(out, task)[held], truth)
+            sources = out["llm_source"].iloc[held].value_counts().to_dict()
+            results.append(
+                {
+                    "run": name,
+                    "records": len(held),
+                    "seconds": seconds,
+                    "records_per_s": len(held) / seconds,
+                    "accuracy": acc,
+                    "ece": ece,
+                    "llm_calls": len(held) - sources.get("cascade", 0),
+                    "sources": ", ".join(f"{k} {v}" for k, v in sorted(sources.items())),
+                }
+            )
+    main.close()
+    table = pd.DataFrame(results).set_index("run")
+    table["speedup"] = table["records_per_s"] / table.loc["LLM only", "records_per_s"]
+    print(f"\n## Cascade after {labels} labels: {len(held)} held-out records never scored before\n")
+    print(table.round(3).to_markdown())
+    print("(learn: the seconds of 'LLM only' plus those of learning from its cached scores)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "ag_news_dev.csv")
+    parser.add_argument("--n", type=int, default=1500, help="records the model scores (the first n)")
+    parser.add_argument("--pool", type=int, default=500, help="records the simulated human labels come from")
+    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[0, 50, 100, 200, 400])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cascade-n", type=int, default=120, help="held-out records timed for the cascade")
+    parser.add_argument(
+        "--cascade-labels", type=lambda s: [int(v) for v in s.split(",")], default=[100, 400], help="labels before it"
+    )
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "jlabel_bench_learn.sqlite")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if max(args.sizes + args.cascade_labels) > args.pool or args.pool >= args.n:
+        parser.error("--sizes and --cascade-labels must not exceed --pool, and --pool must be below --n")
+    os.environ["JLABEL_CACHE"] = str(args.cache)
+
+    df, y = load(args.data, args.n)
+    task = jl.Task(LABELS, instructions="Classify the news article by topic.", text="text")
+    llm = jl.llm()
+    start = time.perf_counter()
+    scored = jl.preannotate(df, task, llm, examples=None, cache=args.cache, progress=False)
+    P = jl.probs(scored, task)
+    print(
+        f"# bench_learn: {args.n} records scored zero-shot by {llm.id.split('@')[0]} in "
+        f"{time.perf_counter() - start:.1f} s (cache {args.cache}); zero-shot accuracy on all: "
+        f"{(P.argmax(axis=1) == y).mean():.3f}, raw (no label-bias correction): "
+        f"{(jl.probs(jl.preannotate(df, task, llm, examples=None, calibrate=None, cache=args.cache, progress=False), task).argmax(axis=1) == y).mean():.3f}"
+    )
+    learning(args, df, y, P, task)
+    refit_time(args, df, y, P, task)
+    for labels in args.cascade_labels if args.cascade_n else ():
+        cascade(args, df, y, llm, task, args.cache, labels)
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,10 @@ from .frame import check_labels_match, ensure_columns, probs, record_keys, texts
 from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
 from .task import Task
 
+# the front end: js/ of the source tree, shipped into the wheel as jlabel/static (pyproject.toml)
 _STATIC = Path(__file__).parent / "static"
+if not _STATIC.is_dir():  # an editable install runs from the source tree
+    _STATIC = Path(__file__).parent.parent / "js"
 WINDOW = 6  # records the front end holds ahead of the current one
 PREFETCH = 3  # records whose live suggestions are computed ahead
 FEW_SHOT = 8  # most recent session decisions given to the model as examples

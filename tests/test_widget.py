@@ -48,11 +48,18 @@ def suggested(small_df, task):
     return jl.set_suggestions(small_df, task, probs, model="stand-in", prompt="p1")
 
 
-def test_js_source_and_shipped_static_are_identical():
-    for name in ("labeler.js", "labeler.css"):
-        source = (REPO / "js" / name).read_bytes()
-        shipped = (REPO / "jlabel" / "static" / name).read_bytes()
-        assert source == shipped, f"jlabel/static/{name} differs from js/{name}: run cp js/{name} jlabel/static/"
+def test_the_wheel_ships_the_front_end_as_it_is_in_js(tmp_path):
+    import zipfile
+
+    from hatchling.builders.wheel import WheelBuilder
+
+    wheel = next(iter(WheelBuilder(str(REPO)).build(directory=str(tmp_path), versions=["standard"])))
+    with zipfile.ZipFile(wheel) as archive:
+        for name in ("labeler.js", "labeler.css"):
+            assert archive.read(f"jlabel/static/{name}") == (REPO / "js" / name).read_bytes()
+        assert (
+            f"jlabel-{jl.__version__}.data/data/etc/jupyter/jupyter_server_config.d/jlabel.json" in archive.namelist()
+        )
 
 
 def test_fetch_returns_window_and_never_the_frame(small_df, task):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from jlabel_lab import CHROMIUM, CHROMIUM_ARGS, REPO, Lab, Notebook
 
-STATIC = REPO / "jlabel" / "static"
+STATIC = REPO / "js"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -79,6 +79,18 @@ def text_features(text: pd.Series | Sequence[str], *, max_features: int = 50_000
     return matrix.tocsr()
 
 
+def topic_features(X: scipy.sparse.csr_matrix, dimensions: int, seed: int = 0) -> np.ndarray | None:
+    """Latent-topic vectors of unit length: a truncated SVD of the TF-IDF matrix (float32)."""
+    from sklearn.decomposition import TruncatedSVD
+
+    rank = min(dimensions, X.shape[1] - 1, X.shape[0] - 1)
+    if rank < 2:
+        return None
+    Z = TruncatedSVD(rank, random_state=seed).fit_transform(X).astype(np.float32)
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    return Z / np.where(norms > 0, norms, 1)
+
+
 # --- the two learners -------------------------------------------------------------------------------------
 
 
@@ -89,11 +101,21 @@ class _Ridge:
     rows: ``t_i - alpha_i / [(K + aI)^-1]_ii``.
     """
 
-    def __init__(self, X: scipy.sparse.csr_matrix, rows: np.ndarray, targets: np.ndarray, alpha: float) -> None:
+    def __init__(
+        self,
+        X: scipy.sparse.csr_matrix,
+        rows: np.ndarray,
+        targets: np.ndarray,
+        alpha: float,
+        Z: np.ndarray | None = None,
+    ) -> None:
         from threadpoolctl import threadpool_limits
 
         Xl = X[rows]
         gram = (Xl @ Xl.T).toarray() + 1.0
+        if Z is not None:
+            Zl = Z[rows]
+            gram += Zl @ Zl.T
         gram[np.diag_indices_from(gram)] += alpha
         # one BLAS thread: on a busy machine more threads make these small factorisations several times slower
         with threadpool_limits(1):
@@ -105,11 +127,15 @@ class _Ridge:
         inverse_diag = np.einsum("ij,ij->j", inverse_factor, inverse_factor)  # diag of (L L^T)^-1
         self.loo = targets - dual / inverse_diag[:, None]
         self.weights = np.asarray(Xl.T @ dual)  # (d, q)
+        self.dense_weights = None if Z is None else Zl.T @ dual
         self.intercept = dual.sum(axis=0)
-        self._X = X
+        self._X, self._Z = X, Z
 
     def scores(self, rows: np.ndarray | slice) -> np.ndarray:
-        return np.asarray(self._X[rows] @ self.weights) + self.intercept
+        out = np.asarray(self._X[rows] @ self.weights) + self.intercept
+        if self._Z is not None:
+            out += self._Z[rows] @ self.dense_weights
+        return out
 
 
 @dataclass(frozen=True)
@@ -427,6 +453,10 @@ class Assistant:
         selection (``1.0``: at every fit).
     cascade_min
         The cascade's threshold leaves at least this many labeled records above it.
+    lsa
+        Dimensions of the latent-topic vectors (truncated SVD of the TF-IDF matrix of every record, no
+        labels used) the head sees next to the words: they let few labels reach records that share
+        topics but not words. ``0``: words only. Memory: ``4 * lsa`` bytes per record.
     id
         A column holding the record keys (default: the index).
 
@@ -455,6 +485,7 @@ class Assistant:
         min_labels: int = 20,
         reselect: float = 1.25,
         cascade_min: int = 20,
+        lsa: int = 100,
         id: str | None = None,
     ) -> None:
         if not isinstance(df, pd.DataFrame):
@@ -468,7 +499,13 @@ class Assistant:
         for name, value, low in (("alpha", alpha, 0.0), ("margin", margin, -np.inf)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
                 raise ValueError(f"{name} must be a number above {low}, got {value!r}.")
-        for name, value, low in (("folds", folds, 2), ("min_labels", min_labels, 2), ("cascade_min", cascade_min, 1)):
+        integers = (
+            ("folds", folds, 2),
+            ("min_labels", min_labels, 2),
+            ("cascade_min", cascade_min, 1),
+            ("lsa", lsa, 0),
+        )
+        for name, value, low in integers:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer of at least {low}, got {value!r}.")
         if isinstance(reselect, bool) or not isinstance(reselect, (int, float)) or reselect < 1:
@@ -491,6 +528,7 @@ class Assistant:
                 )
         self._base = base
         self.X = text_features(texts(df, task))
+        self.Z = topic_features(self.X, lsa, seed) if lsa else None
         self._problems = [_Problem(k if task.kind == "single" else 2, folds, seed, margin, min_labels)]
         if task.kind == "multi":
             self._problems = [_Problem(2, folds, seed, margin, min_labels) for _ in task.labels]
@@ -566,7 +604,7 @@ class Assistant:
         self._ridge = None
         if enough:
             targets = np.concatenate([np.eye(p.c)[y[:, j]] for j, p in enumerate(self._problems)], axis=1)
-            self._ridge = _Ridge(self.X, rows, targets, self.alpha)
+            self._ridge = _Ridge(self.X, rows, targets, self.alpha, self.Z)
         if select is None:
             select = self.selections == 0 or len(rows) >= self.reselect * max(self._selected_at, 1)
         if select or self._problems[0].choice is None:

@@ -11,6 +11,7 @@ import pytest
 import jlabel as jl
 from jlabel.frame import STRING_DTYPE
 from jlabel.learn import Assistant, _Ridge, text_features
+from jlabel.llm.base import LLM
 from tests.test_preannotate import KeywordLLM
 
 LABELS = ["a", "b", "c", "d"]
@@ -109,13 +110,14 @@ def test_incremental_refit_reuses_features_and_reselects_on_growth():
     df.loc[df.index[800:1000], "label"] = pd.NA
     a = Assistant(df, task).fit()
     assert a.selections == 1
-    df.loc[df.index[800:900], "label"] = np.asarray(LABELS, dtype=object)[y[800:900]]
+    assert a.source != "zero-shot"
+    df.loc[df.index[800:820], "label"] = np.asarray(LABELS, dtype=object)[y[800:820]]
     start = time.perf_counter()
-    a.fit()  # 900 labels < 1.25 x 800: no new selection, the head re-solved with every label
+    a.fit()  # 20 more labels (< 25 and < 1.25 x 800): no new selection, the head re-solved with every label
     a.predict(np.arange(1000, 1010))
-    print(f"refit on 900 labels: {1000 * (time.perf_counter() - start):.0f} ms")
-    assert a.selections == 1 and len(a._rows) == 900
-    df.loc[df.index[900:1000], "label"] = np.asarray(LABELS, dtype=object)[y[900:1000]]
+    print(f"refit on 820 labels: {1000 * (time.perf_counter() - start):.0f} ms")
+    assert a.selections == 1 and len(a._rows) == 820
+    df.loc[df.index[820:1000], "label"] = np.asarray(LABELS, dtype=object)[y[820:1000]]
     a.fit()
     assert a.selections == 2
 
@@ -248,3 +250,54 @@ def test_the_panel_refits_in_the_background_as_labels_arrive():
     suggests = w.store.events(actions=["suggest"])
     assert len(suggests) >= 1
     w.close()
+
+
+def test_the_panel_learns_on_top_of_live_model_suggestions():
+    from tests.test_widget import StandInLLM
+
+    df, task, y = synthetic(200, seed=14)
+    df = df[["text", "label"]]
+    llm = StandInLLM()  # says "a" to nearly everything
+    w = jl.Labeler(df, task, annotator="ana", llm=llm, learn=True)
+    w.send = lambda content, buffers=None: None
+    for i in range(60):
+        w.decide(LABELS[y[i]])
+    ahead = np.arange(60, 63)  # prefetched: suggested by the model, then learned on top
+    deadline = time.time() + 30
+    while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
+        time.sleep(0.05)
+    assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
+    assert (df["llm_model"].iloc[ahead] == llm.id).all()
+    assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
+    w.close()
+
+
+class RandomMultiLLM(LLM):
+    """P(yes) per label at random: a multi-label model that knows nothing."""
+
+    id = "random@sha256:1"
+
+    def __init__(self):
+        self.calls = 0
+        self.rng = np.random.default_rng(0)
+
+    def score_one(self, prompt, text):
+        self.calls += 1
+        return self.rng.random(len(prompt.task.labels)), None
+
+    def spans_one(self, prompt, text):
+        raise NotImplementedError
+
+
+def test_preannotate_learns_multi_label_tasks():
+    rng = np.random.default_rng(15)
+    n, names = 300, ["x", "y", "z"]
+    Y = rng.random((n, 3)) < 0.4
+    texts = [" ".join([f"{names[j]}{rng.integers(5)}" for j in range(3) if Y[i, j]] + ["the", "a"]) for i in range(n)]
+    task = jl.Task(names, kind="multi")
+    df = pd.DataFrame({"text": texts})
+    df["label"] = pd.Series([list(np.asarray(names)[row]) if i < 150 else None for i, row in enumerate(Y)])
+    llm = RandomMultiLLM()
+    out = jl.preannotate(df, task, llm, learn=True, cascade=True, cache=None, progress=False)
+    assert (out["llm_source"].iloc[150:] == "cascade").mean() > 0.5 and llm.calls < n
+    assert ((jl.probs(out, task)[150:] > 0.5) == Y[150:]).mean() > 0.9

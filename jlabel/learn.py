@@ -18,9 +18,9 @@ labels) and its leave-one-out predictions are exact and free. The logistic regre
 
 Three candidates compete by cross-validation on the labels so far: ``zero-shot`` (the LLM alone,
 temperature-scaled: its labels are exactly the LLM's), ``head`` and ``combined``. A candidate replaces the
-zero-shot LLM only when its cross-validated log loss beats it by at least ``margin`` paired standard errors
-and its cross-validated accuracy is not lower, so the suggestions do not get worse than the LLM's. The winner is calibrated by temperature scaling on its
-out-of-fold predictions.
+zero-shot LLM only when its cross-validated accuracy is not lower and its log loss or accuracy beats the
+LLM's by at least ``margin`` paired standard errors, so the suggestions do not get worse than the LLM's.
+The winner is calibrated by temperature scaling on its out-of-fold predictions.
 
 Model selection (the cross-validation) runs on the first fit, at every fit while the LLM alone is chosen,
 and then whenever the number of labels has grown by ``reselect`` (default 25 %) or by 25 labels since the
@@ -93,6 +93,24 @@ def topic_features(X: scipy.sparse.csr_matrix, dimensions: int, seed: int = 0) -
     return Z / np.where(norms > 0, norms, 1)
 
 
+_CONTROLLER = None
+_CONTROLLER_LOCK = threading.Lock()
+
+
+def blas_controller():
+    """The process's BLAS libraries, found once (threadpoolctl scans loaded libraries; not from many threads).
+
+    Call it from the main thread before refitting in a background thread (the panel does).
+    """
+    global _CONTROLLER
+    with _CONTROLLER_LOCK:
+        if _CONTROLLER is None:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER = ThreadpoolController()
+        return _CONTROLLER
+
+
 # --- the two learners -------------------------------------------------------------------------------------
 
 
@@ -111,8 +129,6 @@ class _Ridge:
         alpha: float,
         Z: np.ndarray | None = None,
     ) -> None:
-        from threadpoolctl import threadpool_limits
-
         Xl = X[rows]
         gram = (Xl @ Xl.T).toarray() + 1.0
         if Z is not None:
@@ -120,7 +136,7 @@ class _Ridge:
             gram += Zl @ Zl.T
         gram[np.diag_indices_from(gram)] += alpha
         # one BLAS thread: on a busy machine more threads make these small factorisations several times slower
-        with threadpool_limits(1):
+        with blas_controller().limit(limits=1, user_api="blas"):
             factor = scipy.linalg.cholesky(gram, lower=True, check_finite=False)
             dual = scipy.linalg.cho_solve((factor, True), targets, check_finite=False)
             inverse_factor, info = scipy.linalg.lapack.dtrtri(factor, lower=1)
@@ -319,25 +335,26 @@ class _Problem:
     def _choose(self, table: pd.DataFrame) -> str:
         """The candidate with the lowest cross-validated log loss, if it beats the zero-shot LLM.
 
-        A learned candidate replaces the LLM only when its log loss is lower by at least ``margin`` paired
-        standard errors and its accuracy is not lower: log loss tells sources apart with fewer labels than
-        accuracy does, the accuracy guard keeps the suggestions from getting worse than the LLM's.
+        A learned candidate replaces the LLM only when its accuracy is not lower and its log loss or its
+        accuracy is better by at least ``margin`` paired standard errors: log loss tells sources apart with
+        fewer labels than accuracy does, the accuracy guard keeps the suggestions from getting worse than
+        the LLM's.
         """
         by_name = table.set_index("candidate")
         if ZERO_SHOT not in by_name.index:
             return str(by_name["log_loss"].idxmin())
         base = by_name.loc[ZERO_SHOT]
-        best, best_loss = ZERO_SHOT, base["log_loss"]
+        eligible = []
         for name in (HEAD, COMBINED):
             if name not in by_name.index:
                 continue
             row = by_name.loc[name]
-            gain = base["losses"] - row["losses"]
-            se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else np.inf
-            better = gain.mean() > self.margin * se and row["accuracy"] >= base["accuracy"]
-            if better and row["log_loss"] < best_loss:
-                best, best_loss = name, row["log_loss"]
-        return best
+            if row["accuracy"] >= base["accuracy"] and (
+                _ahead(base["losses"] - row["losses"], self.margin)
+                or _ahead(row["correct"].astype(float) - base["correct"], self.margin)
+            ):
+                eligible.append(name)
+        return min(eligible, key=lambda name: by_name.loc[name, "log_loss"]) if eligible else ZERO_SHOT
 
     def predict(
         self, L: np.ndarray, S: np.ndarray, D: np.ndarray, source: str | None = None
@@ -362,6 +379,14 @@ class _Problem:
             out[todo] = _softmax(z)
             used[todo] = name
         return out, used
+
+
+def _ahead(gain: np.ndarray, margin: float) -> bool:
+    """Whether paired per-record gains are positive by ``margin`` standard errors of their mean."""
+    if len(gain) < 2:
+        return False
+    se = gain.std(ddof=1) / np.sqrt(len(gain))
+    return bool(gain.mean() > 0 and gain.mean() > margin * se)
 
 
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -449,7 +474,7 @@ class Assistant:
         Seed of the fold assignment: the same labels give the same model.
     margin
         Paired standard errors by which a learned candidate must beat the zero-shot LLM in
-        cross-validated log loss (with an accuracy not lower) to replace it.
+        cross-validated log loss or accuracy (with an accuracy not lower) to replace it.
     min_labels
         Labels needed (with at least two distinct labels) before anything is learned when there are
         LLM probabilities; below, the suggestions are the LLM's.
@@ -532,6 +557,7 @@ class Assistant:
                     f"label in the task's order {list(task.labels)}."
                 )
         self._base = base
+        blas_controller()
         self.X = text_features(texts(df, task))
         self.Z = topic_features(self.X, lsa, seed) if lsa else None
         self._problems = [_Problem(k if task.kind == "single" else 2, folds, seed, margin, min_labels)]

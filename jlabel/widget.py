@@ -183,6 +183,10 @@ class Labeler(anywidget.AnyWidget):
         self._assistant = None
         self._refit_wanted = False
         self._learner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-learn") if self._learn else None
+        if self._learn:
+            from .learn import blas_controller
+
+            blas_controller()  # found here, in the caller's thread: scanning libraries from a thread can deadlock
 
         not_done = np.flatnonzero(~self._labeled)
         start = int(not_done[0]) if len(not_done) else len(self._queue)

@@ -58,7 +58,7 @@ DISTIL_MAX, DISTIL_FOLDS = 20_000, 5
 #: temperatures are shrunk towards 1 as if this many records had said so (few labels, noisy fit)
 TEMPERATURE_PRIOR = 25.0
 #: the cascade skips nothing before this many labels (its threshold would rest on too little)
-CASCADE_MIN_LABELS = 100
+CASCADE_MIN_LABELS = 200
 
 
 # --- features -----------------------------------------------------------------------------------------

@@ -154,14 +154,14 @@ def test_multi_label_one_vs_rest():
 
 
 def test_preannotate_learns_from_the_frame_and_the_cascade_skips_sure_records(tmp_path):
-    df, task, y = synthetic(300, seed=9, labeled=150, llm_signal=False)
+    df, task, y = synthetic(350, seed=9, labeled=200, llm_signal=False)
     frame = df[["text", "label"]]
     llm = KeywordLLM()
     out = jl.preannotate(frame, task, llm, learn=True, cascade=True, cache=None, progress=False, calibrate=None)
     assert (out["llm_source"] == "cascade").sum() > 50
-    assert len(llm.calls) < 300 - 50  # the skipped records cost no model call
+    assert len(llm.calls) < 350 - 50  # the skipped records cost no model call
     assert (out["llm_model"] == llm.id).all()
-    unlabeled = np.arange(150, 300)
+    unlabeled = np.arange(200, 350)
     assert accuracy(jl.probs(out, task)[unlabeled], y[unlabeled]) > 0.8
     plain = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False, calibrate=None)
     assert set(plain["llm_source"]) == {"zero-shot"}
@@ -291,13 +291,13 @@ class RandomMultiLLM(LLM):
 
 def test_preannotate_learns_multi_label_tasks():
     rng = np.random.default_rng(15)
-    n, names = 300, ["x", "y", "z"]
+    n, names = 350, ["x", "y", "z"]
     Y = rng.random((n, 3)) < 0.4
     texts = [" ".join([f"{names[j]}{rng.integers(5)}" for j in range(3) if Y[i, j]] + ["the", "a"]) for i in range(n)]
     task = jl.Task(names, kind="multi")
     df = pd.DataFrame({"text": texts})
-    df["label"] = pd.Series([list(np.asarray(names)[row]) if i < 150 else None for i, row in enumerate(Y)])
+    df["label"] = pd.Series([list(np.asarray(names)[row]) if i < 200 else None for i, row in enumerate(Y)])
     llm = RandomMultiLLM()
     out = jl.preannotate(df, task, llm, learn=True, cascade=True, cache=None, progress=False)
-    assert (out["llm_source"].iloc[150:] == "cascade").mean() > 0.5 and llm.calls < n
-    assert ((jl.probs(out, task)[150:] > 0.5) == Y[150:]).mean() > 0.9
+    assert (out["llm_source"].iloc[200:] == "cascade").mean() > 0.5 and llm.calls < n
+    assert ((jl.probs(out, task)[200:] > 0.5) == Y[200:]).mean() > 0.9

@@ -896,7 +896,8 @@ def learning_curve(
 
     For each size ``n`` and each of ``repeats`` draws, an :class:`Assistant` learns from ``n`` labeled
     records drawn at random and is scored on the other labeled records: the LLM alone, the head alone,
-    the combination and the chosen suggestion. The data is in ``chart.data``.
+    the combination (each once it may learn: see ``min_labels``) and the suggestion it chose. The data is
+    in ``chart.data`` (``labels``, ``source``, mean ``accuracy`` and its ``std`` over the draws).
 
     Parameters
     ----------
@@ -955,16 +956,19 @@ def learning_curve(
             assistant.df = frame
             assistant.fit(select=True)
             chosen, _ = assistant.predict(test)
+            fitted = assistant._problems[0].choice.fusion
+            nothing = np.full((len(test), len(task.labels)), np.nan)
             for name, p in (
                 ("LLM alone", base[test]),
-                ("head alone", assistant.predict(test, source=HEAD)[0]),
-                ("combined", assistant.predict(test, source=COMBINED)[0]),
+                ("head alone", assistant.predict(test, source=HEAD)[0] if HEAD in fitted else nothing),
+                ("combined", assistant.predict(test, source=COMBINED)[0] if COMBINED in fitted else nothing),
                 ("suggestion", chosen),
             ):
                 ok = ~np.isnan(p).any(axis=1)
                 accuracy = float((p[ok].argmax(axis=1) == truth[test][ok]).mean()) if ok.any() else np.nan
                 records.append({"labels": size, "source": name, "repeat": repeat, "accuracy": accuracy})
-    table = pd.DataFrame(records).groupby(["labels", "source"], as_index=False)["accuracy"].agg(["mean", "std"])
+    table = pd.DataFrame(records).dropna(subset=["accuracy"])
+    table = table.groupby(["labels", "source"], as_index=False)["accuracy"].agg(["mean", "std"])
     table = table.rename(columns={"mean": "accuracy"})
     line = (
         alt.Chart(table)

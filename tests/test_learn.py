@@ -183,9 +183,10 @@ def test_queue_and_check_use_learned_out_of_fold_probabilities():
 
 def test_learning_curve_is_a_chart():
     df, task, _ = synthetic(300, seed=11, labeled=300)
-    chart = jl.learning_curve(df, task, sizes=[20, 100], repeats=1)
+    chart = jl.learning_curve(df, task, sizes=[10, 100], repeats=1)
     table = chart.data
     assert set(table["source"]) == {"LLM alone", "head alone", "combined", "suggestion"}
+    assert set(table.loc[table["labels"] == 10, "source"]) == {"LLM alone", "suggestion"}  # too few to learn
     assert (table["accuracy"].between(0, 1)).all()
     assert chart.to_dict()["mark"]["type"] == "line"
 

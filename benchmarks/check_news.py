@@ -30,6 +30,11 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1, help="share of labels flipped")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fit", action="store_true", help="fit label bias and temperature on the human labels first")
+    parser.add_argument(
+        "--learn",
+        action="store_true",
+        help="check with jl.Assistant's out-of-fold probabilities (jl.check(learn=True))",
+    )
     args = parser.parse_args()
 
     raw = pd.read_csv(args.data).head(args.n)
@@ -56,7 +61,7 @@ def main() -> None:
             f"after the fit: model accuracy on true labels {(jl.probs(labeled, task).argmax(axis=1) == raw['label'].to_numpy() - 1).mean():.3f}"
         )
     start = time.perf_counter()
-    suspects = quality.check(labeled, task)
+    suspects = quality.check(labeled, task, learn=args.learn)
     seconds = time.perf_counter() - start
     flagged = np.isin(np.arange(len(df)).astype(str), suspects.index.to_numpy())
     tp = (flagged & flip).sum()
@@ -67,6 +72,14 @@ def main() -> None:
     top = min(flip.sum(), len(suspects))
     top_hits = flip[suspects.index.to_numpy(dtype=int)[:top]].mean() if top else float("nan")
     print(f"precision of the top {top} suspects (as many as were flipped): {top_hits:.3f}")
+    hits = np.cumsum(flip[suspects.index.to_numpy(dtype=int)])
+    ranked_precision, ranked_recall = hits / np.arange(1, len(hits) + 1), hits / max(flip.sum(), 1)
+    reach = ranked_recall >= 0.5
+    if reach.any():
+        k = int(np.argmax(reach))
+        print(f"top {k + 1} suspects: precision {ranked_precision[k]:.3f} at recall {ranked_recall[k]:.3f}")
+    else:
+        print(f"the suspects reach recall {ranked_recall[-1] if len(hits) else 0:.3f} at most")
 
 
 if __name__ == "__main__":

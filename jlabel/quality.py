@@ -71,11 +71,11 @@ def check(
     task: Task,
     llm=None,
     *,
-    explain: bool = False,
+    explain: bool | int = False,
     probs: str = "llm_probs",
     similar: bool = True,
     id: str | None = None,
-    learn: bool = False,
+    learn: bool | None = None,
 ) -> pd.DataFrame:
     """Human labels that are likely wrong, most suspicious first, each with a reason.
 
@@ -111,7 +111,10 @@ def check(
         Check against a :class:`jlabel.Assistant` learned from the frame's labels instead of the
         model's probabilities alone: each labeled record gets out-of-fold probabilities (a head that
         never saw its label, a combination fitted on other folds), so its own label never vouches for
-        itself. Without ``probs`` in the frame, the head alone.
+        itself. Without ``probs`` in the frame, the head alone. Default: learn when the frame
+        has ``probs`` and the task reads text. On the news-topic set with 10% of 1,000 labels
+        flipped (``benchmarks/check_news.py``), learning raised the precision of the flagged
+        set from 0.18 to 0.56 at a recall of 0.64.
 
     Returns
     -------
@@ -125,7 +128,7 @@ def check(
     >>> task = Task(["pos", "neg"], text="text")
     >>> df = pd.DataFrame({"text": ["good", "bad", "fine", "awful"], "label": ["pos", "neg", "pos", "pos"]})
     >>> df = set_suggestions(df, task, np.array([[0.9, 0.1], [0.2, 0.8], [0.8, 0.2], [0.1, 0.9]]), model="m")
-    >>> suspects = check(df, task)
+    >>> suspects = check(df, task, learn=False)  # the model's probabilities as they are
     >>> suspects.index.tolist(), suspects["model_label"].tolist(), suspects["score"].round(2).tolist()
     (['3'], ['neg'], [0.8])
     """
@@ -138,6 +141,8 @@ def check(
     parts = []
 
     matrix = probs_matrix(df, task, probs) if probs in df.columns else np.full((len(df), len(labels)), np.nan)
+    if learn is None:
+        learn = probs in df.columns and bool(task.text_columns)
     if learn:
         from .learn import Assistant
 

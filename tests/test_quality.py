@@ -32,7 +32,7 @@ def _noisy(n: int = 2000, noise: float = 0.1, seed: int = 0):
 
 def test_check_finds_flipped_labels_like_a_plain_confident_learning_loop():
     df, flip, given = _noisy()
-    suspects = jl.check(df, TASK)
+    suspects = jl.check(df, TASK, learn=False)  # the model's probabilities as they are
     assert list(suspects.columns) == ["label", "model_label", "model_confidence", "score", "reason"]
     assert suspects["score"].is_monotonic_decreasing
     flagged = df.index.isin(suspects.index.astype(int))
@@ -184,8 +184,8 @@ class _Explainer:
 def test_check_explains_the_top_suspects_with_the_model():
     df, _, _ = _noisy(200)
     model = _Explainer()
-    plain = jl.check(df, TASK)
-    explained = jl.check(df, TASK, model, explain=3)
+    plain = jl.check(df, TASK, learn=False)
+    explained = jl.check(df, TASK, model, explain=3, learn=False)
     pd.testing.assert_frame_equal(explained.drop(columns="explanation"), plain)
     assert len(model.chats) == 3
     first = explained.iloc[0]

@@ -157,6 +157,8 @@ def preannotate_command(args: argparse.Namespace) -> int:
         cache=_cache(args),
         store=store,
         progress=not args.quiet,
+        learn=args.learn or args.cascade,
+        cascade=args.cascade,
     )
     written = write_table(out, args.out)
     failed = int(out["llm_label"].isna().sum())
@@ -184,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=("single", "multi", "spans"), default="single")
     p.add_argument("--id", default=None, help="the column of record keys (default: row number)")
     p.add_argument("--store", default=None, help="a jlabel store file to receive 'suggest' events")
+    p.add_argument(
+        "--learn", action="store_true", help="learn from the human labels in the input's 'label' column (jl.Assistant)"
+    )
+    p.add_argument("--cascade", action="store_true", help="with --learn: no model call where the learned head is sure")
     _add_model_options(p)
     p.set_defaults(func=preannotate_command)
 

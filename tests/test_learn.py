@@ -302,3 +302,19 @@ def test_preannotate_learns_multi_label_tasks():
     out = jl.preannotate(df, task, llm, learn=True, cascade=True, cache=None, progress=False)
     assert (out["llm_source"].iloc[200:] == "cascade").mean() > 0.5 and llm.calls < n
     assert ((jl.probs(out, task)[200:] > 0.5) == Y[200:]).mean() > 0.9
+
+
+def test_representative_weights_stand_for_the_whole_frame():
+    from jlabel.learn import representative_weights
+
+    rng = np.random.default_rng(0)
+    everyone = rng.random(1000)
+    fair = rng.choice(everyone, 40, replace=False)
+    assert representative_weights(everyone, fair).sum() == pytest.approx(1.0)
+    # a least-confidence queue: 36 labels from the least confident, 2 picked at random higher up
+    picked = np.concatenate([np.sort(everyone)[:36], np.sort(everyone)[[400, 500]]])
+    weights = representative_weights(everyone, picked)  # 38 labels: tertiles
+    assert weights[36:] == pytest.approx([1 / 6, 1 / 6], rel=0.01)  # the middle third, on two labels
+    assert weights[:36] == pytest.approx(np.full(36, 1 / 3 / 36), rel=0.01)
+    assert weights.sum() == pytest.approx(2 / 3, rel=0.01)  # the top third has no label: it counts as no gain
+    assert representative_weights(everyone, picked[:5]) == pytest.approx(np.full(5, 0.2))  # too few to cut

@@ -4,6 +4,13 @@
 
 const WINDOW = 6; // records held ahead of the current one
 const KEEP = 50; // records kept in the cache on either side of the current one
+// where a suggestion came from (the llm_source column)
+const SOURCE_NAMES = {
+  "zero-shot": "model",
+  head: "learned from your labels",
+  combined: "model + your labels",
+  cascade: "learned from your labels (model skipped)",
+};
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -251,6 +258,7 @@ function render({ model, el: host }) {
       meter.append(fill);
       line.append(meter, el("span", "jlabel-confidence-text", `${Math.round(100 * s.confidence)}%`));
     }
+    if (s.source) line.append(el("span", "jlabel-source", SOURCE_NAMES[s.source] || s.source));
     if (s.model) line.title = `model ${s.model}`;
     suggestion.append(line);
     if (rejected) suggestion.append(el("div", "jlabel-error", "rejected: choose the right label"));

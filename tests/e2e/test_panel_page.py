@@ -157,3 +157,11 @@ def test_empty_queue_and_cleanup_removes_listeners(panel_page, page):
     page.evaluate("window.jlabelCleanup()")
     assert page.evaluate("[...window.jlabelListeners.values()].reduce((n, l) => n + l.length, 0)") == 0
     assert page.locator(".jlabel-labeler").count() == 0
+
+
+def test_the_suggestion_says_where_it_came_from(panel_page, frame):
+    df, task = frame
+    df = jl.set_suggestions(df, task, jl.probs(df, task), model="stand-in", prompt="p", source="combined")
+    panel = panel_page(jl.Labeler(df, task, annotator="ana"))
+    expect(panel.root.locator(".jlabel-source")).to_have_text("model + your labels")
+    assert not panel.page.console_errors

@@ -6,9 +6,9 @@ each and prints, for both, the time from the key press to the next record on the
 (p50, p95; measured in the page: keydown to the DOM holding the next record) and the
 kernel's memory growth (RSS after the decisions minus before the Labeler opened, and from the
 20th decision on), against a baseline (an empty widget message and its echo) and with
-ratios big/small measured in this one run. It runs all of that twice: on JupyterLab as
-installed and with jlabel's server extension (``jlabel.server``: TCP_NODELAY on kernel
-websockets). With --screenshot PATH it also saves a screenshot of the panel in
+ratios big/small measured in this one run. It runs all of that twice: on JupyterLab with
+jlabel's server extension (``jlabel.server``: TCP_NODELAY on kernel websockets; installing
+jlabel enables it) turned off, and on. With --screenshot PATH it also saves a screenshot of the panel in
 JupyterLab (docs/panel.png for the README).
 
     python benchmarks/bench_panel.py [--rows 1000000] [--decisions 200] [--server both|plain|nodelay]
@@ -197,7 +197,7 @@ def main() -> None:
         "--server",
         choices=("both", "plain", "nodelay"),
         default="both",
-        help="JupyterLab as installed (plain), with jlabel's server extension (nodelay), or both in one run",
+        help="JupyterLab with jlabel.server turned off (plain), with jlabel's server extension (nodelay), or both in one run",
     )
     args = parser.parse_args()
     if args.decisions >= args.small:
@@ -238,7 +238,7 @@ def main() -> None:
 
 def report(mode: str, args, echo: dict, small: dict, big: dict) -> None:
     mb = 2**20
-    server = "JupyterLab as installed" if mode == "plain" else "JupyterLab with jlabel.server (TCP_NODELAY)"
+    server = "JupyterLab without jlabel.server" if mode == "plain" else "JupyterLab with jlabel.server (TCP_NODELAY)"
     print(f"\n== {server}")
     print(
         f"{'frame rows':>12} {'open s':>8} {'p50 ms':>8} {'p95 ms':>8} {'kernel ms':>10} "

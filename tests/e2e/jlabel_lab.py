@@ -70,8 +70,9 @@ class Lab:
             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly", "--allow-root",
         ]  # fmt: skip
-        if nodelay:  # jlabel's server extension: no Nagle delay on kernel websockets
-            cmd.append("--ServerApp.jpserver_extensions={'jlabel.server': True}")
+        # jlabel's server extension (no Nagle delay on kernel websockets): installing jlabel enables it, so
+        # it is switched on or off here explicitly
+        cmd.append(f"--ServerApp.jpserver_extensions={{'jlabel.server': {bool(nodelay)}}}")
         self.log = open(root / "lab.log", "wb")  # closed in stop()
         self.process = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90

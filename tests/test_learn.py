@@ -318,3 +318,20 @@ def test_representative_weights_stand_for_the_whole_frame():
     assert weights[:36] == pytest.approx(np.full(36, 1 / 3 / 36), rel=0.01)
     assert weights.sum() == pytest.approx(2 / 3, rel=0.01)  # the top third has no label: it counts as no gain
     assert representative_weights(everyone, picked[:5]) == pytest.approx(np.full(5, 0.2))  # too few to cut
+
+
+def test_labels_beyond_train_max_are_predicted_out_of_sample(monkeypatch):
+    from jlabel import learn
+
+    monkeypatch.setattr(learn, "TRAIN_MAX", 60)
+    df, task, y = synthetic(300, labeled=150)
+    a = Assistant(df, task).fit()
+    assert len(a._rows) == 60 and len(a._held) == 90 and not set(a._rows) & set(a._held)
+    rows, oof, _ = a.oof()
+    assert sorted(rows) == list(range(150))  # every labeled record, trained on or not
+    held = np.isin(rows, a._held)
+    np.testing.assert_allclose(oof[held], a.predict(rows[held])[0])  # the model never saw these labels
+    kept = set(a._rows)
+    a.fit(labels=pd.Series(np.asarray(LABELS, dtype=object)[y], dtype=STRING_DTYPE).where(df.index < 200))
+    assert len(a._rows) == 60 and len(a._held) == 140
+    assert set(a._rows) - kept <= set(range(150, 200))  # the sample stays put: only new labels may enter it

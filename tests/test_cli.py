@@ -123,13 +123,13 @@ def test_export_and_report_run_as_batch_jobs(tmp_path, capsys):
 
 def test_preannotate_learns_from_the_label_column(tmp_path, keyword_model, capsys):
     labels = ["World", "Sports", "Business", "Sci/Tech"]
-    words = np.where(np.random.default_rng(0).random(60) < 0.5, "match", "summit")  # no keyword: the model is blind
+    words = np.where(np.random.default_rng(0).random(90) < 0.5, "match", "summit")  # no keyword: the model is blind
     truth = np.where(words == "match", "Sports", "World")
     frame = pd.DataFrame({"text": [f"{w} report {i}" for i, w in enumerate(words)], "label": truth})
-    frame.loc[40:, "label"] = None  # the last 20 are unlabeled
+    frame.loc[70:, "label"] = None  # the last 20 are unlabeled (learning starts at 50 labels)
     frame.to_csv(tmp_path / "in.csv", index=False)
     argv = ["preannotate", str(tmp_path / "in.csv"), "--labels", *labels, "--out", str(tmp_path / "out.parquet")]
     assert cli.main([*argv, "--learn", "--no-cache", "--quiet"]) == 0
     out = cli.read_table(tmp_path / "out.parquet")
-    assert out["llm_label"][40:].tolist() == truth[40:].tolist()  # learned from the 40 labels
+    assert out["llm_label"][70:].tolist() == truth[70:].tolist()  # learned from the 70 labels
     assert set(out["llm_source"]) <= {"head", "combined"}

@@ -30,11 +30,7 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.1, help="share of labels flipped")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fit", action="store_true", help="fit label bias and temperature on the human labels first")
-    parser.add_argument(
-        "--learn",
-        action="store_true",
-        help="check with jl.Assistant's out-of-fold probabilities (jl.check(learn=True))",
-    )
+    parser.add_argument("--no-learn", action="store_true", help="the model's probabilities alone (learn=False)")
     args = parser.parse_args()
 
     raw = pd.read_csv(args.data).head(args.n)
@@ -61,7 +57,7 @@ def main() -> None:
             f"after the fit: model accuracy on true labels {(jl.probs(labeled, task).argmax(axis=1) == raw['label'].to_numpy() - 1).mean():.3f}"
         )
     start = time.perf_counter()
-    suspects = quality.check(labeled, task, learn=args.learn)
+    suspects = quality.check(labeled, task, learn=False if args.no_learn else None)
     seconds = time.perf_counter() - start
     flagged = np.isin(np.arange(len(df)).astype(str), suspects.index.to_numpy())
     tp = (flagged & flip).sum()

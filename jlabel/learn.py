@@ -55,8 +55,9 @@ _CANDIDATES = (ZERO_SHOT, HEAD, COMBINED)
 _EPS = 1e-12
 #: the LLM-distilled ridge learns from at most this many scored records, cross-fitted in this many folds
 DISTIL_MAX, DISTIL_FOLDS = 20_000, 5
-#: temperatures are shrunk towards 1 as if this many records had said so (few labels, noisy fit)
-TEMPERATURE_PRIOR = 25.0
+#: temperatures are shrunk towards 1 as if this many records had said so (few labels, noisy fit); on the
+#: news set 200 kept ECE at 0.043-0.062 from 50 to 400 labels, where 25 let it reach 0.09 at 50
+TEMPERATURE_PRIOR = 200.0
 #: records up to which the text features include character n-grams (about 10x the memory of words alone)
 CHAR_NGRAMS_MAX = 100_000
 #: the cascade skips nothing before this many labels (its threshold would rest on too little)

@@ -68,6 +68,41 @@ class Fitted:
         return out / out.sum(axis=1, keepdims=True)
 
 
+def newton_multinomial(
+    jac: np.ndarray, labels: np.ndarray, penalty: np.ndarray, theta: np.ndarray, *, steps: int = 50, tol: float = 1e-10
+) -> np.ndarray:
+    """``theta`` minimising the mean multinomial log loss of the logits ``jac @ theta`` plus ``theta @ penalty @ theta / 2``.
+
+    ``jac`` is ``(n, k, p)``: every record's ``k`` logits are linear in the ``p`` parameters, so the loss is
+    convex. Damped Newton steps from ``theta`` (deterministic), at most ``steps``.
+    """
+    n, k, p = jac.shape
+    onehot = np.eye(k)[labels]
+
+    def loss(t):
+        z = jac @ t
+        z = z - z.max(axis=1, keepdims=True)
+        return float(-(z * onehot).sum() / n + np.log(np.exp(z).sum(axis=1)).mean() + 0.5 * t @ penalty @ t)
+
+    theta = np.asarray(theta, dtype=np.float64).copy()
+    for _ in range(steps):
+        z = jac @ theta
+        q = np.exp(z - z.max(axis=1, keepdims=True))
+        q /= q.sum(axis=1, keepdims=True)
+        grad = np.einsum("ncp,nc->p", jac, q - onehot) / n + penalty @ theta
+        weighted = q[:, :, None] * jac  # (n, k, p)
+        mean = weighted.sum(axis=1)  # (n, p): E_q[jac]
+        hess = np.einsum("ncp,ncq->pq", weighted, jac) / n - mean.T @ mean / n + penalty + 1e-9 * np.eye(p)
+        step = np.linalg.solve(hess, grad)
+        size, before = 1.0, loss(theta)
+        while size > 1e-4 and loss(theta - size * step) > before:
+            size /= 2
+        theta = theta - size * step
+        if np.abs(size * step).max() < tol:
+            break
+    return theta
+
+
 def fit(probs: np.ndarray, labels: np.ndarray, *, steps: int = 50, l2: float = 1e-3) -> Fitted:
     """Fit a per-label bias and one temperature by minimising the log loss on labeled records.
 
@@ -99,31 +134,10 @@ def fit(probs: np.ndarray, labels: np.ndarray, *, steps: int = 50, l2: float = 1
     logp = np.log(np.clip(probs, 1e-12, None))
     logp -= logp.max(axis=1, keepdims=True)
     n = len(probs)
-    onehot = np.eye(k)[labels]
-    # z = a * log p + b is linear in theta = (b_1..b_k, a): the log loss is convex; damped Newton steps
+    # z = a * log p + b is linear in theta = (b_1..b_k, a): the log loss is convex
     jac = np.concatenate([np.broadcast_to(np.eye(k), (n, k, k)), logp[:, :, None]], axis=2)  # (n, k, k+1)
     penalty = np.diag(np.r_[np.full(k, l2), 0.0])
-
-    def loss(theta):
-        z = logp * theta[k] + theta[:k]
-        z = z - z.max(axis=1, keepdims=True)
-        return float(-(z * onehot).sum() / n + np.log(np.exp(z).sum(axis=1)).mean() + 0.5 * l2 * theta[:k] @ theta[:k])
-
-    theta = np.r_[np.zeros(k), 1.0]
-    for _ in range(steps):
-        z = logp * theta[k] + theta[:k]
-        q = np.exp(z - z.max(axis=1, keepdims=True))
-        q /= q.sum(axis=1, keepdims=True)
-        grad = np.einsum("nkp,nk->p", jac, q - onehot) / n + penalty @ theta
-        cov = np.einsum("nk,kj->nkj", q, np.eye(k)) - np.einsum("nk,nj->nkj", q, q)
-        hess = np.einsum("nkp,nkj,njq->pq", jac, cov, jac) / n + penalty + 1e-9 * np.eye(k + 1)
-        step = np.linalg.solve(hess, grad)
-        size, before = 1.0, loss(theta)
-        while size > 1e-4 and loss(theta - size * step) > before:
-            size /= 2
-        theta = theta - size * step
-        if np.abs(size * step).max() < 1e-10:
-            break
+    theta = newton_multinomial(jac, labels, penalty, np.r_[np.zeros(k), 1.0], steps=steps)
     bias, inv_t = theta[:k], float(np.clip(theta[k], 0.05, 20.0))
     return Fitted(bias - bias.mean(), 1.0 / inv_t)
 

@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.linalg
 import scipy.sparse
 
+from .calibration import newton_multinomial
 from .frame import STRING_DTYPE, record_keys, set_suggestions, texts
 from .frame import probs as probs_of
 from .task import Task
@@ -219,32 +220,12 @@ def _newton(F: np.ndarray, y: np.ndarray, *, bias: bool, l2: float, steps: int) 
     parts = [F]
     if bias:
         parts.append(np.broadcast_to(np.eye(c), (n, c, c)))
-    jac = np.concatenate(parts, axis=2) if parts else F  # (n, c, p)
+    jac = np.concatenate(parts, axis=2)  # (n, c, p)
     p = jac.shape[2]
-    onehot = np.eye(c)[y]
-    penalty = np.diag(np.r_[np.full(m, 1e-6), np.full(p - m, l2)])
-
-    def loss(theta):
-        z = jac @ theta
-        z = z - z.max(axis=1, keepdims=True)
-        return float(-(z * onehot).sum() / n + np.log(np.exp(z).sum(axis=1)).mean() + 0.5 * theta @ penalty @ theta)
-
-    theta = np.r_[np.ones(m), np.zeros(p - m)] if p else np.zeros(0)
     if p == 0:
         return _Fusion(np.zeros(0), np.zeros(c))
-    for _ in range(steps):
-        q = _softmax(jac @ theta)
-        grad = np.einsum("ncp,nc->p", jac, q - onehot) / n + penalty @ theta
-        weighted = q[:, :, None] * jac  # (n, c, p)
-        mean = weighted.sum(axis=1)  # (n, p): E_q[jac]
-        hess = np.einsum("ncp,ncq->pq", weighted, jac) / n - mean.T @ mean / n + penalty + 1e-9 * np.eye(p)
-        step = np.linalg.solve(hess, grad)
-        size, before = 1.0, loss(theta)
-        while size > 1e-4 and loss(theta - size * step) > before:
-            size /= 2
-        theta = theta - size * step
-        if np.abs(size * step).max() < 1e-9:
-            break
+    penalty = np.diag(np.r_[np.full(m, 1e-6), np.full(p - m, l2)])
+    theta = newton_multinomial(jac, y, penalty, np.r_[np.ones(m), np.zeros(p - m)], steps=steps, tol=1e-9)
     b = theta[m:] if bias else np.zeros(c)
     return _Fusion(theta[:m].copy(), b - b.mean() if len(b) else b)
 

@@ -218,27 +218,29 @@ def preannotate(
     try:
         held = _without_done(df, task, model, prompt) if resume and calibrate is None and "llm_probs" in df else None
         raw, notes, errors = _score(model, task, prompt, record_text, store_cache, batch, progress, held)
-        prior = None
-        if task.kind == "single" and (calibrate == "content_free" or calibrate == "auto"):
-            free = pd.Series(list(calibration.CONTENT_FREE), dtype=object)
-            free_raw, _, free_errors = _score(model, task, prompt, free, store_cache, batch, False, None)
-            if any(e is not None for e in free_errors):
-                raise RuntimeError(f"scoring the content-free inputs failed: {free_errors}")
-            prior = np.clip(free_raw.mean(axis=0), 1e-12, None)
+        prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate)
     finally:
         if store_cache is not None:
             store_cache.close()
 
     probs = _calibrate(raw, task, calibrate, prior)
     filled = set_suggestions(out, task, probs, model=model.id, prompt=prompt.hash, source="zero-shot")
+    return _finish(filled, task, keys, np.isnan(probs).any(axis=1), errors, notes, store)
+
+
+def _finish(filled: pd.DataFrame, task: Task, keys: pd.Index, failed, errors, notes, store) -> pd.DataFrame:
+    """``llm_error`` (a failed record's error, else a scored record's warning) and the store's suggest events."""
     message = np.where(errors != None, errors, notes)  # noqa: E711 - elementwise
-    filled["llm_error"] = pd.Series(message, index=df.index, dtype=object).astype(STRING_DTYPE)
+    filled["llm_error"] = pd.Series(message, index=filled.index, dtype=object).astype(STRING_DTYPE)
     if store is not None:
-        _suggest_events(store, task, filled, keys, np.isnan(probs).any(axis=1))
+        _suggest_events(store, task, filled, keys, failed)
     return filled
 
 
-def _content_free_prior(model, task, prompt, store_cache, batch) -> np.ndarray:
+def _content_free_prior(model, task, prompt, store_cache, batch, calibrate) -> np.ndarray | None:
+    """The model's mean distribution over content-free inputs, where ``calibrate`` may use it."""
+    if task.kind != "single" or calibrate not in ("content_free", "auto"):
+        return None
     free = pd.Series(list(calibration.CONTENT_FREE), dtype=object)
     free_raw, _, free_errors = _score(model, task, prompt, free, store_cache, batch, False, None)
     if any(e is not None for e in free_errors):
@@ -257,10 +259,9 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
     errors = np.full(n, None, dtype=object)
     skipped = np.zeros(n, dtype=bool)
     store_cache = _open_cache(cache)
+    assistant = None
     try:
-        prior = None
-        if task.kind == "single" and calibrate in ("content_free", "auto"):
-            prior = _content_free_prior(model, task, prompt, store_cache, batch)
+        prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate)
 
         def score(rows: np.ndarray) -> None:
             if len(rows):
@@ -271,11 +272,11 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         if cascade:
             labeled = np.flatnonzero(~unlabeled(out))
             score(labeled)  # the head learns with the model's scores of the labeled records
-            first = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior)).fit(select=True)
+            assistant = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior)).fit(select=True)
             todo = np.flatnonzero(unlabeled(out))
-            if len(todo) and np.isfinite(first.threshold).all():
-                head, _ = first.predict(todo, source="head")
-                skipped[todo] = _sure(head, task, first.threshold)
+            if len(todo) and np.isfinite(assistant.threshold).all():
+                head, _ = assistant.predict(todo, source="head")
+                skipped[todo] = _sure(head, task, assistant.threshold)
             score(np.flatnonzero(np.isnan(raw).any(axis=1) & ~skipped))
         else:
             score(np.arange(n))
@@ -283,15 +284,14 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         if store_cache is not None:
             store_cache.close()
     probs = _calibrate(raw, task, calibrate, prior)
-    assistant = Assistant(out, task, probs=probs).fit(select=True)
-    matrix, source = assistant.probs()
+    if assistant is None:
+        assistant = Assistant(out, task, probs=probs)
+    else:  # the cascade's assistant: its text features are computed already
+        assistant.set_base(np.arange(n), probs)
+    matrix, source = assistant.fit(select=True).probs()
     source = np.where(skipped & ~np.isnan(matrix).any(axis=1), CASCADE, source)
     filled = write_suggestions(out, task, matrix, source, model=model.id, prompt=prompt.hash)
-    message = np.where(errors != None, errors, notes)  # noqa: E711 - elementwise
-    filled["llm_error"] = pd.Series(message, index=out.index, dtype=object).astype(STRING_DTYPE)
-    if store is not None:
-        _suggest_events(store, task, filled, keys, np.isnan(matrix).any(axis=1))
-    return filled
+    return _finish(filled, task, keys, np.isnan(matrix).any(axis=1), errors, notes, store)
 
 
 def _sure(head: np.ndarray, task: Task, threshold) -> np.ndarray:

@@ -185,15 +185,16 @@ def set_suggestions(
     *,
     model: str,
     prompt: str | None = None,
-    source: str | None = None,
+    source: str | np.ndarray | None = None,
 ) -> pd.DataFrame:
     """A copy of ``df`` with the llm_* columns filled from a probability matrix.
 
     Bring your own model: ``probs`` is ``(len(df), len(task.labels))`` in the task's label
     order (rows of NaN mean no suggestion). single: each row is normalised to sum to 1 and
     the suggestion is the argmax; multi: each entry is P(label applies) and the suggestion
-    is every label above 0.5. ``source`` fills ``llm_source`` (``"zero-shot"`` for an LLM's own
-    probabilities; learned suggestions say ``"head"``, ``"combined"`` or ``"cascade"``); ``None`` leaves it empty.
+    is every label above 0.5. ``source`` fills ``llm_source``, one for all rows or one per row
+    (``"zero-shot"`` for an LLM's own probabilities; learned suggestions say ``"head"``, ``"combined"``
+    or ``"cascade"``); ``None`` leaves it empty.
     """
     matrix = np.asarray(probs, dtype=np.float64)
     if matrix.shape != (len(df), len(task.labels)):

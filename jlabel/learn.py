@@ -699,7 +699,7 @@ class Assistant:
                 # while the LLM alone is chosen, every new label may be the one that lets the head in
                 waiting = self.selections and self.source == ZERO_SHOT and len(rows) != self._selected_at
                 select = self.selections == 0 or grown or waiting
-            if select or self._problems[0].choice is None:
+            if select or not self.fitted:
                 self._select()
         return self
 
@@ -811,8 +811,13 @@ class Assistant:
         values = np.array([p.choice.threshold for p in self._problems])
         return float(values[0]) if self.task.kind == "single" else values
 
+    @property
+    def fitted(self) -> bool:
+        """Whether :meth:`fit` has run (predictions need it)."""
+        return self._problems[0].choice is not None
+
     def _need_fit(self) -> None:
-        if self._problems[0].choice is None:
+        if not self.fitted:
             raise RuntimeError("The assistant has not learned yet: call .fit() first.")
 
     def _rows_of(self, rows) -> np.ndarray:
@@ -926,20 +931,15 @@ def _row_source(used: np.ndarray) -> np.ndarray:
 def write_suggestions(
     frame: pd.DataFrame, task: Task, matrix: np.ndarray, source: np.ndarray, *, model: str | None = None, prompt=None
 ) -> pd.DataFrame:
-    """``set_suggestions`` plus the ``llm_source`` column, keeping the frame's ``llm_model``/``llm_prompt``."""
-    had = {c: frame[c].copy() for c in ("llm_model", "llm_prompt") if c in frame.columns}
-    out = set_suggestions(frame, task, matrix, model=model or "", prompt=prompt)
+    """``set_suggestions`` with a source per row, keeping the frame's ``llm_model``/``llm_prompt`` where not given."""
+    out = set_suggestions(frame, task, matrix, model=model or "", prompt=prompt, source=source)
     valid = ~np.isnan(matrix).any(axis=1)
-    for column, old in had.items():
-        keep = old.notna().to_numpy() & valid
-        if column == "llm_prompt" and prompt is not None:
-            continue
-        if column == "llm_model" and model is not None:
-            continue
-        out[column] = out[column].where(~keep, old)
-    if model is None and "llm_model" not in had:
+    for column, given in (("llm_model", model), ("llm_prompt", prompt)):
+        if given is None and column in frame.columns:
+            old = frame[column]
+            out[column] = out[column].where(~(old.notna().to_numpy() & valid), old)
+    if model is None and "llm_model" not in frame.columns:
         out["llm_model"] = pd.Series(pd.NA, index=frame.index, dtype=STRING_DTYPE)
-    out["llm_source"] = pd.Series(np.where(valid, source, None), index=frame.index, dtype=object).astype(STRING_DTYPE)
     return out
 
 

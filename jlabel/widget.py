@@ -565,7 +565,7 @@ class Labeler(anywidget.AnyWidget):
                 # features of every record, computed once (outside the lock: the panel keeps working)
                 self._assistant = Assistant(self.df, self.task, probs=base, id=self._id)
             self._assistant.fit(labels=labels)
-            if not self._assistant.source or self._assistant.source == "zero-shot":
+            if self._assistant.source == "zero-shot":
                 return
             with self._lock:
                 position = self.position
@@ -583,7 +583,7 @@ class Labeler(anywidget.AnyWidget):
     def _write_learned(self, rows, *, record: bool) -> bool:
         """Learned suggestions for frame rows ``rows`` (caller holds the lock); True when one changed."""
         rows = np.asarray(rows, dtype=np.int64)
-        if self._assistant is None or self._assistant._problems[0].choice is None or not len(rows):
+        if self._assistant is None or not self._assistant.fitted or not len(rows):
             return False
         if self._llm is not None and self._assistant.source != "head":
             rows = rows[~np.isnan(self._assistant.base[rows]).any(axis=1)]  # the model's own call comes first

@@ -261,8 +261,7 @@ def _explanations(df: pd.DataFrame, task: Task, llm, suspects: pd.DataFrame, key
     """One model-written sentence per suspect (the first ``n``; NA for the rest)."""
     from tqdm.auto import tqdm
 
-    position = pd.Series(np.arange(len(keys)), index=keys.to_numpy())
-    rows = position.loc[suspects.index[:n]].to_numpy()
+    rows = keys.get_indexer(suspects.index[:n])
     record_text = texts(df.iloc[rows], task).astype(str).str.slice(0, 1500).tolist()
     out = pd.Series(pd.NA, index=suspects.index, dtype=STRING_DTYPE)
     pairs = zip(record_text, suspects["label"].iloc[:n], suspects["model_label"].iloc[:n])

@@ -194,8 +194,7 @@ def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str)
         raise ValueError(
             "learn=True ranks with one learned probability matrix; use another strategy than 'disagreement'."
         )
-    probs = column if column in df.columns else None
-    return Assistant(df, task, probs=probs, id=id).fit(select=True).probs()[0]
+    return Assistant(df, task, probs=column, id=id).fit(select=True).probs()[0]
 
 
 def _round_robin(df: pd.DataFrame, column: str, candidates: np.ndarray, ranked: np.ndarray) -> np.ndarray:

@@ -179,6 +179,11 @@ def test_queue_and_check_use_learned_out_of_fold_probabilities():
     assert str(wrong) in suspects.index[:5]
     order = jl.queue(flipped, task=task, learn=True, explore=0)
     assert len(order) == 200 and set(order) == set(flipped.index[200:])
+    # ranked by the learned probabilities, least confident first (the LLM's own are noise here)
+    learned = Assistant(flipped, task).fit(select=True).probs()[0].max(axis=1)
+    confidence = learned[flipped.index.get_indexer(order)]
+    assert confidence[:20].max() <= confidence[-20:].min()
+    assert list(order) != list(jl.queue(flipped, explore=0))
 
 
 def test_learning_curve_is_a_chart():

@@ -29,21 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from news import DEFAULT, LABELS, load_news
 
 import jlabel as jl
 from jlabel import calibration
 from jlabel.frame import STRING_DTYPE
 from jlabel.preannotate import ScoreCache, text_hashes
 from jlabel.prompts import default_prompt
-
-LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load(path: Path, n: int) -> tuple[pd.DataFrame, np.ndarray]:
-    raw = pd.read_csv(path).head(n)
-    df = pd.DataFrame({"text": raw["title"].astype(str) + ". " + raw["description"].astype(str)})
-    return df, raw["label"].to_numpy() - 1
 
 
 def with_labels(df: pd.DataFrame, y: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
@@ -209,7 +201,7 @@ def cascade(args, df, y, llm, task, cache: Path, labels: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "data" / "ag_news_dev.csv")
+    parser.add_argument("--data", type=Path, default=DEFAULT)
     parser.add_argument("--n", type=int, default=1000, help="records the model scores (the first n)")
     parser.add_argument("--pool", type=int, default=400, help="records the simulated human labels come from")
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[0, 50, 100, 200, 400])
@@ -225,7 +217,7 @@ def main() -> None:
         parser.error("--sizes and --cascade-labels must not exceed --pool, and --pool must be below --n")
     os.environ["JLABEL_CACHE"] = str(args.cache)
 
-    df, y = load(args.data, args.n)
+    df, y = load_news(args.data, args.n)
     task = jl.Task(LABELS, instructions="Classify the news article by topic.", text="text")
     llm = jl.llm()
     start = time.perf_counter()

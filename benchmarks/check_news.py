@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
+from news import DEFAULT, LABELS, load_news
 
 import jlabel as jl
 from jlabel import calibration, quality
 
-LABELS = ["World", "Sports", "Business", "Sci/Tech"]
-
 
 def main() -> None:
-    root = Path(__file__).resolve().parents[1]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(root / ".." / "shared" / "data" / "ag_news_dev.csv"))
+    parser.add_argument("--data", default=str(DEFAULT))
     parser.add_argument("--n", type=int, default=2000, help="records to use (the first n)")
     parser.add_argument("--noise", type=float, default=0.1, help="share of labels flipped")
     parser.add_argument("--seed", type=int, default=0)
@@ -33,9 +29,8 @@ def main() -> None:
     parser.add_argument("--no-learn", action="store_true", help="the model's probabilities alone (learn=False)")
     args = parser.parse_args()
 
-    raw = pd.read_csv(args.data).head(args.n)
-    df = pd.DataFrame({"text": raw["title"].astype(str) + ". " + raw["description"].astype(str)})
-    truth = np.asarray(LABELS, dtype=object)[raw["label"].to_numpy() - 1]
+    df, gold = load_news(args.data, args.n)
+    truth = np.asarray(LABELS, dtype=object)[gold]
     task = jl.Task(LABELS, instructions="Classify the news article by topic.", text="text")
 
     start = time.perf_counter()
@@ -47,14 +42,14 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     flip = rng.random(len(df)) < args.noise
     shift = rng.integers(1, len(LABELS), len(df))
-    codes = (raw["label"].to_numpy() - 1 + np.where(flip, shift, 0)) % len(LABELS)
+    codes = (gold + np.where(flip, shift, 0)) % len(LABELS)
     labeled = scored.assign(label=np.asarray(LABELS, dtype=object)[codes])
 
     if args.fit:  # bias and temperature fitted on the (noisy) human labels, then the check
         fitted = calibration.fit(jl.probs(labeled, task), codes)
         labeled = jl.set_suggestions(labeled, task, fitted.apply(jl.probs(labeled, task)), model="fitted")
         print(
-            f"after the fit: model accuracy on true labels {(jl.probs(labeled, task).argmax(axis=1) == raw['label'].to_numpy() - 1).mean():.3f}"
+            f"after the fit: model accuracy on true labels {(jl.probs(labeled, task).argmax(axis=1) == gold).mean():.3f}"
         )
     start = time.perf_counter()
     suspects = quality.check(labeled, task, learn=False if args.no_learn else None)

@@ -151,3 +151,27 @@ def test_spans_are_checked_against_the_text(embedded_llm):
     for span in result.spans:
         assert 0 <= span["start"] < span["end"] <= len(text) and span["label"] in task.labels
         assert 0 < span["confidence"] <= 1 or np.isnan(span["confidence"])
+
+
+@pytest.mark.model
+def test_record_vectors_come_from_the_scoring_pass_without_changing_the_scores(embedded_llm, task):
+    from jlabel.prompts import default_prompt
+
+    prompt = default_prompt(task)
+    texts = [
+        "Shares fell as the bank cut its forecast.",
+        "The striker scored twice.",
+        "Shares fell as the bank cut its forecast.",
+    ]
+    plain = embedded_llm.score_records(task, texts, prompt=prompt)
+    both = embedded_llm.score_records(task, texts, prompt=prompt, vectors=True)
+    np.testing.assert_array_equal(both.probs, plain.probs)
+    assert both.vectors.shape == (3, llamacpp.VECTOR_DIM) and np.isfinite(both.vectors).all()
+    np.testing.assert_array_equal(both.vectors[0], both.vectors[2])
+    assert np.abs(both.vectors[0] - both.vectors[1]).max() > 0.1
+    # a record scored right after itself (fully cached) gets the same scores as anywhere else
+    again = embedded_llm.score_records(task, [texts[1], texts[1]], prompt=prompt)
+    np.testing.assert_array_equal(again.probs[0], again.probs[1])
+    np.testing.assert_array_equal(again.probs[0], plain.probs[1])
+    multi = jl.Task(["World", "Sports"], kind="multi")
+    assert embedded_llm.score_records(multi, texts[:1], vectors=True).vectors.shape == (1, llamacpp.VECTOR_DIM)

@@ -39,12 +39,16 @@ class Scores:
         Per record: ``None``, or a warning (such as a text cut to fit the context window).
     new_tokens
         Tokens the model evaluated for this batch (prefix reuse makes this small).
+    vectors
+        With ``vectors=True`` and a backend that reads them in the scoring pass: ``(n, d)`` float32
+        record vectors (NaN rows where none), else ``None``.
     """
 
     probs: np.ndarray
     errors: list[str | None]
     warnings: list[str | None]
     new_tokens: int = 0
+    vectors: np.ndarray | None = None
 
 
 @dataclass
@@ -78,6 +82,15 @@ class LLM(ABC):
         normalised over the label set; multi: P(yes) per label.
         """
 
+    def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
+        """:meth:`score_one` and the record's vector from the same pass (``None``: this backend has none).
+
+        The vector is what the model makes of the record's own tokens (their mean hidden state): the
+        learned head reads it next to the words (:class:`jlabel.Assistant`'s ``vectors``).
+        """
+        row, warning = self.score_one(prompt, text)
+        return row, warning, None
+
     @abstractmethod
     def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
         """Constrained JSON generation of ``{start, end, label}`` spans for one record."""
@@ -105,9 +118,18 @@ class LLM(ABC):
         return prompt.with_examples(examples) if examples else prompt
 
     def score_records(
-        self, task: Task, texts: Sequence[str], *, prompt: Prompt | None = None, examples: Sequence[Any] = ()
+        self,
+        task: Task,
+        texts: Sequence[str],
+        *,
+        prompt: Prompt | None = None,
+        examples: Sequence[Any] = (),
+        vectors: bool = False,
     ) -> Scores:
-        """Score a batch; a failing record gets a NaN row and its error, the rest go on."""
+        """Score a batch; a failing record gets a NaN row and its error, the rest go on.
+
+        ``vectors=True``: also the records' vectors (:meth:`score_vector_one`), in :attr:`Scores.vectors`.
+        """
         if task.kind == "spans":
             raise ValueError("Span tasks have no label probabilities: use spans() (jl.preannotate does).")
         prompt = self.prompt_for(task, prompt, examples)
@@ -116,17 +138,29 @@ class LLM(ABC):
         out = np.full((len(texts), k), np.nan)
         errors: list[str | None] = [None] * len(texts)
         warnings: list[str | None] = [None] * len(texts)
+        found: dict[int, np.ndarray] = {}
         before = self.new_tokens()
         for i, text in enumerate(texts):
             try:
-                row, warnings[i] = self.score_one(prompt, text)
+                if vectors:
+                    row, warnings[i], vector = self.score_vector_one(prompt, text)
+                    if vector is not None:
+                        found[i] = np.asarray(vector, dtype=np.float32)
+                else:
+                    row, warnings[i] = self.score_one(prompt, text)
                 row = np.asarray(row, dtype=np.float64)
                 if row.shape != (k,) or not np.isfinite(row).all():
                     raise ValueError(f"the backend returned {row!r} for {k} labels")
                 out[i] = row
             except Exception as error:  # one record failing must not stop the batch
+                found.pop(i, None)
                 errors[i] = f"{type(error).__name__}: {error}"
-        return Scores(out, errors, warnings, self.new_tokens() - before)
+        matrix = None
+        if found:
+            matrix = np.full((len(texts), len(next(iter(found.values())))), np.nan, dtype=np.float32)
+            for i, vector in found.items():
+                matrix[i] = vector
+        return Scores(out, errors, warnings, self.new_tokens() - before, matrix)
 
     def score(
         self, task: Task, texts: Sequence[str], *, prompt: Prompt | None = None, examples: Sequence[Any] = ()

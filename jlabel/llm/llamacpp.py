@@ -29,6 +29,8 @@ from ..prompts import Prompt
 from .base import LLM, SpanResult, span_item_confidences
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
+#: record vectors are at most this wide (wider models are projected to it): 1 KB per record as float32
+VECTOR_DIM = 256
 _CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -148,6 +150,7 @@ class LlamaCppLLM(LLM):
         self.n_ctx = self._model.n_ctx()
         weakref.finalize(self, self._model.close)  # free llama.cpp memory before interpreter teardown
         self._evaluated = 0
+        self._projection: np.ndarray | None = None
         template = self._model.metadata.get("tokenizer.chat_template") or _CHATML
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -195,6 +198,22 @@ class LlamaCppLLM(LLM):
         Returns the last position's logits (``all_positions=False``), or the logits of every
         position from ``start`` on (those are evaluated again even when cached).
         """
+        return self._evaluate(tokens, all_positions, start)[0]
+
+    def _evaluate(
+        self,
+        tokens: Sequence[int],
+        all_positions: bool = False,
+        start: int | None = None,
+        pool: tuple[int, int] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`_logits`, and with ``pool=(a, b)`` the mean hidden state of positions ``a`` to ``b - 1``.
+
+        Pooling evaluates those positions again even when cached, with llama.cpp's embeddings on: the
+        same decode then hands out the last layer's (normalised) hidden states next to the logits.
+        """
+        import llama_cpp
+
         model = self._model
         if len(tokens) > self.n_ctx:
             raise ValueError(f"{len(tokens)} tokens do not fit the context window of {self.n_ctx}")
@@ -202,23 +221,50 @@ class LlamaCppLLM(LLM):
         n = min(len(cached), len(tokens))
         same = np.flatnonzero(cached[:n] != np.asarray(tokens[:n]))
         keep = int(same[0]) if len(same) else n
-        keep = min(keep, len(tokens) - 1)  # always evaluate at least one token to get its logits
+        # always evaluate at least two tokens: llama.cpp computes a one-token batch another way, and its
+        # logits differ from the same position's in a longer batch by up to a percent
+        keep = min(keep, max(len(tokens) - 2, 0))
         if all_positions and start is not None:
             keep = min(keep, start)
+        if pool is not None:
+            keep = min(keep, pool[0])
         model._ctx.kv_cache_seq_rm(-1, keep, -1)
         model.n_tokens = keep
-        rows = []
-        for start in range(keep, len(tokens), model.n_batch):
-            chunk = list(tokens[start : start + model.n_batch])
-            model._batch.set_batch(batch=chunk, n_past=start, logits_all=all_positions)
-            model._ctx.decode(model._batch)
-            model.input_ids[start : start + len(chunk)] = chunk
-            model.n_tokens = start + len(chunk)
-            outputs = len(chunk) if all_positions else 1
-            logits = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(outputs * model.n_vocab(),))
-            rows.append(logits.reshape(outputs, -1).astype(np.float64))
+        outputs_all = all_positions or pool is not None
+        rows, hidden = [], []
+        if pool is not None:
+            llama_cpp.llama_set_embeddings(model._ctx.ctx, True)
+        try:
+            for begin in range(keep, len(tokens), model.n_batch):
+                chunk = list(tokens[begin : begin + model.n_batch])
+                model._batch.set_batch(batch=chunk, n_past=begin, logits_all=outputs_all)
+                model._ctx.decode(model._batch)
+                model.input_ids[begin : begin + len(chunk)] = chunk
+                model.n_tokens = begin + len(chunk)
+                outputs = len(chunk) if outputs_all else 1
+                logits = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(outputs * model.n_vocab(),))
+                rows.append(logits.reshape(outputs, -1).astype(np.float64))
+                if pool is not None:
+                    states = llama_cpp.llama_get_embeddings(model._ctx.ctx)
+                    states = np.ctypeslib.as_array(states, shape=(outputs * model.n_embd(),)).reshape(outputs, -1)
+                    positions = np.arange(begin, begin + len(chunk))
+                    inside = (positions >= pool[0]) & (positions < pool[1])
+                    hidden.append(states[inside].astype(np.float64))
+        finally:
+            if pool is not None:
+                llama_cpp.llama_set_embeddings(model._ctx.ctx, False)
         self._evaluated += len(tokens) - keep
-        return np.concatenate(rows) if all_positions else rows[-1][-1]
+        if all_positions:
+            logits = np.concatenate(rows)
+            if start is not None:
+                logits = logits[start - keep :]
+        else:
+            logits = rows[-1][-1]
+        vector = None
+        if pool is not None:
+            states = np.concatenate(hidden)
+            vector = states.mean(axis=0) if len(states) else np.zeros(model.n_embd())
+        return logits, vector
 
     def sequence_logprobs(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Log probability of each sequence's tokens after their longest common prefix.
@@ -265,28 +311,59 @@ class LlamaCppLLM(LLM):
 
     def score_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None]:
         """Label probabilities for one record (see the module docstring for how)."""
+        row, warning, _ = self._score(prompt, text, vector=False)
+        return row, warning
+
+    def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
+        """:meth:`score_one` and the record's vector: the mean hidden state of its own tokens, from the same pass.
+
+        Models wider than :data:`VECTOR_DIM` are projected to it (a fixed random projection, seed 0), so
+        that a frame's vectors stay small whatever the model.
+        """
+        return self._score(prompt, text, vector=True)
+
+    def _score(self, prompt: Prompt, text: str, vector: bool) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         task = prompt.task
         if task.kind == "single":
             forms = [(j, form) for j, label in enumerate(task.labels) for form in prompt.forms(label)]
             reserve = 8 + max(len(self.tokenize(form)) for _, form in forms)
             text, warning = self._fit(prompt, text, None, reserve)
             base = self.render(prompt.messages(text))
+            pooled = self._record_vector(prompt, base, None) if vector else None
             logp = self._continuations(base, [form for _, form in forms])
             owner = np.array([j for j, _ in forms])
             per_label = np.full(len(task.labels), -np.inf)
             np.logaddexp.at(per_label, owner, logp)
-            return np.exp(per_label - np.logaddexp.reduce(per_label)), warning
+            return np.exp(per_label - np.logaddexp.reduce(per_label)), warning, pooled
         if task.kind == "multi":
             out = np.empty(len(task.labels))
-            warning = None
+            pooled = None
             longest = max(task.labels, key=len)
             text, warning = self._fit(prompt, text, longest, 16)
             for j, label in enumerate(task.labels):
                 base = self.render(prompt.messages(text, label))
+                if vector and j == 0:
+                    pooled = self._record_vector(prompt, base, label)
                 yes, no = self._continuations(base, ["yes", "no"])
                 out[j] = 1.0 / (1.0 + np.exp(no - yes))
-            return out, warning
+            return out, warning, pooled
         raise ValueError("span tasks are generated with spans_one, not scored")
+
+    def _record_vector(self, prompt: Prompt, base: str, label: str | None) -> np.ndarray:
+        """The mean hidden state of the record's own tokens in ``base`` (where it differs from an empty record)."""
+        tokens = self.tokenize(base)
+        empty = self.tokenize(self.render(prompt.messages("", label)))
+        start = _common_length([tokens, empty])
+        end = max(start, len(tokens) - _common_length([tokens[::-1], empty[::-1]]))
+        if end == start:  # an empty record: what the model makes of the whole prompt's last token
+            start, end = len(tokens) - 1, len(tokens)
+        _, pooled = self._evaluate(tokens, pool=(start, end))
+        if len(pooled) > VECTOR_DIM:
+            if self._projection is None:
+                rng = np.random.default_rng(0)
+                self._projection = rng.standard_normal((len(pooled), VECTOR_DIM)) / np.sqrt(VECTOR_DIM)
+            pooled = pooled @ self._projection
+        return pooled.astype(np.float32)
 
     def _continuations(self, base: str, forms: Sequence[str]) -> np.ndarray:
         sequences = [self.tokenize(base + form) for form in forms]

@@ -32,7 +32,12 @@ CREATE TABLE IF NOT EXISTS scores (
     model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,
     probs BLOB NOT NULL, warning TEXT,
     PRIMARY KEY (model, prompt, text)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model, prompt, text)
+) WITHOUT ROWID;
 """
 
 
@@ -44,7 +49,7 @@ def default_cache() -> Path:
 
 
 class ScoreCache:
-    """Raw (uncalibrated) scores on disk, keyed by (model id, prompt hash, text hash).
+    """Raw (uncalibrated) scores on disk, keyed by (model id, prompt hash, text hash), and record vectors.
 
     Parameters
     ----------
@@ -58,7 +63,7 @@ class ScoreCache:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(_SCHEMA)
+        self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
     def get(self, model: str, prompt: str, keys: Sequence[str], k: int) -> tuple[np.ndarray, list[str | None]]:
@@ -93,6 +98,36 @@ class ScoreCache:
         with self._lock, self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", rows)
+
+    def get_vectors(self, model: str, prompt: str, keys: Sequence[str]) -> np.ndarray | None:
+        """Record vectors for ``keys`` as float32 (NaN rows where not cached), or ``None`` when none is."""
+        found: dict[str, bytes] = {}
+        with self._lock:
+            for start in range(0, len(keys), 900):
+                chunk = list(keys[start : start + 900])
+                marks = ",".join("?" * len(chunk))
+                rows = self._conn.execute(
+                    f"SELECT text, vector FROM vectors WHERE model=? AND prompt=? AND text IN ({marks})",
+                    [model, prompt, *chunk],
+                ).fetchall()
+                found.update(rows)
+        if not found:
+            return None
+        width = len(next(iter(found.values()))) // 2
+        out = np.full((len(keys), width), np.nan, dtype=np.float32)
+        hit = np.array([key in found for key in keys], dtype=bool)
+        blobs = b"".join(found[key] for key, h in zip(keys, hit) if h)
+        out[hit] = np.frombuffer(blobs, dtype=np.float16).reshape(-1, width)
+        return out
+
+    def put_vectors(self, model: str, prompt: str, keys: Sequence[str], vectors: np.ndarray) -> None:
+        """Store record vectors as float16 (NaN rows are skipped)."""
+        ok = ~np.isnan(vectors).any(axis=1)
+        half = np.asarray(vectors, dtype=np.float16)
+        rows = [(model, prompt, key, row.tobytes()) for key, row, good in zip(keys, half, ok) if good]
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT count(*) FROM scores").fetchone()[0]
@@ -217,7 +252,7 @@ def preannotate(
     store_cache = _open_cache(cache)
     try:
         held = _without_done(df, task, model, prompt) if resume and calibrate is None and "llm_probs" in df else None
-        raw, notes, errors = _score(model, task, prompt, record_text, store_cache, batch, progress, held)
+        raw, notes, errors, _ = _score(model, task, prompt, record_text, store_cache, batch, progress, held)
         prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate)
     finally:
         if store_cache is not None:
@@ -242,14 +277,19 @@ def _content_free_prior(model, task, prompt, store_cache, batch, calibrate) -> n
     if task.kind != "single" or calibrate not in ("content_free", "auto"):
         return None
     free = pd.Series(list(calibration.CONTENT_FREE), dtype=object)
-    free_raw, _, free_errors = _score(model, task, prompt, free, store_cache, batch, False, None)
+    free_raw, _, free_errors, _ = _score(model, task, prompt, free, store_cache, batch, False, None)
     if any(e is not None for e in free_errors):
         raise RuntimeError(f"scoring the content-free inputs failed: {free_errors}")
     return np.clip(free_raw.mean(axis=0), 1e-12, None)
 
 
 def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade):
-    """Pre-annotation with a learned head (and optionally the cascade); see :mod:`jlabel.learn`."""
+    """Pre-annotation with a learned head (and optionally the cascade); see :mod:`jlabel.learn`.
+
+    The head reads the model's record vectors of the scored records too. The cascade decides what to skip
+    with a head on words alone (a skipped record has no vector), and that head makes the skipped records'
+    suggestions.
+    """
     from .frame import unlabeled
     from .learn import CASCADE, Assistant, write_suggestions
 
@@ -257,6 +297,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
     raw = np.full((n, k), np.nan)
     notes = np.full(n, None, dtype=object)
     errors = np.full(n, None, dtype=object)
+    vectors: np.ndarray | None = None
     skipped = np.zeros(n, dtype=bool)
     store_cache = _open_cache(cache)
     assistant = None
@@ -264,19 +305,26 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate)
 
         def score(rows: np.ndarray) -> None:
+            nonlocal vectors
             if len(rows):
-                raw[rows], notes[rows], errors[rows] = _score(
-                    model, task, prompt, record_text.iloc[rows], store_cache, batch, progress, None
+                raw[rows], notes[rows], errors[rows], found = _score(
+                    model, task, prompt, record_text.iloc[rows], store_cache, batch, progress, None, vectors=True
                 )
+                if found is not None:
+                    if vectors is None:
+                        vectors = np.full((n, found.shape[1]), np.nan, dtype=np.float32)
+                    vectors[rows] = found
 
         if cascade:
             labeled = np.flatnonzero(~unlabeled(out))
-            score(labeled)  # the head learns with the model's scores of the labeled records
+            score(labeled)  # the head learns with the model's scores (and vectors) of the labeled records
             assistant = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior)).fit(select=True)
+            # skip where the words-only head is right as often as the suggestion that reads the vectors too
+            threshold = assistant.threshold_against(assistant.with_vectors(vectors).fit(select=True))
             todo = np.flatnonzero(unlabeled(out))
-            if len(todo) and np.isfinite(assistant.threshold).all():
+            if len(todo) and np.isfinite(threshold).all():
                 head, _ = assistant.predict(todo, source="head")
-                skipped[todo] = _sure(head, task, assistant.threshold)
+                skipped[todo] = _sure(head, task, threshold)
             score(np.flatnonzero(np.isnan(raw).any(axis=1) & ~skipped))
         else:
             score(np.arange(n))
@@ -288,10 +336,63 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         assistant = Assistant(out, task, probs=probs)
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
-    matrix, source = assistant.fit(select=True).probs()
+    if skipped.any():  # the skipped records' suggestions: the words-only head (they have no vector)
+        words_only, words_source = assistant.fit(select=True).probs()
+    matrix, source = assistant.with_vectors(vectors).fit(select=True).probs()
+    if skipped.any():
+        matrix[skipped], source[skipped] = words_only[skipped], words_source[skipped]
     source = np.where(skipped & ~np.isnan(matrix).any(axis=1), CASCADE, source)
     filled = write_suggestions(out, task, matrix, source, model=model.id, prompt=prompt.hash)
     return _finish(filled, task, keys, np.isnan(matrix).any(axis=1), errors, notes, store)
+
+
+def scores_and_vectors(
+    df: pd.DataFrame,
+    task: Task,
+    llm: LLM | str | None = None,
+    *,
+    prompt: Prompt | None = None,
+    cache: str | os.PathLike | bool | None = True,
+    batch: int = 32,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's raw label probabilities and record vectors for every record (cached like :func:`preannotate`).
+
+    For building a :class:`jlabel.Assistant` by hand: ``Assistant(df, task, probs=..., vectors=...)``.
+    Vectors are ``None`` for a backend that gives none (Ollama); a failed record's rows are NaN.
+    """
+    model = _resolve(llm)
+    prompt = model.prompt_for(task, prompt)
+    store_cache = _open_cache(cache)
+    try:
+        raw, _, _, vectors = _score(model, task, prompt, texts(df, task), store_cache, batch, progress, None, True)
+    finally:
+        if store_cache is not None:
+            store_cache.close()
+    return raw, vectors
+
+
+def cached_vectors(df: pd.DataFrame, task: Task, cache: str | os.PathLike | None = None) -> np.ndarray | None:
+    """The record vectors a ``preannotate(learn=True)`` run left in the score cache for this frame's suggestions.
+
+    Looked up by the frame's most common (``llm_model``, ``llm_prompt``) pair and each record's text, in
+    ``cache`` (default: :func:`default_cache`); ``None`` when the frame has no suggestions, the file does
+    not exist or holds none of them. The panel, :func:`jlabel.queue` and :func:`jlabel.check` learn with them.
+    """
+    if task.kind == "spans" or not {"llm_model", "llm_prompt"} <= set(df.columns) or not len(df):
+        return None
+    path = Path(cache) if cache is not None else default_cache()
+    if not path.is_file():
+        return None
+    pairs = df[["llm_model", "llm_prompt"]].dropna().astype(str).value_counts()
+    if pairs.empty:
+        return None
+    model, prompt = pairs.index[0]
+    store = ScoreCache(path)
+    try:
+        return store.get_vectors(model, prompt, text_hashes(texts(df, task)).tolist())
+    finally:
+        store.close()
 
 
 def _sure(head: np.ndarray, task: Task, threshold) -> np.ndarray:
@@ -336,32 +437,54 @@ def _without_done(df, task, model, prompt) -> np.ndarray:
     return held
 
 
-def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progress: bool, held):
-    """Raw scores of every record: from ``held``, the cache, else the model (batch by batch)."""
+def gives_vectors(model: LLM) -> bool:
+    """Whether ``model`` reads record vectors in its scoring pass (llama.cpp does)."""
+    return type(model).score_vector_one is not LLM.score_vector_one
+
+
+def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progress: bool, held, vectors=False):
+    """Raw scores of every record: from ``held``, the cache, else the model (batch by batch).
+
+    ``vectors=True`` (and a model that gives them): the records' vectors too, as a fourth value (else
+    ``None``); a record cached without its vector is scored again.
+    """
     k = len(task.labels)
+    vectors = vectors and gives_vectors(model)
     hashes = text_hashes(record_text)
     raw = np.full((len(record_text), k), np.nan)
     notes = np.full(len(record_text), None, dtype=object)
     errors = np.full(len(record_text), None, dtype=object)
+    V = None
     if held is not None:
         raw[:] = held
     if cache is not None:
         todo = np.flatnonzero(np.isnan(raw).any(axis=1))
         cached, cached_notes = cache.get(model.id, prompt.hash, hashes[todo].tolist(), k)
         raw[todo], notes[todo] = cached, cached_notes
-    todo = np.flatnonzero(np.isnan(raw).any(axis=1))
+        if vectors:
+            V = cache.get_vectors(model.id, prompt.hash, hashes.tolist())
+    missing = np.isnan(raw).any(axis=1)
+    if vectors:
+        missing |= True if V is None else np.isnan(V).any(axis=1)
+    todo = np.flatnonzero(missing)
     bar = _progress(len(todo), progress, model)
     for start in range(0, len(todo), batch):
         rows = todo[start : start + batch]
-        result = model.score_records(task, record_text.iloc[rows].tolist(), prompt=prompt)
+        result = model.score_records(task, record_text.iloc[rows].tolist(), prompt=prompt, vectors=vectors)
         raw[rows], notes[rows], errors[rows] = result.probs, result.warnings, result.errors
         if cache is not None:
             cache.put(model.id, prompt.hash, hashes[rows].tolist(), result.probs, result.warnings)
+        if result.vectors is not None:
+            if V is None:
+                V = np.full((len(record_text), result.vectors.shape[1]), np.nan, dtype=np.float32)
+            V[rows] = result.vectors
+            if cache is not None:
+                cache.put_vectors(model.id, prompt.hash, hashes[rows].tolist(), result.vectors)
         if bar is not None:
             bar.update(len(rows))
     if bar is not None:
         bar.close()
-    return raw, notes, errors
+    return raw, notes, errors, V
 
 
 def _calibrate(raw: np.ndarray, task: Task, calibrate, prior: np.ndarray | None) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 import jlabel as jl
 from jlabel.frame import STRING_DTYPE
-from jlabel.learn import Assistant, _Ridge, text_features
+from jlabel.learn import Assistant, _Ridge, text_features, vector_features
 from jlabel.llm.base import LLM
 from tests.test_preannotate import KeywordLLM
 
@@ -184,6 +184,81 @@ def test_queue_and_check_use_learned_out_of_fold_probabilities():
     confidence = learned[flipped.index.get_indexer(order)]
     assert confidence[:20].max() <= confidence[-20:].min()
     assert list(order) != list(jl.queue(flipped, explore=0))
+
+
+class VectorLLM(LLM):
+    """Scores are noise; the record vectors it reads in the same pass carry the label (a hidden lookup)."""
+
+    def __init__(self, truth: dict[str, int]):
+        self.truth, self.calls = truth, []
+
+    @property
+    def id(self) -> str:
+        return "vectors@sha256:" + "1" * 64
+
+    def score_one(self, prompt, text):
+        return self.score_vector_one(prompt, text)[:2]
+
+    def score_vector_one(self, prompt, text):
+        self.calls.append(text)
+        rng = np.random.default_rng(sum(map(ord, text)))
+        vector = 2.0 * np.eye(8)[self.truth[text]] + rng.normal(0, 0.5, 8)
+        return np.full(len(LABELS), 1 / len(LABELS)), None, vector
+
+    def spans_one(self, prompt, text):
+        raise NotImplementedError
+
+
+def test_record_vectors_teach_the_head_what_the_words_do_not():
+    df, task, y = synthetic(500, seed=21, labeled=200, text_signal=False, llm_signal=False)
+    rng = np.random.default_rng(0)
+    vectors = np.eye(8)[y] * 2.0 + rng.normal(0, 0.5, (500, 8))
+    vectors[450:] = np.nan  # records the model never scored: the head reads their words alone
+    test = np.arange(200, 450)
+    words = Assistant(df, task).fit(select=True).predict(test)[0]
+    both = Assistant(df, task, vectors=vectors).fit(select=True)
+    assert accuracy(both.predict(test)[0], y[test]) > 0.9 > 0.5 > accuracy(words, y[test])
+    assert both.source in {"head", "combined"}
+    assert np.isfinite(both.predict(np.arange(450, 500))[0]).all()
+    features = vector_features(vectors)
+    np.testing.assert_allclose(np.linalg.norm(features[:450], axis=1), 1.0, rtol=1e-5)
+    assert (features[450:] == 0).all()
+    assert vector_features(np.full((3, 4), np.nan)) is None
+    with pytest.raises(ValueError, match="vectors has 3 rows, the assistant was built on 500 records"):
+        Assistant(df, task, vectors=np.ones((3, 8)))
+
+
+def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them(tmp_path, monkeypatch):
+    from jlabel.preannotate import ScoreCache, cached_vectors, scores_and_vectors
+
+    df, task, y = synthetic(400, seed=22, labeled=200, text_signal=False, llm_signal=False)
+    frame = df[["text", "label"]]
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    cache = tmp_path / "c.sqlite"
+    plain = jl.preannotate(frame, task, llm, cache=cache, progress=False, calibrate=None)
+    assert len(llm.calls) == 400
+    assert ScoreCache(cache).get_vectors(llm.id, plain["llm_prompt"].iloc[0], ["x"]) is None  # plain: scores only
+    out = jl.preannotate(frame, task, llm, learn=True, cache=cache, progress=False, calibrate=None)
+    assert len(llm.calls) == 800  # scored again once, for the vectors
+    unlabeled = np.arange(200, 400)
+    assert accuracy(jl.probs(out, task)[unlabeled], y[unlabeled]) > 0.9
+    jl.preannotate(frame, task, llm, learn=True, cache=cache, progress=False, calibrate=None)
+    raw, vectors = scores_and_vectors(frame, task, llm, cache=cache, progress=False)
+    assert len(llm.calls) == 800  # both from the cache now
+    np.testing.assert_allclose(raw, 1 / len(LABELS))
+    assert vectors.shape == (400, 8) and vectors.dtype == np.float32
+    expected = np.array([llm.score_vector_one(None, t)[2] for t in frame["text"][:5]])
+    np.testing.assert_allclose(vectors[:5], expected, atol=1e-2)  # stored as float16
+    cascaded = jl.preannotate(frame, task, llm, learn=True, cascade=True, cache=cache, progress=False, calibrate=None)
+    assert cascaded["llm_probs"].notna().all()
+    # the panel, queue and check find the vectors of the frame's suggestions in the (default) cache
+    monkeypatch.setenv("JLABEL_CACHE", str(cache))
+    np.testing.assert_array_equal(cached_vectors(out, task), vectors)
+    assert cached_vectors(frame, task) is None  # no suggestions, nothing to look up
+    order = jl.queue(out, task=task, learn=True, explore=0)
+    learned = Assistant(out, task, vectors=vectors).fit(select=True).probs()[0].max(axis=1)
+    confidence = learned[out.index.get_indexer(order)]
+    assert confidence[:20].max() <= confidence[-20:].min()
 
 
 def test_learning_curve_is_a_chart():

@@ -5,18 +5,20 @@ first ``--n`` records once, zero-shot (the score cache makes a rerun cheap: ``--
 in the temp folder). Labels are simulated from the gold labels: ``--pool`` records are the ones a human
 labels, in a random order per repeat; the others are held out and every number below is measured on them.
 
-1. Learning: for each number of labels, the LLM alone (zero-shot, as jl.preannotate gives it), the head
-   alone, the combination and the suggestion (the candidate the Assistant chose by cross-validation),
-   mean over ``--repeats`` orders of labeling.
+1. Learning: for each number of labels, the LLM alone (zero-shot, as jl.preannotate gives it), the
+   suggestion without the model's record vectors (words only), the head alone, the combination and the
+   suggestion (the candidate the Assistant chose by cross-validation), mean over ``--repeats`` orders of
+   labeling. The record vectors come from a second pass over the --n records (scores and vectors).
 2. Refit time of the Assistant on 1,000 labels (the fast path: no model selection).
 3. Cascade, after 200 and 400 labels, on ``--cascade-n`` held-out records that the model has never scored
-   (fresh caches holding only the labeled records' scores): records/s and accuracy of jl.preannotate
-   without learning, with learning, and with learning and the cascade.
+   (each run from a fresh cache holding only the labeled records' scores and vectors): records/s and
+   accuracy of jl.preannotate without learning, with learning, and with learning and the cascade.
 
     python benchmarks/bench_learn.py [--data ../shared/data/ag_news_dev.csv] [--n 1000] [--pool 400] [--cascade-n 120] [--cascade-labels 200,400]
 
-A cold run (nothing cached) scores --n records at 3-4 records/s on 2 cores: about 5 minutes for 1,000;
-a warm one takes about 1.5 minutes (the cascade runs call the model on --cascade-n records each).
+A cold run (nothing cached) scores --n records at 3-4 records/s on 2 cores, twice (the second pass reads
+the vectors too): about 10 minutes for 1,000; a warm one takes about 4 minutes (the cascade runs call the
+model on --cascade-n records each).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ No Ollama binary can be installed on the test machines, so the tests of
 ``jlabel.llm.ollama`` talk, through the official ``ollama`` client, to this server. It runs
 the real embedded model (SmolLM2-135M-Instruct) through llama-cpp-python; nothing is canned.
 
-Served: ``GET /``, ``GET /api/tags``, ``POST /api/show``, ``POST /api/chat`` and
-``POST /api/generate``. ``stream`` defaults to true (newline-delimited JSON, the last chunk
+Served: ``GET /``, ``GET /api/tags``, ``POST /api/show``, ``POST /api/chat``,
+``POST /api/generate`` and ``POST /api/embed`` (the mean of the last layer's hidden states over
+the input's tokens, unit length, from a second context of the same model in embedding mode). ``stream`` defaults to true (newline-delimited JSON, the last chunk
 has ``done: true``). ``format`` is ``"json"`` or a JSON schema (turned into a grammar).
 ``options``: ``temperature`` (default 0.8; 0 is greedy), ``seed``, ``num_ctx`` (default 2048;
 a different value reloads the model), ``num_predict`` (default: until the context is full),
@@ -16,7 +17,7 @@ does). An unknown model is a 404 ``{"error": "model 'x' not found"}``. Like Olla
 evaluated prompt and reuses its longest common prefix; ``prompt_eval_count`` counts only the
 tokens evaluated anew.
 
-Not served: pulling, embeddings, tools, images, ``context`` round-trips, ``keep_alive``.
+Not served: pulling, tools, images, ``context`` round-trips, ``keep_alive``.
 The digest in ``/api/tags`` is the sha256 of the GGUF file (Ollama's is the manifest's).
 """
 
@@ -61,6 +62,7 @@ class Engine:
         self.digest = hashlib.sha256(self.path.read_bytes()).hexdigest()
         self.lock = threading.Lock()
         self.llm: Llama | None = None
+        self._embedder: Llama | None = None
         self.load_ns = 0
         self._load(2048)
         assert self.llm is not None
@@ -80,6 +82,15 @@ class Engine:
         t0 = time.perf_counter_ns()
         self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
         self.load_ns = time.perf_counter_ns() - t0
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit-length mean-pooled vectors of ``texts`` and the tokens evaluated."""
+        if self._embedder is None:
+            self._embedder = Llama(
+                str(self.path), embedding=True, pooling_type=1, n_ctx=2048, n_threads=self.n_threads, verbose=False
+            )
+        vectors = [self._embedder.embed(text, normalize=True) for text in texts]
+        return vectors, sum(len(self._embedder.tokenize(t.encode("utf-8"))) for t in texts)
 
     def details(self) -> dict[str, Any]:
         md = self.metadata
@@ -263,6 +274,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._show(body)
             elif self.path in ("/api/chat", "/api/generate"):
                 self._complete(body, chat=self.path == "/api/chat")
+            elif self.path == "/api/embed":
+                self._embed(body)
             else:
                 raise ApiError(404, f"no route for POST {self.path}")
         except ApiError as exc:
@@ -282,6 +295,27 @@ class Handler(BaseHTTPRequestHandler):
                 "model_info": info,
                 "capabilities": ["completion"],
                 "modified_at": _now(),
+            },
+        )
+
+    def _embed(self, body: dict[str, Any]) -> None:
+        e = self.server.engine(body.get("model"))
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise ApiError(400, "input must be a string or a list of strings")
+        start = time.perf_counter_ns()
+        with e.lock:
+            vectors, tokens = e.embed(texts)
+        spent = time.perf_counter_ns() - start
+        self._send(
+            200,
+            {
+                "model": body.get("model"),
+                "embeddings": vectors,
+                "total_duration": spent,
+                "load_duration": 0,
+                "prompt_eval_count": tokens,
             },
         )
 

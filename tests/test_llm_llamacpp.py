@@ -10,6 +10,7 @@ import pytest
 
 import jlabel as jl
 from jlabel.llm import llamacpp, models
+from jlabel.llm.base import VECTOR_DIM
 from jlabel.llm.llamacpp import LlamaCppLLM, _log_softmax
 
 # --- bad input (no model load) ---------------------------------------------------------------
@@ -166,7 +167,7 @@ def test_record_vectors_come_from_the_scoring_pass_without_changing_the_scores(e
     plain = embedded_llm.score_records(task, texts, prompt=prompt)
     both = embedded_llm.score_records(task, texts, prompt=prompt, vectors=True)
     np.testing.assert_array_equal(both.probs, plain.probs)
-    assert both.vectors.shape == (3, llamacpp.VECTOR_DIM) and np.isfinite(both.vectors).all()
+    assert both.vectors.shape == (3, VECTOR_DIM) and np.isfinite(both.vectors).all()
     np.testing.assert_array_equal(both.vectors[0], both.vectors[2])
     assert np.abs(both.vectors[0] - both.vectors[1]).max() > 0.1
     # a record scored right after itself (fully cached) gets the same scores as anywhere else
@@ -174,4 +175,4 @@ def test_record_vectors_come_from_the_scoring_pass_without_changing_the_scores(e
     np.testing.assert_array_equal(again.probs[0], again.probs[1])
     np.testing.assert_array_equal(again.probs[0], plain.probs[1])
     multi = jl.Task(["World", "Sports"], kind="multi")
-    assert embedded_llm.score_records(multi, texts[:1], vectors=True).vectors.shape == (1, llamacpp.VECTOR_DIM)
+    assert embedded_llm.score_records(multi, texts[:1], vectors=True).vectors.shape == (1, VECTOR_DIM)

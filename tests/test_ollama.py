@@ -417,3 +417,33 @@ def test_free_text_for_explanations_matches_the_same_model_in_process(backend, e
     chat = [{"role": "user", "content": "Name one sport played with a ball. One word."}]
     answer = backend.generate(chat, max_tokens=8)
     assert answer and answer == embedded_llm.generate(chat, max_tokens=8)  # greedy, same weights
+
+
+@pytest.mark.model
+def test_record_vectors_come_from_the_embed_api(host, news_task, monkeypatch):
+    from jlabel.llm import llm
+    from jlabel.llm.base import VECTOR_DIM
+    from jlabel.preannotate import gives_vectors
+
+    with llm(f"ollama:{MODEL}", host=host) as backend:
+        assert gives_vectors(backend)
+        texts = [*TEXTS[:2], TEXTS[0]]
+        plain = backend.score_records(news_task, texts)
+        both = backend.score_records(news_task, texts, vectors=True)
+        # (the server reuses its cached prompt: a record right after itself is evaluated over one token,
+        # which moves its probabilities by about a percent)
+        np.testing.assert_allclose(both.probs, plain.probs, atol=0.03)
+        assert both.vectors.shape == (3, VECTOR_DIM) and np.isfinite(both.vectors).all()
+        np.testing.assert_array_equal(both.vectors[0], both.vectors[2])
+        assert np.abs(both.vectors[0] - both.vectors[1]).max() > 0.01
+        # a server that cannot embed with the model: scores as before, no vector, and no second try
+        calls = []
+
+        def refuse(method, **kwargs):
+            calls.append(method)
+            raise RuntimeError(f"Ollama at {host} answered 400: this model does not support embeddings")
+
+        monkeypatch.setattr(backend, "_call", refuse)
+        monkeypatch.setattr(backend, "score_one", lambda prompt, text: (np.full(4, 0.25), None))
+        assert backend.score_records(news_task, texts, vectors=True).vectors is None
+        assert calls == ["embed"]

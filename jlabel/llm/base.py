@@ -24,6 +24,21 @@ import numpy as np
 from ..prompts import Prompt, default_prompt
 from ..task import Task
 
+#: record vectors are at most this wide (wider ones go through a fixed random projection): 512 bytes cached
+VECTOR_DIM = 256
+_PROJECTIONS: dict[int, np.ndarray] = {}
+
+
+def narrow_vector(vector: np.ndarray) -> np.ndarray:
+    """A record vector at most :data:`VECTOR_DIM` wide, as float32: a wider one is projected (seed 0, fixed per width)."""
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    if len(vector) > VECTOR_DIM:
+        if len(vector) not in _PROJECTIONS:
+            rng = np.random.default_rng(0)
+            _PROJECTIONS[len(vector)] = rng.standard_normal((len(vector), VECTOR_DIM)) / np.sqrt(VECTOR_DIM)
+        vector = vector @ _PROJECTIONS[len(vector)]
+    return vector.astype(np.float32)
+
 
 @dataclass
 class Scores:

@@ -26,11 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..prompts import Prompt
-from .base import LLM, SpanResult, span_item_confidences
+from .base import LLM, SpanResult, narrow_vector, span_item_confidences
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
-#: record vectors are at most this wide (wider models are projected to it): 1 KB per record as float32
-VECTOR_DIM = 256
 _CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -150,7 +148,6 @@ class LlamaCppLLM(LLM):
         self.n_ctx = self._model.n_ctx()
         weakref.finalize(self, self._model.close)  # free llama.cpp memory before interpreter teardown
         self._evaluated = 0
-        self._projection: np.ndarray | None = None
         template = self._model.metadata.get("tokenizer.chat_template") or _CHATML
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -317,8 +314,8 @@ class LlamaCppLLM(LLM):
     def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         """:meth:`score_one` and the record's vector: the mean hidden state of its own tokens, from the same pass.
 
-        Models wider than :data:`VECTOR_DIM` are projected to it (a fixed random projection, seed 0), so
-        that a frame's vectors stay small whatever the model.
+        Models wider than :data:`~jlabel.llm.base.VECTOR_DIM` are projected to it (a fixed random projection,
+        seed 0), so that a frame's vectors stay small whatever the model.
         """
         return self._score(prompt, text, vector=True)
 
@@ -358,12 +355,7 @@ class LlamaCppLLM(LLM):
         if end == start:  # an empty record: what the model makes of the whole prompt's last token
             start, end = len(tokens) - 1, len(tokens)
         _, pooled = self._evaluate(tokens, pool=(start, end))
-        if len(pooled) > VECTOR_DIM:
-            if self._projection is None:
-                rng = np.random.default_rng(0)
-                self._projection = rng.standard_normal((len(pooled), VECTOR_DIM)) / np.sqrt(VECTOR_DIM)
-            pooled = pooled @ self._projection
-        return pooled.astype(np.float32)
+        return narrow_vector(pooled)
 
     def _continuations(self, base: str, forms: Sequence[str]) -> np.ndarray:
         sequences = [self.tokenize(base + form) for form in forms]

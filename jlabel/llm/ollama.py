@@ -61,7 +61,7 @@ import numpy as np
 
 from ..prompts import Prompt
 from ..task import Task
-from .base import LLM, Scores, SpanResult, span_item_confidences
+from .base import LLM, Scores, SpanResult, narrow_vector, span_item_confidences
 from .egress import check
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -246,6 +246,7 @@ class OllamaLLM(LLM):
         self._ollama = ollama
         self._client = ollama.Client(host=self.host, timeout=timeout)
         self._new_tokens = 0
+        self._embeds = True  # until the server says it cannot embed with this model
         self.digest = self._digest()
 
     # --- errors a person can act on --------------------------------------------------------
@@ -345,6 +346,24 @@ class OllamaLLM(LLM):
         )
         response = self._ask(self._coded_messages(prompt, codes, text), fmt, 3)
         return self._answer(response, {c: i for i, c in enumerate(codes)}.get, k), warning
+
+    def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
+        """:meth:`score_one`, and the record's vector from the server's ``/api/embed`` (a second request).
+
+        Ollama embeds the record's text alone (its own pooling, unit length), not in the prompt as the
+        llama.cpp backend does. ``None`` when the server cannot embed with this model: asked once, then
+        not again.
+        """
+        row, warning = self.score_one(prompt, text)
+        if not self._embeds:
+            return row, warning, None
+        try:
+            response = self._call("embed", model=self.model, input=self._fit(text)[0], truncate=True)
+        except RuntimeError:  # the server answered an error: this model does not embed
+            self._embeds = False
+            return row, warning, None
+        self._new_tokens += int(getattr(response, "prompt_eval_count", 0) or 0)
+        return row, warning, narrow_vector(response.embeddings[0])
 
     def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
         """Spans for one record: JSON-schema-constrained generation, checked against the text.

@@ -815,18 +815,27 @@ class Assistant:
         rng = np.random.default_rng(self.seed)
         if len(scored) > DISTIL_MAX:
             scored = np.sort(rng.choice(scored, DISTIL_MAX, replace=False))
-        parts = [self.X] + ([self._vectors] if self._vectors is not None else []) + [np.ones((self.X.shape[0], 1))]
-        design = scipy.sparse.hstack(parts).tocsr()
         targets = np.concatenate([np.exp(self._base_log(scored, j)) for j in range(len(self._problems))], axis=1)
         fold = rng.permutation(len(scored)) % DISTIL_FOLDS
         others = np.ones(len(self.df), dtype=bool)
         others[scored] = False
+        others = np.flatnonzero(others)
+        words, dense = self.X.shape[1], self._vectors
+
+        def design(rows: np.ndarray) -> scipy.sparse.csr_matrix:  # words, vectors, intercept
+            parts = [self.X[rows]] + ([dense[rows]] if dense is not None else []) + [np.ones((len(rows), 1))]
+            return scipy.sparse.hstack(parts).tocsr()
+
+        def apply(rows: np.ndarray, coef: np.ndarray) -> np.ndarray:  # design(rows) @ coef, without building it
+            out = np.asarray(self.X[rows] @ coef[:words]) + coef[-1]
+            return out + dense[rows] @ coef[words:-1] if dense is not None else out
+
         for f in range(DISTIL_FOLDS):
-            train = scored[fold != f]
-            coef = np.column_stack([lsqr(design[train], targets[fold != f, q], damp=1.0)[0] for q in range(total)])
-            self._distilled[scored[fold == f]] = np.asarray(design[scored[fold == f]] @ coef)
-            if others.any():
-                self._distilled[others] += np.asarray(design[others] @ coef) / DISTIL_FOLDS
+            train = design(scored[fold != f])
+            coef = np.column_stack([lsqr(train, targets[fold != f, q], damp=1.0)[0] for q in range(total)])
+            self._distilled[scored[fold == f]] = apply(scored[fold == f], coef)
+            if len(others):
+                self._distilled[others] += apply(others, coef) / DISTIL_FOLDS
 
     def _distilled_of(self, rows, j: int) -> np.ndarray:
         start = sum(p.c for p in self._problems[:j])

@@ -66,22 +66,26 @@ class ScoreCache:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
+    def _select(self, table: str, columns: str, model: str, prompt: str, keys: Sequence[str]) -> list[tuple]:
+        """``(text, *columns)`` rows of ``table`` for ``keys``, asked in chunks under SQLite's parameter limit."""
+        rows: list[tuple] = []
+        with self._lock:
+            for start in range(0, len(keys), 900):
+                chunk = list(keys[start : start + 900])
+                marks = ",".join("?" * len(chunk))
+                rows += self._conn.execute(
+                    f"SELECT text, {columns} FROM {table} WHERE model=? AND prompt=? AND text IN ({marks})",
+                    [model, prompt, *chunk],
+                ).fetchall()
+        return rows
+
     def get(self, model: str, prompt: str, keys: Sequence[str], k: int) -> tuple[np.ndarray, list[str | None]]:
         """Rows for ``keys`` (NaN where not cached) and their warnings."""
         out = np.full((len(keys), k), np.nan)
         notes: list[str | None] = [None] * len(keys)
         if not len(keys):
             return out, notes
-        found: dict[str, tuple[bytes, str | None]] = {}
-        with self._lock:
-            for start in range(0, len(keys), 900):
-                chunk = list(keys[start : start + 900])
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT text, probs, warning FROM scores WHERE model=? AND prompt=? AND text IN ({marks})",
-                    [model, prompt, *chunk],
-                ).fetchall()
-                found.update({t: (p, w) for t, p, w in rows})
+        found = {t: (p, w) for t, p, w in self._select("scores", "probs, warning", model, prompt, keys)}
         hit = np.array([key in found for key in keys], dtype=bool)
         if hit.any():
             blobs = b"".join(found[key][0] for key, h in zip(keys, hit) if h)
@@ -101,16 +105,7 @@ class ScoreCache:
 
     def get_vectors(self, model: str, prompt: str, keys: Sequence[str]) -> np.ndarray | None:
         """Record vectors for ``keys`` as float32 (NaN rows where not cached), or ``None`` when none is."""
-        found: dict[str, bytes] = {}
-        with self._lock:
-            for start in range(0, len(keys), 900):
-                chunk = list(keys[start : start + 900])
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT text, vector FROM vectors WHERE model=? AND prompt=? AND text IN ({marks})",
-                    [model, prompt, *chunk],
-                ).fetchall()
-                found.update(rows)
+        found: dict[str, bytes] = dict(self._select("vectors", "vector", model, prompt, keys))
         if not found:
             return None
         width = len(next(iter(found.values()))) // 2

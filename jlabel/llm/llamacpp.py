@@ -240,7 +240,8 @@ class LlamaCppLLM(LLM):
                 model.n_tokens = begin + len(chunk)
                 outputs = len(chunk) if outputs_all else 1
                 logits = np.ctypeslib.as_array(model._ctx.get_logits(), shape=(outputs * model.n_vocab(),))
-                rows.append(logits.reshape(outputs, -1).astype(np.float64))
+                logits = logits.reshape(outputs, -1)
+                rows.append((logits if all_positions else logits[-1:]).astype(np.float64))
                 if pool is not None:
                     states = llama_cpp.llama_get_embeddings(model._ctx.ctx)
                     states = np.ctypeslib.as_array(states, shape=(outputs * model.n_embd(),)).reshape(outputs, -1)

@@ -561,7 +561,9 @@ class Assistant:
         The LLM's record vectors, ``(n, d)`` (rows of NaN: none), from the scoring pass
         (``jl.preannotate(learn=True)`` passes them; :func:`jlabel.preannotate.scores_and_vectors` gives
         them): the head reads them next to the words. On the news set they lifted held-out accuracy at
-        50 / 200 labels from 0.67 / 0.78 to 0.81 / 0.84. ``None``: words only.
+        50 / 200 labels from 0.67 / 0.78 to 0.81 / 0.84. ``"cache"``: those a ``preannotate(learn=True)``
+        run left in the default score cache for the frame's suggestions
+        (:func:`jlabel.preannotate.cached_vectors`; the panel, queue and check use this). ``None``: words only.
     lsa
         Dimensions of the latent-topic vectors (truncated SVD of the TF-IDF matrix of every record, no
         labels used) the head sees next to the words: they let few labels reach records that share
@@ -595,7 +597,7 @@ class Assistant:
         reselect: float = 1.25,
         cascade_min: int = 20,
         lsa: int = 100,
-        vectors: np.ndarray | None = None,
+        vectors: np.ndarray | str | None = None,
         id: str | None = None,
     ) -> None:
         if not isinstance(df, pd.DataFrame):
@@ -642,6 +644,12 @@ class Assistant:
         self._topics = topic_features(self.X, lsa, seed) if lsa else None
         self.Z = self._topics
         self._vectors: np.ndarray | None = None
+        if isinstance(vectors, str):
+            if vectors != "cache":
+                raise ValueError(f"vectors must be an (n, d) array, 'cache' or None, got {vectors!r}.")
+            from .preannotate import cached_vectors
+
+            vectors = cached_vectors(df, task)
         if vectors is not None:
             self.set_vectors(vectors)
         self._problems = [_Problem(k if task.kind == "single" else 2, folds, seed, margin, min_labels)]
@@ -1104,9 +1112,7 @@ def learning_curve(
             frame["label"] = pd.Series(pd.NA, index=frame.index, dtype=object)
             frame.iloc[train, frame.columns.get_loc("label")] = labeled["label"].to_numpy(dtype=object)[train]
             if assistant is None:
-                from .preannotate import cached_vectors
-
-                assistant = Assistant(frame, task, probs=base, vectors=cached_vectors(labeled, task), seed=seed)
+                assistant = Assistant(frame, task, probs=base, vectors="cache", seed=seed)
             assistant.df = frame
             assistant.fit(select=True)
             chosen, _ = assistant.predict(test)

@@ -149,10 +149,8 @@ def check(
         learn = probs in df.columns and bool(task.text_columns) and len(df) <= LEARN_MAX_ROWS
     if learn:
         from .learn import Assistant
-        from .preannotate import cached_vectors
 
-        vectors = cached_vectors(df, task)
-        learned_rows, learned, _ = Assistant(df, task, probs=matrix, vectors=vectors, id=id).fit(select=True).oof()
+        learned_rows, learned, _ = Assistant(df, task, probs=matrix, vectors="cache", id=id).fit(select=True).oof()
         matrix = matrix.copy()
         matrix[learned_rows] = learned
     use = (codes >= 0) & ~np.isnan(matrix).any(axis=1)

@@ -194,10 +194,7 @@ def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str)
         raise ValueError(
             "learn=True ranks with one learned probability matrix; use another strategy than 'disagreement'."
         )
-    from .preannotate import cached_vectors
-
-    vectors = cached_vectors(df, task)
-    return Assistant(df, task, probs=column, vectors=vectors, id=id).fit(select=True).probs()[0]
+    return Assistant(df, task, probs=column, vectors="cache", id=id).fit(select=True).probs()[0]
 
 
 def _round_robin(df: pd.DataFrame, column: str, candidates: np.ndarray, ranked: np.ndarray) -> np.ndarray:

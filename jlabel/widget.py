@@ -554,7 +554,6 @@ class Labeler(anywidget.AnyWidget):
 
     def _refit(self) -> None:
         from .learn import Assistant
-        from .preannotate import cached_vectors
 
         try:
             with self._lock:
@@ -564,8 +563,7 @@ class Labeler(anywidget.AnyWidget):
                     base = probs(self.df, self.task)
             if self._assistant is None:
                 # features of every record, computed once (outside the lock: the panel keeps working)
-                vectors = cached_vectors(self.df, self.task)
-                self._assistant = Assistant(self.df, self.task, probs=base, vectors=vectors, id=self._id)
+                self._assistant = Assistant(self.df, self.task, probs=base, vectors="cache", id=self._id)
             self._assistant.fit(labels=labels)
             if self._assistant.source == "zero-shot":
                 return

@@ -81,48 +81,39 @@ class ScoreCache:
 
     def get(self, model: str, prompt: str, keys: Sequence[str], k: int) -> tuple[np.ndarray, list[str | None]]:
         """Rows for ``keys`` (NaN where not cached) and their warnings."""
-        out = np.full((len(keys), k), np.nan)
-        notes: list[str | None] = [None] * len(keys)
-        if not len(keys):
-            return out, notes
         found = {t: (p, w) for t, p, w in self._select("scores", "probs, warning", model, prompt, keys)}
-        hit = np.array([key in found for key in keys], dtype=bool)
-        if hit.any():
-            blobs = b"".join(found[key][0] for key, h in zip(keys, hit) if h)
-            out[hit] = np.frombuffer(blobs, dtype=np.float64).reshape(-1, k)
-            notes = [found[key][1] if key in found else None for key in keys]
+        out = _unpack({key: blob for key, (blob, _) in found.items()}, keys, np.float64, k)
+        notes = [found[key][1] if key in found else None for key in keys]
         return out, notes
 
     def put(self, model: str, prompt: str, keys: Sequence[str], probs: np.ndarray, notes: Sequence[str | None]) -> None:
         """Store scored rows (rows with NaN are skipped: errors are retried next time)."""
         ok = ~np.isnan(probs).any(axis=1)
-        rows = [
-            (model, prompt, key, row.tobytes(), note) for key, row, note, good in zip(keys, probs, notes, ok) if good
-        ]
-        with self._lock, self._conn:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)", rows)
+        self._insert(
+            "scores",
+            [(model, prompt, key, row.tobytes(), note) for key, row, note, good in zip(keys, probs, notes, ok) if good],
+        )
 
     def get_vectors(self, model: str, prompt: str, keys: Sequence[str]) -> np.ndarray | None:
         """Record vectors for ``keys`` as float32 (NaN rows where not cached), or ``None`` when none is."""
-        found: dict[str, bytes] = dict(self._select("vectors", "vector", model, prompt, keys))
+        found = dict(self._select("vectors", "vector", model, prompt, keys))
         if not found:
             return None
-        width = len(next(iter(found.values()))) // 2
-        out = np.full((len(keys), width), np.nan, dtype=np.float32)
-        hit = np.array([key in found for key in keys], dtype=bool)
-        blobs = b"".join(found[key] for key, h in zip(keys, hit) if h)
-        out[hit] = np.frombuffer(blobs, dtype=np.float16).reshape(-1, width)
-        return out
+        width = len(next(iter(found.values()))) // np.dtype(np.float16).itemsize
+        return _unpack(found, keys, np.float16, width).astype(np.float32)
 
     def put_vectors(self, model: str, prompt: str, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store record vectors as float16 (NaN rows are skipped)."""
         ok = ~np.isnan(vectors).any(axis=1)
         half = np.asarray(vectors, dtype=np.float16)
-        rows = [(model, prompt, key, row.tobytes()) for key, row, good in zip(keys, half, ok) if good]
+        self._insert("vectors", [(model, prompt, key, row.tobytes()) for key, row, good in zip(keys, half, ok) if good])
+
+    def _insert(self, table: str, rows: list[tuple]) -> None:
+        marks = ",".join("?" * len(rows[0])) if rows else ""
         with self._lock, self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
+            if rows:
+                self._conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)
 
     def __len__(self) -> int:
         return self._conn.execute("SELECT count(*) FROM scores").fetchone()[0]
@@ -130,6 +121,16 @@ class ScoreCache:
     def close(self) -> None:
         """Close the file."""
         self._conn.close()
+
+
+def _unpack(found: dict[str, bytes], keys: Sequence[str], dtype, width: int) -> np.ndarray:
+    """``(len(keys), width)`` rows decoded from ``found[key]`` blobs of ``dtype``; NaN where a key is missing."""
+    out = np.full((len(keys), width), np.nan, dtype=dtype)
+    hit = np.array([key in found for key in keys], dtype=bool)
+    if hit.any():
+        blobs = b"".join(found[key] for key, h in zip(keys, hit) if h)
+        out[hit] = np.frombuffer(blobs, dtype=dtype).reshape(-1, width)
+    return out
 
 
 def text_hashes(values: pd.Series) -> np.ndarray:
@@ -332,10 +333,10 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
     if skipped.any():  # the skipped records' suggestions: the words-only head (they have no vector)
-        words_only, words_source = assistant.fit(select=True).probs()
+        words_only, words_source = assistant.fit(select=True).predict(np.flatnonzero(skipped))
     matrix, source = assistant.with_vectors(vectors).fit(select=True).probs()
     if skipped.any():
-        matrix[skipped], source[skipped] = words_only[skipped], words_source[skipped]
+        matrix[skipped], source[skipped] = words_only, words_source
     source = np.where(skipped & ~np.isnan(matrix).any(axis=1), CASCADE, source)
     filled = write_suggestions(out, task, matrix, source, model=model.id, prompt=prompt.hash)
     return _finish(filled, task, keys, np.isnan(matrix).any(axis=1), errors, notes, store)

@@ -148,6 +148,7 @@ class LlamaCppLLM(LLM):
         self.n_ctx = self._model.n_ctx()
         weakref.finalize(self, self._model.close)  # free llama.cpp memory before interpreter teardown
         self._evaluated = 0
+        self._empty_prompts: dict[tuple[str, str | None], list[int]] = {}  # (prompt hash, label): tokens
         template = self._model.metadata.get("tokenizer.chat_template") or _CHATML
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -350,7 +351,10 @@ class LlamaCppLLM(LLM):
     def _record_vector(self, prompt: Prompt, base: str, label: str | None) -> np.ndarray:
         """The mean hidden state of the record's own tokens in ``base`` (where it differs from an empty record)."""
         tokens = self.tokenize(base)
-        empty = self.tokenize(self.render(prompt.messages("", label)))
+        key = (prompt.hash, label)
+        if key not in self._empty_prompts:  # the same for every record of a prompt
+            self._empty_prompts[key] = self.tokenize(self.render(prompt.messages("", label)))
+        empty = self._empty_prompts[key]
         start = _common_length([tokens, empty])
         end = max(start, len(tokens) - _common_length([tokens[::-1], empty[::-1]]))
         if end == start:  # an empty record: what the model makes of the whole prompt's last token

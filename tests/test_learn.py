@@ -251,6 +251,10 @@ def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them
     np.testing.assert_allclose(vectors[:5], expected, atol=1e-2)  # stored as float16
     cascaded = jl.preannotate(frame, task, llm, learn=True, cascade=True, cache=cache, progress=False, calibrate=None)
     assert cascaded["llm_probs"].notna().all()
+    # the words are noise here: a record skipped on the words-only head would lose what the vectors know
+    skipped = (cascaded["llm_source"] == "cascade").to_numpy()
+    assert accuracy(jl.probs(cascaded, task)[unlabeled], y[unlabeled]) > 0.9
+    assert skipped.sum() <= 10
     # the panel, queue and check find the vectors of the frame's suggestions in the (default) cache
     monkeypatch.setenv("JLABEL_CACHE", str(cache))
     np.testing.assert_array_equal(cached_vectors(out, task), vectors)
@@ -259,6 +263,34 @@ def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them
     learned = Assistant(out, task, vectors=vectors).fit(select=True).probs()[0].max(axis=1)
     confidence = learned[out.index.get_indexer(order)]
     assert confidence[:20].max() <= confidence[-20:].min()
+    assert np.all(np.diff(confidence) >= -1e-9)  # least confident first by the probabilities that read the vectors
+
+
+def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch):
+    df, task, y = synthetic(300, seed=23, text_signal=False, llm_signal=False)
+    frame = df[["text"]]
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    cache = tmp_path / "c.sqlite"
+    monkeypatch.setenv("JLABEL_CACHE", str(cache))
+    with_labels = frame.assign(label=pd.Series(np.asarray(LABELS, dtype=object)[y], dtype=STRING_DTYPE))
+    jl.preannotate(with_labels, task, llm, learn=True, progress=False, calibrate=None)  # leaves the vectors
+    plain = jl.preannotate(frame, task, llm, progress=False, calibrate=None)  # the model's own (noise)
+    # the panel: 60 decisions, then its background learner's suggestions come from the vectors
+    w = jl.Labeler(plain, task, annotator="ana", learn=True)
+    w.send = lambda content, buffers=None: None
+    for i in range(60):
+        w.decide(LABELS[y[i]])
+    ahead = np.arange(60, 66)
+    deadline = time.time() + 30
+    while time.time() < deadline and not plain["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
+        time.sleep(0.05)
+    assert (jl.probs(plain, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 5 / 6
+    w.close()
+    # check: a flipped label among 300 is found, though neither the words nor the model's scores tell
+    flipped = jl.preannotate(frame, task, llm, progress=False, calibrate=None).assign(label=with_labels["label"])
+    flipped.loc[flipped.index[7], "label"] = LABELS[(y[7] + 1) % 4]
+    suspects = jl.check(flipped, task, similar=False)
+    assert str(7) in suspects.index[:3]
 
 
 def test_learning_curve_is_a_chart():

@@ -9,6 +9,7 @@ labels, in a random order per repeat; the others are held out and every number b
    suggestion without the model's record vectors (words only), the head alone, the combination and the
    suggestion (the candidate the Assistant chose by cross-validation), mean over ``--repeats`` orders of
    labeling. The record vectors come from a second pass over the --n records (scores and vectors).
+   "plain" is the suggestion without self-training (``jl.Assistant(self_train=False)``).
 2. Refit time of the Assistant on 1,000 labels (the fast path: no model selection).
 3. Cascade, after 200 and 400 labels, on ``--cascade-n`` held-out records that the model has never scored
    (each run from a fresh cache holding only the labeled records' scores and vectors): records/s and
@@ -64,11 +65,15 @@ def learning(args, df, y, P, V, task) -> None:
             order = np.random.default_rng(args.seed + 1 + repeat).permutation(pool)
             frame = with_labels(df, y, order[:size])
             words = jl.Assistant(frame, task, probs=P, seed=args.seed).fit(select=True)
+            plain = jl.Assistant(frame, task, probs=P, vectors=V, seed=args.seed, self_train=False).fit(select=True)
             start = time.perf_counter()
             assistant = jl.Assistant(frame, task, probs=P, vectors=V, seed=args.seed).fit(select=True)
             seconds = time.perf_counter() - start
             record = {"labels": size, "repeat": repeat, "chosen": assistant.source, "fit_s": seconds}
             record["words_acc"], record["words_ece"] = measure(words.predict(test)[0], y[test])
+            record["plain_acc"], record["plain_ece"] = measure(plain.predict(test)[0], y[test])
+            trial = assistant.self_training
+            record["self_trained"] = bool(trial and trial["used"])
             record["llm_acc"], record["llm_ece"] = zero_acc, zero_ece
             for name, source in (("head", "head"), ("comb", "combined"), ("sugg", None)):
                 p, _ = assistant.predict(test, source=source)
@@ -84,6 +89,8 @@ def learning(args, df, y, P, V, task) -> None:
         llm_ece=("llm_ece", "mean"),
         words_acc=("words_acc", "mean"),
         words_ece=("words_ece", "mean"),
+        plain_acc=("plain_acc", "mean"),
+        plain_ece=("plain_ece", "mean"),
         head_acc=("head_acc", "mean"),
         head_ece=("head_ece", "mean"),
         comb_acc=("comb_acc", "mean"),
@@ -91,6 +98,7 @@ def learning(args, df, y, P, V, task) -> None:
         sugg_acc=("sugg_acc", "mean"),
         sugg_min=("sugg_acc", "min"),
         sugg_ece=("sugg_ece", "mean"),
+        self_trained=("self_trained", "mean"),
         chosen=("chosen", lambda s: ",".join(sorted(set(s)))),
         fit_ms=("fit_s", lambda s: 1000 * s.median()),
     )
@@ -99,8 +107,9 @@ def learning(args, df, y, P, V, task) -> None:
     print(summary.round(3).to_markdown())
     print(
         "\nllm = zero-shot LLM (jl.preannotate, calibrate='auto'); words = the suggestion without the model's record "
-        "vectors (TF-IDF head only); head = the head alone (words and vectors); comb = combination; sugg = the "
-        "suggestion (candidate chosen by CV), sugg_min its worst order; "
+        "vectors (TF-IDF head only); plain = the suggestion without self-training; head = the head alone (words and vectors); comb = combination; sugg = the "
+        "suggestion (candidate chosen by CV, self-trained where "
+        "cross-fitting said it helps: self_trained = share of orders), sugg_min its worst order; "
         "gain = sugg_acc - llm_acc; fit_ms = building the Assistant (TF-IDF, SVD) and fitting it with model selection"
     )
 

@@ -416,6 +416,79 @@ def test_preannotate_learns_multi_label_tasks():
     assert ((jl.probs(out, task)[200:] > 0.5) == Y[200:]).mean() > 0.9
 
 
+def wide_vocabulary(n: int, labeled: int, seed: int):
+    """Each record names 3 of its label's 400 words and 2 random ones: 100 labels see few of the words,
+    the unlabeled records link them (the structure self-training can use)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, len(LABELS), n)
+    own = {label: [f"{label}w{i}" for i in range(400)] for label in LABELS}
+    vocab = [w for words in own.values() for w in words]
+    text = [" ".join(list(rng.choice(own[LABELS[t]], 3)) + list(rng.choice(vocab, 2))) for t in y]
+    df, task, _ = synthetic(n, seed=seed, labeled=labeled)
+    df["text"] = text
+    df["label"] = df["label"].where(df["label"].isna(), np.asarray(LABELS, dtype=object)[y])
+    noisy = np.where(rng.random(n) < 0.6, y, rng.integers(0, len(LABELS), n))  # the LLM, as in synthetic()
+    p = np.exp(rng.normal(0, 0.5, (n, len(LABELS))) + 1.2 * np.eye(len(LABELS))[noisy])
+    df = jl.set_suggestions(df, task, p / p.sum(axis=1, keepdims=True), model="m@sha256:0", source="zero-shot")
+    return df, task, y
+
+
+def test_self_training_teaches_the_unlabeled_records_and_leaves_the_labeled_ones_out_of_fold():
+    for seed in (0, 1):
+        df, task, y = wide_vocabulary(800, 100, seed)
+        held_out = np.arange(100, 800)
+        student = Assistant(df, task).fit()
+        alone = Assistant(df, task, self_train=False).fit()
+        trial = student.self_training
+        assert trial["used"] and trial["guesses"] > 200 and trial["accuracy"] >= trial["human_only_accuracy"]
+        assert alone.self_training is None
+        assert (
+            accuracy(student.predict(held_out)[0], y[held_out])
+            > accuracy(alone.predict(held_out)[0], y[held_out]) + 0.02
+        )
+        # labeled records keep the human-only out-of-fold suggestions: a guess never vouches for a label
+        np.testing.assert_array_equal(student.oof()[1], alone.oof()[1])
+        # a new label joins the student at the next refit, replacing its guess on that record
+        inner = student._student.assistant
+        guessed, before = student._student.pseudo[0], len(inner._rows)
+        df.loc[df.index[guessed], "label"] = LABELS[(y[guessed] + 1) % 4]  # not what the student guessed
+        student.fit(select=False)
+        at = np.flatnonzero(inner._rows == guessed)
+        assert len(at) == 1 and inner._y[at[0], 0] == (y[guessed] + 1) % 4 and len(inner._rows) == before
+
+
+def test_self_training_is_cross_fitted():
+    # every record has words of its own: guesses cannot carry a held-out fold's label to it, so the
+    # cross-fitted accuracy is chance; a student that saw the fold's labels would read them off its words
+    rng = np.random.default_rng(2)
+    n = 400
+    y = rng.integers(0, 4, n)
+    df = pd.DataFrame({"text": [f"id{i}x id{i}y" for i in range(n)]})
+    df["label"] = pd.Series(np.asarray(LABELS, dtype=object)[y], dtype=STRING_DTYPE).where(df.index < 150)
+    a = Assistant(df, jl.Task(LABELS), probs=None).fit()
+    trial = a.self_training
+    assert trial is not None and trial["accuracy"] <= 0.25 + 2 * np.sqrt(0.25 * 0.75 / 150)
+    assert not trial["used"] or trial["accuracy"] >= trial["human_only_accuracy"]
+
+
+def test_self_training_refuses_guesses_that_do_not_help(monkeypatch):
+    # every guess is turned into a wrong label: cross-fitting must see that the student loses and keep
+    # the human labels alone
+    guesses = Assistant._guesses
+
+    def wrong(self, rows, probs, budget):
+        rows, codes = guesses(self, rows, probs, budget)
+        return rows, (codes + 1) % len(LABELS)
+
+    monkeypatch.setattr(Assistant, "_guesses", wrong)
+    df, task, _ = wide_vocabulary(800, 100, 0)
+    a = Assistant(df, task).fit()
+    trial = a.self_training
+    assert trial["guesses"] > 200 and trial["accuracy"] < trial["human_only_accuracy"] and not trial["used"]
+    alone = Assistant(df, task, self_train=False).fit()
+    np.testing.assert_array_equal(a.probs()[0], alone.probs()[0])
+
+
 def test_representative_weights_stand_for_the_whole_frame():
     from jlabel.learn import representative_weights
 

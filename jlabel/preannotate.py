@@ -314,7 +314,9 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         if cascade:
             labeled = np.flatnonzero(~unlabeled(out))
             score(labeled)  # the head learns with the model's scores (and vectors) of the labeled records
-            assistant = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior)).fit(select=True)
+            # no self-training yet: the unlabeled records have no scores or vectors to guess from
+            assistant = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior), self_train=False)
+            assistant.fit(select=True)
             # skip where the words-only head is right as often as the suggestion that reads the vectors too
             threshold = assistant.threshold_against(assistant.with_vectors(vectors).fit(select=True))
             todo = np.flatnonzero(unlabeled(out))
@@ -332,6 +334,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         assistant = Assistant(out, task, probs=probs)
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
+        assistant.self_train = task.kind == "single"
     if skipped.any():  # the skipped records' suggestions: the words-only head (they have no vector)
         words_only, words_source = assistant.fit(select=True).predict(np.flatnonzero(skipped))
     matrix, source = assistant.with_vectors(vectors).fit(select=True).probs()

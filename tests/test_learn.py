@@ -433,7 +433,15 @@ def wide_vocabulary(n: int, labeled: int, seed: int):
     return df, task, y
 
 
-def test_self_training_teaches_the_unlabeled_records_and_leaves_the_labeled_ones_out_of_fold():
+@pytest.fixture
+def self_train_from_100(monkeypatch):
+    """Self-training from 100 labels (its default start is 200): small synthetic frames show it clearly."""
+    from jlabel import learn
+
+    monkeypatch.setattr(learn, "SELF_TRAIN_MIN", 100)
+
+
+def test_self_training_teaches_the_unlabeled_records_and_leaves_the_labeled_ones_out_of_fold(self_train_from_100):
     for seed in (0, 1):
         df, task, y = wide_vocabulary(800, 100, seed)
         held_out = np.arange(100, 800)
@@ -457,7 +465,7 @@ def test_self_training_teaches_the_unlabeled_records_and_leaves_the_labeled_ones
         assert len(at) == 1 and inner._y[at[0], 0] == (y[guessed] + 1) % 4 and len(inner._rows) == before
 
 
-def test_self_training_is_cross_fitted():
+def test_self_training_is_cross_fitted(self_train_from_100):
     # every record has words of its own: guesses cannot carry a held-out fold's label to it, so the
     # cross-fitted accuracy is chance; a student that saw the fold's labels would read them off its words
     rng = np.random.default_rng(2)
@@ -471,7 +479,7 @@ def test_self_training_is_cross_fitted():
     assert not trial["used"] or trial["accuracy"] >= trial["human_only_accuracy"]
 
 
-def test_self_training_refuses_guesses_that_do_not_help(monkeypatch):
+def test_self_training_refuses_guesses_that_do_not_help(monkeypatch, self_train_from_100):
     # every guess is turned into a wrong label: cross-fitting must see that the student loses and keep
     # the human labels alone
     guesses = Assistant._guesses

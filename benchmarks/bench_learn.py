@@ -187,6 +187,7 @@ def cascade(args, df, y, llm, task, cache: Path, labels: int) -> None:
     main.close()
     table = pd.DataFrame(results).set_index("run")
     table["speedup"] = table["records_per_s"] / table.loc["LLM only", "records_per_s"]
+    table["vs_learn"] = table["records_per_s"] / table.loc["learn", "records_per_s"]
     print(f"\n## Cascade after {labels} labels: {len(held)} held-out records never scored before\n")
     print(table.round(3).to_markdown())
     print("(learn reads the record vectors in the same pass as the scores: each model call costs about 20% more)")

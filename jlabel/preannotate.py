@@ -334,10 +334,11 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         assistant = Assistant(out, task, probs=probs)
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
-        assistant.self_train = task.kind == "single"
     if skipped.any():  # the skipped records' suggestions: the words-only head (they have no vector)
         words_only, words_source = assistant.fit(select=True).predict(np.flatnonzero(skipped))
-    matrix, source = assistant.with_vectors(vectors).fit(select=True).probs()
+    learner = assistant.with_vectors(vectors)
+    learner.self_train = task.kind == "single"  # the cascade's assistant was built without
+    matrix, source = learner.fit(select=True).probs()
     if skipped.any():
         matrix[skipped], source[skipped] = words_only, words_source
     source = np.where(skipped & ~np.isnan(matrix).any(axis=1), CASCADE, source)

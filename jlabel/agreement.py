@@ -178,8 +178,14 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
-def _pair(a: np.ndarray, b: np.ndarray, k: int, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Percent agreement, Cohen's kappa and n of two raters' pattern columns, per weight row."""
+def pair_agreement(
+    a: np.ndarray, b: np.ndarray, k: int, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Percent agreement, Cohen's kappa and n of two raters' label codes (``-1``: no label), per weight row.
+
+    ``weights`` is ``(B, len(a))``: how much each record counts in each of ``B`` resamples (a row of
+    ones: the data itself).
+    """
     both = (a >= 0) & (b >= 0)
     n = weights @ both
     po = _ratio(weights @ (both & (a == b)), n)
@@ -230,7 +236,7 @@ def _metric_rows(wide: np.ndarray, k: int, weights: np.ndarray, raters: np.ndarr
     pair_percent = []
     for i in range(len(raters)):
         for j in range(i + 1, len(raters)):
-            po, kappa, n = _pair(wide[:, i], wide[:, j], k, weights)
+            po, kappa, n = pair_agreement(wide[:, i], wide[:, j], k, weights)
             name = f"{raters[i]}|{raters[j]}"
             pair_percent.append(("percent", name, label, po, n[0]))
             rows.append(("cohen_kappa", name, label, kappa, n[0]))

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .agreement import pair_agreement
 from .frame import key_strings, record_keys
 from .store import DECISIONS, Store, _dump_column, replay
 from .task import Task
@@ -405,19 +406,14 @@ def agreement_table(data, *, task: Task | None = None) -> pd.DataFrame:
     raters = np.array([*names, MODEL_RATER], dtype=object)
     keep = np.argsort(-(wide >= 0).sum(axis=0), kind="stable")[:MAX_RATERS]
     wide, raters = wide[:, keep], raters[keep]
+    once = np.ones((1, len(wide)))
     rows = []
     for i in range(len(raters)):
         for j in range(i + 1, len(raters)):
-            both = (wide[:, i] >= 0) & (wide[:, j] >= 0)
-            n = int(both.sum())
+            observed, kappa, n = (v[0] for v in pair_agreement(wide[:, i], wide[:, j], len(labels), once))
             if not n:
                 continue
-            a, b = wide[both, i], wide[both, j]
-            observed = float((a == b).mean())
-            expected = float((np.bincount(a, minlength=len(labels)) * np.bincount(b, minlength=len(labels))).sum()) / (
-                n * n
-            )
-            kappa = (observed - expected) / (1 - expected) if expected < 1 else np.nan
+            n, observed, kappa = int(n), float(observed), float(kappa)
             rows += [(raters[i], raters[j], n, observed, kappa), (raters[j], raters[i], n, observed, kappa)]
     return pd.DataFrame(rows, columns=columns)
 

@@ -54,6 +54,7 @@ import scipy.linalg
 import scipy.sparse
 
 from .calibration import newton_multinomial
+from .calibration import temperature as fit_temperature
 from .frame import STRING_DTYPE, record_keys, set_suggestions, texts
 from .frame import probs as probs_of
 from .task import Task
@@ -236,7 +237,7 @@ def _fit_fusion(F: np.ndarray, y: np.ndarray, *, bias: bool = True, l2: float = 
     """
     m = F.shape[2]
     if not bias:  # a temperature: positive, within [1/20, 20], so the labels stay the source's own
-        return _Fusion(np.array([1.0 / _fit_temperature(F[:, :, 0], y)]), np.zeros(F.shape[1]))
+        return _Fusion(np.array([1.0 / fit_temperature(F[:, :, 0], y, prior=TEMPERATURE_PRIOR)]), np.zeros(F.shape[1]))
     active = np.ones(m, dtype=bool)
     while True:
         fusion = _newton(F[:, :, active], y, bias=bias, l2=l2, steps=steps)
@@ -382,7 +383,7 @@ class _Problem:
                 weights[sources] = fitted.weights
                 fusion[name] = _Fusion(weights, fitted.bias)
         # temperature scaling of the winner on its out-of-fold logits
-        temperature = _fit_temperature(_log(oof[chosen]), y)
+        temperature = fit_temperature(_log(oof[chosen]), y, prior=TEMPERATURE_PRIOR)
         threshold = np.inf
         if usable[HEAD]:
             threshold = _cascade_threshold(oof[HEAD], oof[chosen], y, cascade_min)
@@ -481,41 +482,6 @@ def representative_weights(confidence: np.ndarray, labeled: np.ndarray, *, per_b
     where = np.searchsorted(edges, labeled, side="right")
     count = np.bincount(where, minlength=bins)
     return share[where] / count[where]
-
-
-def _fit_temperature(logits: np.ndarray, y: np.ndarray, prior: float = TEMPERATURE_PRIOR) -> float:
-    """The temperature ``T`` minimising the log loss of ``softmax(logits / T)``, shrunk towards 1.
-
-    Newton steps on ``w = 1/T`` with a penalty ``prior / n * (w - 1)^2 / 2``: with few labels the
-    fit stays near the source's own scale; ``T`` is kept within [1/20, 20].
-    """
-    n = len(y)
-    if n == 0:
-        return 1.0
-    z = logits - logits.max(axis=1, keepdims=True)
-    strength = prior / n
-    rows = np.arange(n)
-
-    def loss(w):
-        s = w * z
-        return float(
-            (np.log(np.exp(s - s.max(axis=1, keepdims=True)).sum(axis=1)) + s.max(axis=1) - s[rows, y]).mean()
-            + 0.5 * strength * (w - 1) ** 2
-        )
-
-    w = 1.0
-    for _ in range(50):
-        q = _softmax(w * z)
-        mean = (q * z).sum(axis=1)
-        grad = float((mean - z[rows, y]).mean()) + strength * (w - 1)
-        hess = float(((q * z * z).sum(axis=1) - mean**2).mean()) + strength + 1e-9
-        step, size, before = grad / hess, 1.0, loss(w)
-        while size > 1e-4 and loss(w - size * step) > before:
-            size /= 2
-        w = float(np.clip(w - size * step, 0.05, 20.0))
-        if abs(size * step) < 1e-9:
-            break
-    return 1.0 / w
 
 
 def _cascade_threshold(head: np.ndarray, chosen: np.ndarray, y: np.ndarray, minimum: int) -> float:
@@ -888,7 +854,7 @@ class Assistant:
         accuracy, baseline = float((oof.argmax(axis=1) == y).mean()), float((human.argmax(axis=1) == y).mean())
         pseudo, guesses = self._guesses(unlabeled, self._predict(unlabeled, None, student=False)[0], budget)
         # no pull towards 1: a student learned from its own sure guesses is overconfident by construction
-        temperature = _fit_temperature(_log(oof), y, prior=0.0)
+        temperature = fit_temperature(_log(oof), y)
         self._self_training = {
             "guesses": len(pseudo),
             "accuracy": accuracy,

@@ -426,17 +426,11 @@ def expected_calibration_error(df: pd.DataFrame, task: Task, *, bins: int = 10, 
     return calibration.ece(p, y, bins=bins) if len(y) else float("nan")
 
 
-def _nll(logp: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    z = logp / temperature
-    z = z - z.max(axis=1, keepdims=True)
-    return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))).mean())
-
-
 def fit_temperature(df: pd.DataFrame, task: Task, *, probs: str = "llm_probs") -> float:
     """The temperature ``T`` that minimises the log loss of ``softmax(log(p) / T)`` on labeled records.
 
     ``T > 1`` softens an over-confident model, ``T < 1`` sharpens an under-confident one;
-    the suggested label never changes. Golden-section search over ``log T`` in [-4, 4].
+    the suggested label never changes. ``T`` is kept within [1/20, 20].
 
     Raises
     ------
@@ -455,21 +449,7 @@ def fit_temperature(df: pd.DataFrame, task: Task, *, probs: str = "llm_probs") -
     _, p, y = _labeled(df, task, probs)
     if not len(y):
         raise ValueError("fit_temperature needs labeled records with model probabilities: label some records first.")
-    logp = np.log(np.clip(p, 1e-12, None))
-    lo, hi = -4.0, 4.0
-    ratio = (np.sqrt(5) - 1) / 2
-    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fa, fb = _nll(logp, y, np.exp(a)), _nll(logp, y, np.exp(b))
-    for _ in range(60):
-        if fa < fb:
-            hi, b, fb = b, a, fa
-            a = hi - ratio * (hi - lo)
-            fa = _nll(logp, y, np.exp(a))
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + ratio * (hi - lo)
-            fb = _nll(logp, y, np.exp(b))
-    return float(np.exp((lo + hi) / 2))
+    return calibration.temperature(np.log(np.clip(p, 1e-12, None)), y)
 
 
 def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs: str = "llm_probs") -> pd.DataFrame:

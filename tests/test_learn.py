@@ -456,6 +456,8 @@ def test_self_training_teaches_the_unlabeled_records_and_leaves_the_labeled_ones
         )
         # labeled records keep the human-only out-of-fold suggestions: a guess never vouches for a label
         np.testing.assert_array_equal(student.oof()[1], alone.oof()[1])
+        if seed == 0:  # deterministic: the same labels and seed give the same student
+            np.testing.assert_array_equal(Assistant(df.copy(), task).fit().probs()[0], student.probs()[0])
         # a new label joins the student at the next refit, replacing its guess on that record
         inner = student._student.assistant
         guessed, before = student._student.pseudo[0], len(inner._rows)

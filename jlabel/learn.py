@@ -648,6 +648,8 @@ class Assistant:
         self._topics = topic_features(self.X, lsa, seed) if lsa else None
         self.Z = self._topics
         self._vectors: np.ndarray | None = None
+        self._raw_vectors: np.ndarray | None = None
+        self._vectors_changed = False
         if isinstance(vectors, str):
             if vectors != "cache":
                 raise ValueError(f"vectors must be an (n, d) array, 'cache' or None, got {vectors!r}.")
@@ -687,10 +689,28 @@ class Assistant:
         """
         if vectors is not None and len(vectors) != len(self.df):
             raise ValueError(f"vectors has {len(vectors)} rows, the assistant was built on {len(self.df)} records.")
-        dense = None if vectors is None else vector_features(vectors)
+        self._raw_vectors = None if vectors is None else np.array(vectors, dtype=np.float32)
+        self._vectors_changed = False
+        dense = None if vectors is None else vector_features(self._raw_vectors)
         self._vectors, self._distilled_on = dense, -1
         parts = [z for z in (self._topics, dense) if z is not None]
         self.Z = np.hstack(parts) if len(parts) > 1 else (parts[0] if parts else None)
+
+    def set_vector_rows(self, rows: Sequence[int] | np.ndarray, vectors: np.ndarray) -> bool:
+        """Record vectors for some rows (frame positions), e.g. from live model calls; used from the next :meth:`fit`.
+
+        Returns False (and keeps nothing) when their width differs from the vectors the assistant has.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(rows), -1)
+        with self._lock:
+            if self._raw_vectors is None:
+                self._raw_vectors = np.full((len(self.df), vectors.shape[1]), np.nan, dtype=np.float32)
+            elif self._raw_vectors.shape[1] != vectors.shape[1]:
+                return False
+            self._raw_vectors[rows] = vectors
+            self._vectors_changed = True
+        return True
 
     def with_vectors(self, vectors: np.ndarray | None) -> Assistant:
         """A new, unfitted assistant on the same frame and text features (not computed again) that reads ``vectors``."""
@@ -778,6 +798,9 @@ class Assistant:
         Re-solves the head with every label (fast); runs model selection by cross-validation when
         ``select`` is True, or (``None``) when the labels have grown by ``reselect`` since the last one.
         """
+        if self._vectors_changed:
+            with self._lock:
+                self.set_vectors(self._raw_vectors)
         rows, y = self._labels(labels)
         held = np.zeros(0, dtype=np.int64)
         if len(rows) > TRAIN_MAX:

@@ -77,7 +77,8 @@ class Labeler(anywidget.AnyWidget):
         panel opens, then the live ones) with a head trained on the labels so far. It refits in a
         background thread after each decision and rewrites the suggestions of the records ahead in the
         queue; ``llm_source`` (and the suggestion's ``source``) says ``zero-shot``, ``head`` or
-        ``combined``. Span tasks keep the model alone.
+        ``combined``. The model's live calls are then zero-shot (the labels teach the learner rather
+        than fill the prompt) and hand it each record's vector too. Span tasks keep the model alone.
 
     Notes
     -----
@@ -181,6 +182,7 @@ class Labeler(anywidget.AnyWidget):
         self._learn = learn and task.kind != "spans"
         self._id = id
         self._assistant = None
+        self._live_vectors: dict[int, np.ndarray] = {}  # vectors of live model calls made before the learner exists
         self._refit_wanted = False
         self._learner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-learn") if self._learn else None
         if self._learn:
@@ -518,14 +520,27 @@ class Labeler(anywidget.AnyWidget):
                     self._write_spans(row, result.spans)
                     self._record_suggestion(row)
             else:
-                matrix = self._llm.score(self.task, [self._text(row)], examples=examples)
+                vector = None
+                if self._learn:  # zero-shot, with the record's vector: the labels teach the learner instead
+                    scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
+                    if scores.errors[0] is not None:
+                        raise RuntimeError(scores.errors[0])
+                    matrix = scores.probs
+                    vector = None if scores.vectors is None else scores.vectors[0]
+                else:
+                    matrix = self._llm.score(self.task, [self._text(row)], examples=examples)
                 matrix = np.asarray(matrix, dtype=np.float64)
                 if matrix.shape != (1, len(self.task.labels)):
                     raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
                 with self._lock:
                     self._write_suggestion(row, matrix[0], "zero-shot")
-                    if self._assistant is not None:
+                    if self._assistant is None:
+                        if vector is not None:
+                            self._live_vectors[row] = vector
+                    else:
                         self._assistant.set_base([row], matrix)
+                        if vector is not None:
+                            self._assistant.set_vector_rows([row], vector)
                         self._write_learned([row], record=False)
                     self._record_suggestion(row)
         except Exception as error:
@@ -563,7 +578,17 @@ class Labeler(anywidget.AnyWidget):
                     base = probs(self.df, self.task)
             if self._assistant is None:
                 # features of every record, computed once (outside the lock: the panel keeps working)
-                self._assistant = Assistant(self.df, self.task, probs=base, vectors="cache", id=self._id)
+                assistant = Assistant(self.df, self.task, probs=base, vectors="cache", id=self._id)
+                with self._lock:  # live calls that finished while it was built
+                    current = probs(self.df, self.task)
+                    late = np.flatnonzero(np.isnan(base).any(axis=1) & ~np.isnan(current).any(axis=1))
+                    if len(late):
+                        assistant.set_base(late, current[late])
+                    if self._live_vectors:
+                        rows = list(self._live_vectors)
+                        assistant.set_vector_rows(rows, np.array([self._live_vectors[r] for r in rows]))
+                        self._live_vectors.clear()
+                    self._assistant = assistant
             self._assistant.fit(labels=labels)
             if self._assistant.source == "zero-shot":
                 return

@@ -293,6 +293,29 @@ def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch
     assert str(7) in suspects.index[:3]
 
 
+def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, monkeypatch):
+    # nothing pre-annotated, nothing cached: the panel's own calls bring the vectors the learner reads
+    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
+    df, task, y = synthetic(200, seed=24, text_signal=False, llm_signal=False)
+    frame = df[["text"]].copy()
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
+    w.send = lambda content, buffers=None: None
+    for i in range(60):
+        deadline = time.time() + 10
+        while time.time() < deadline and pd.isna(frame["llm_label"].iloc[i]):  # its live suggestion first
+            time.sleep(0.01)
+        w.decide(LABELS[y[i]])
+    ahead = np.arange(60, 63)  # prefetched: suggested by the model, then learned on top
+    deadline = time.time() + 30
+    while time.time() < deadline and not frame["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
+        time.sleep(0.05)
+    assert (jl.probs(frame, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
+    rows, oof, _ = w._assistant.oof()  # words and scores are noise: only the live vectors teach this
+    assert accuracy(oof, y[rows]) > 0.9 and len(rows) == 60
+    w.close()
+
+
 def test_learning_curve_is_a_chart():
     df, task, _ = synthetic(300, seed=11, labeled=300)
     chart = jl.learning_curve(df, task, sizes=[10, 100], repeats=1)

@@ -150,7 +150,9 @@ def check(
     if learn:
         from .learn import Assistant
 
-        learned_rows, learned, _ = Assistant(df, task, probs=matrix, vectors="cache", id=id).fit(select=True).oof()
+        # out-of-fold suggestions of labeled records only: no self-training (it teaches unlabeled ones)
+        assistant = Assistant(df, task, probs=matrix, vectors="cache", self_train=False, id=id)
+        learned_rows, learned, _ = assistant.fit(select=True).oof()
         matrix = matrix.copy()
         matrix[learned_rows] = learned
     use = (codes >= 0) & ~np.isnan(matrix).any(axis=1)

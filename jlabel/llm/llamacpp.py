@@ -329,7 +329,7 @@ class LlamaCppLLM(LLM):
             text, warning = self._fit(prompt, text, None, reserve)
             base = self.render(prompt.messages(text))
             pooled = self._record_vector(prompt, base, None) if vector else None
-            logp = self._continuations(base, [form for _, form in forms])
+            logp = self._continuations(base, [form for _, form in forms], owners=[j for j, _ in forms])
             owner = np.array([j for j, _ in forms])
             per_label = np.full(len(task.labels), -np.inf)
             np.logaddexp.at(per_label, owner, logp)
@@ -362,12 +362,31 @@ class LlamaCppLLM(LLM):
         _, pooled = self._evaluate(tokens, pool=(start, end))
         return narrow_vector(pooled)
 
-    def _continuations(self, base: str, forms: Sequence[str]) -> np.ndarray:
+    def _continuations(self, base: str, forms: Sequence[str], owners: Sequence[int] | None = None) -> np.ndarray:
+        """Log probability of each form after ``base`` (``-inf`` for a form another form of its owner contains).
+
+        A form whose tokens extend another form of the same label (``"Sci/Tech"`` after ``"Sci"``) is
+        already inside that form's probability: it is left out rather than counted twice. Forms of
+        different labels where one extends the other are told apart by the end-of-turn token.
+        """
         sequences = [self.tokenize(base + form) for form in forms]
+        owners = list(range(len(forms))) if owners is None else list(owners)
+        kept = [
+            i
+            for i, s in enumerate(sequences)
+            if not any(
+                owners[j] == owners[i] and (_is_prefix(t, s) or (t == s and j < i))
+                for j, t in enumerate(sequences)
+                if j != i
+            )
+        ]
+        sequences = [sequences[i] for i in kept]
         shared = _common_length(sequences)
         if self._end and any(len(s) == shared or _is_prefix(s, t) for s in sequences for t in sequences if s is not t):
-            sequences = [self.tokenize(base + form + self._end) for form in forms]
-        return self.sequence_logprobs(sequences)
+            sequences = [self.tokenize(base + forms[i] + self._end) for i in kept]
+        out = np.full(len(forms), -np.inf)
+        out[kept] = self.sequence_logprobs(sequences)
+        return out
 
     def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
         """Grammar-constrained JSON spans, checked against the text, with per-span confidences.

@@ -151,6 +151,7 @@ def test_multi_label_one_vs_rest():
     assert ((p > 0.5) == Y[200:]).mean() > 0.9 > ((noise[200:] > 0.5) == Y[200:]).mean()
     assert set(source) <= {"head", "combined"}
     assert a.scores["label"].nunique() == 3
+    assert not a.self_train and a.self_training is None  # 200 labels, but self-training is single-label only
 
 
 def test_preannotate_learns_from_the_frame_and_the_cascade_skips_sure_records(tmp_path):

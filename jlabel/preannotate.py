@@ -295,6 +295,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
     errors = np.full(n, None, dtype=object)
     vectors: np.ndarray | None = None
     skipped = np.zeros(n, dtype=bool)
+    head = None  # the words-only head's probabilities of the records the cascade may skip
     store_cache = _open_cache(cache)
     assistant = None
     try:
@@ -321,8 +322,9 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
             threshold = assistant.threshold_against(assistant.with_vectors(vectors).fit(select=True))
             todo = np.flatnonzero(unlabeled(out))
             if len(todo) and np.isfinite(threshold).all():
-                head, _ = assistant.predict(todo, source="head")
-                skipped[todo] = _sure(head, task, threshold)
+                head = np.full((n, len(task.labels)), np.nan)
+                head[todo] = assistant.predict(todo, source="head")[0]
+                skipped[todo] = _sure(head[todo], task, threshold)
             score(np.flatnonzero(np.isnan(raw).any(axis=1) & ~skipped))
         else:
             score(np.arange(n))
@@ -334,14 +336,11 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         assistant = Assistant(out, task, probs=probs)
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
-    if skipped.any():  # the skipped records' suggestions: the words-only head (they have no vector)
-        words_only, words_source = assistant.fit(select=True).predict(np.flatnonzero(skipped))
     learner = assistant.with_vectors(vectors)
     learner.self_train = task.kind == "single"  # the cascade's assistant was built without
     matrix, source = learner.fit(select=True).probs()
-    if skipped.any():
-        matrix[skipped], source[skipped] = words_only, words_source
-    source = np.where(skipped & ~np.isnan(matrix).any(axis=1), CASCADE, source)
+    if skipped.any():  # the skipped records' suggestions: the words-only head that skipped them (no vector)
+        matrix[skipped], source[skipped] = head[skipped], CASCADE
     filled = write_suggestions(out, task, matrix, source, model=model.id, prompt=prompt.hash)
     return _finish(filled, task, keys, np.isnan(matrix).any(axis=1), errors, notes, store)
 

@@ -289,7 +289,6 @@ class _Choice:
     fusion: dict  # candidate -> _Fusion fitted on every labeled record
     temperature: float
     table: pd.DataFrame
-    threshold: float  # head confidence from which the cascade skips the LLM (inf: never)
 
 
 @dataclass
@@ -310,6 +309,9 @@ class _Problem:
     def __init__(self, c: int, folds: int, seed: int, margin: float, min_labels: int) -> None:
         self.c, self.folds, self.seed, self.margin, self.min_labels = c, folds, seed, margin, min_labels
         self.choice: _Choice | None = None
+        self.oof: dict[str, np.ndarray] = {}  # candidate -> out-of-fold probabilities of the compared records
+        self.y = np.zeros(0, dtype=np.int64)  # the compared records' labels
+        self.compared = np.zeros(0, dtype=np.int64)  # their positions among the assistant's labeled rows
 
     # features of the candidates: (rows, c, 3) = [llm log-probs, head scores, distilled scores]
     @staticmethod
@@ -322,7 +324,6 @@ class _Problem:
         S_loo: np.ndarray,
         D: np.ndarray,
         y: np.ndarray,
-        cascade_min: int,
         weights: np.ndarray | None = None,
     ) -> _Choice:
         """Cross-validate the candidates on the labeled records; fit the winner on all of them.
@@ -331,6 +332,7 @@ class _Problem:
         :func:`representative_weights`); default: every record counts once.
         """
         n = len(y)
+        self.y = y
         has_llm = ~np.isnan(L).any(axis=1)
         classes = len(np.unique(y))
         F = self.features(L, S_loo, D)
@@ -371,7 +373,7 @@ class _Problem:
             )
         if not rows:  # one label seen and the LLM has not scored every labeled record: the LLM as it is
             fusion = {ZERO_SHOT: _Fusion(np.array([1.0, 0.0, 0.0]), np.zeros(self.c))}
-            self.choice, self.oof = _Choice(ZERO_SHOT, fusion, 1.0, pd.DataFrame(), np.inf), {}
+            self.choice, self.oof = _Choice(ZERO_SHOT, fusion, 1.0, pd.DataFrame()), {}
             return self.choice
         table = pd.DataFrame(rows)
         chosen = self._choose(table, np.ones(n) if weights is None else weights)
@@ -384,11 +386,8 @@ class _Problem:
                 fusion[name] = _Fusion(weights, fitted.bias)
         # temperature scaling of the winner on its out-of-fold logits
         temperature = fit_temperature(_log(oof[chosen]), y, prior=TEMPERATURE_PRIOR)
-        threshold = np.inf
-        if usable[HEAD]:
-            threshold = _cascade_threshold(oof[HEAD], oof[chosen], y, cascade_min)
         table = table.drop(columns=["correct", "losses"]).assign(chosen=lambda t: t["candidate"] == chosen)
-        self.choice = _Choice(chosen, fusion, temperature, table, threshold)
+        self.choice = _Choice(chosen, fusion, temperature, table)
         self.oof = {name: oof[name] for name in oof if usable[name]}
         return self.choice
 
@@ -742,11 +741,10 @@ class Assistant:
             raise ValueError("threshold_against needs two assistants fitted on the same labels.")
         values = []
         for j, (mine, theirs) in enumerate(zip(self._problems, other._problems)):
-            if HEAD not in getattr(mine, "oof", {}) or theirs.choice.source not in getattr(theirs, "oof", {}):
+            if HEAD not in mine.oof or theirs.choice.source not in theirs.oof:
                 values.append(np.inf)
                 continue
-            y = self._y[:, j]
-            values.append(_cascade_threshold(mine.oof[HEAD], other._suggestion_oof(j), y, self.cascade_min))
+            values.append(_cascade_threshold(mine.oof[HEAD], other._suggestion_oof(j), mine.y, self.cascade_min))
         values = np.array(values)
         return float(values[0]) if self.task.kind == "single" else values
 
@@ -969,22 +967,22 @@ class Assistant:
         for j, problem in enumerate(self._problems):
             L = self._base_log(rows, j)
             scored = ~np.isnan(L).any(axis=1)
+            problem.compared = np.arange(len(rows))
             if len(rows) and not scored.all() and scored.sum() >= self.min_labels:
                 # labeled records the LLM has not scored do not take part in the comparison
-                L, S, yj = L[scored], self._head(rows, j, loo=True)[scored], y[scored, j]
-                D = self._distilled_of(rows, j)[scored]
-            else:
-                S, D, yj = self._head(rows, j, loo=True), self._distilled_of(rows, j), y[:, j]
+                problem.compared = np.flatnonzero(scored)
+            L, yj = L[problem.compared], y[problem.compared, j]
+            S, D = self._head(rows, j, loo=True)[problem.compared], self._distilled_of(rows, j)[problem.compared]
             if len(yj) == 0:
                 fusion = {ZERO_SHOT: _Fusion(np.array([1.0, 0.0, 0.0]), np.zeros(problem.c))}
-                problem.choice = _Choice(ZERO_SHOT, fusion, 1.0, pd.DataFrame(), np.inf)
-                problem.oof = {}
+                problem.choice = _Choice(ZERO_SHOT, fusion, 1.0, pd.DataFrame())
+                problem.oof, problem.y = {}, yj
                 continue
             everyone = np.exp(self._base_log(slice(None), j)).max(axis=1)
             weights = None
             if not np.isnan(L).any():
                 weights = representative_weights(everyone[~np.isnan(everyone)], np.exp(L).max(axis=1))
-            problem.select(L, S, D, yj, self.cascade_min, weights)
+            problem.select(L, S, D, yj, weights)
         self._selected_at = len(rows)
         self.selections += 1
 
@@ -1015,13 +1013,7 @@ class Assistant:
 
         Multi-label: one per label; a record is skipped when every label's head confidence reaches its own.
         """
-        self._need_fit()
-        values = np.array([p.choice.threshold for p in self._problems])
-        if self._student_current() and HEAD in self._problems[0].oof:
-            values[0] = _cascade_threshold(
-                self._problems[0].oof[HEAD], self._student.oof, self._y[:, 0], self.cascade_min
-            )
-        return float(values[0]) if self.task.kind == "single" else values
+        return self.threshold_against(self)
 
     def _student_current(self) -> bool:
         """Whether a student is used and was cross-fitted on the labels the assistant holds now."""
@@ -1029,9 +1021,9 @@ class Assistant:
 
     def _suggestion_oof(self, j: int) -> np.ndarray:
         """Out-of-fold probabilities of the suggestion for unlabeled records (the student's when it is used)."""
-        if self._student_current():
-            return self._student.oof
         problem = self._problems[j]
+        if self._student_current():
+            return self._student.oof[problem.compared]
         return problem.oof[problem.choice.source]
 
     @property
@@ -1100,31 +1092,23 @@ class Assistant:
         used = np.full((len(rows), len(self._problems)), None, dtype=object)
         for j, problem in enumerate(self._problems):
             name = problem.choice.source
-            oof = getattr(problem, "oof", {}).get(name)
-            oof = None if oof is None else oof.copy()
-            L = self._base_log(rows, j)
-            scored = ~np.isnan(L).any(axis=1)
-            if oof is None or len(oof) != len(rows):
+            p = np.full((len(rows), problem.c), np.nan)
+            if name in problem.oof:
+                p[problem.compared] = problem.oof[name]
+                used[problem.compared, j] = name
+            missing = np.isnan(p).any(axis=1)
+            if missing.any() and HEAD in problem.choice.fusion:
                 # labeled rows without LLM scores took no part in the comparison: head leave-one-out for them
-                p = np.full((len(rows), problem.c), np.nan)
-                if oof is not None and len(oof) == scored.sum():
-                    p[scored] = oof
-                    used[scored, j] = name
-                if HEAD in problem.choice.fusion:
-                    fill = np.isnan(p).any(axis=1)
-                    S = self._head(rows, j, loo=True)
-                    F = _Problem.features(L, S, self._distilled_of(rows, j))
-                    p[fill] = _softmax(problem.choice.fusion[HEAD].logits(F[fill]))
-                    used[fill, j] = HEAD
-                oof = p
-            else:
-                used[:, j] = name
+                S = self._head(rows, j, loo=True)
+                F = _Problem.features(self._base_log(rows, j), S, self._distilled_of(rows, j))
+                p[missing] = _softmax(problem.choice.fusion[HEAD].logits(F[missing]))
+                used[missing, j] = HEAD
             calibrated = used[:, j] == name
-            oof[calibrated] = _softmax(_log(oof[calibrated]) / problem.choice.temperature)
+            p[calibrated] = _softmax(_log(p[calibrated]) / problem.choice.temperature)
             if self.task.kind == "single":
-                out = oof
+                out = p
             else:
-                out[:, j] = oof[:, 1]
+                out[:, j] = p[:, 1]
         return rows, out, _row_source(used)
 
     def probs(self) -> tuple[np.ndarray, np.ndarray]:

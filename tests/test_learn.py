@@ -491,6 +491,18 @@ def test_self_training_teaches_the_unlabeled_records_and_leaves_the_labeled_ones
         assert len(at) == 1 and inner._y[at[0], 0] == (y[guessed] + 1) % 4 and len(inner._rows) == before
 
 
+def test_self_training_with_labeled_records_the_model_never_scored(self_train_from_100):
+    # those records take no part in the comparison: the cascade's threshold compares the same records
+    df, task, _ = wide_vocabulary(800, 300, 0)
+    probs = jl.probs(df, task)
+    probs[:60] = np.nan
+    a = Assistant(df, task, probs=probs).fit()
+    assert a.self_training["used"] and len(a._problems[0].compared) == 240
+    assert 0 < a.threshold < 1
+    rows, oof, source = a.oof()
+    assert len(rows) == 300 and not np.isnan(oof).any() and set(source[:60]) == {"head"}
+
+
 def test_self_training_is_cross_fitted(self_train_from_100):
     # every record has words of its own: guesses cannot carry a held-out fold's label to it, so the
     # cross-fitted accuracy is chance; a student that saw the fold's labels would read them off its words

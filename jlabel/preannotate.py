@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import calibration
 from .frame import STRING_DTYPE, ensure_columns, record_keys, set_suggestions, texts
-from .llm.base import LLM
+from .llm.base import LLM, put_rows
 from .prompts import Prompt, choose_examples, default_prompt
 from .task import Task
 
@@ -308,9 +308,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
                     model, task, prompt, record_text.iloc[rows], store_cache, batch, progress, None, vectors=True
                 )
                 if found is not None:
-                    if vectors is None:
-                        vectors = np.full((n, found.shape[1]), np.nan, dtype=np.float32)
-                    vectors[rows] = found
+                    vectors = put_rows(vectors, n, rows, found)
 
         if cascade:
             labeled = np.flatnonzero(~unlabeled(out))
@@ -474,9 +472,7 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
         if cache is not None:
             cache.put(model.id, prompt.hash, hashes[rows].tolist(), result.probs, result.warnings)
         if result.vectors is not None:
-            if V is None:
-                V = np.full((len(record_text), result.vectors.shape[1]), np.nan, dtype=np.float32)
-            V[rows] = result.vectors
+            V = put_rows(V, len(record_text), rows, result.vectors)
             if cache is not None:
                 cache.put_vectors(model.id, prompt.hash, hashes[rows].tolist(), result.vectors)
         if bar is not None:

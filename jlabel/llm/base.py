@@ -40,6 +40,18 @@ def narrow_vector(vector: np.ndarray) -> np.ndarray:
     return vector.astype(np.float32)
 
 
+def put_rows(matrix: np.ndarray | None, n: int, rows, values: np.ndarray) -> np.ndarray:
+    """``values`` written at ``rows`` of ``matrix``; ``None`` starts an ``(n, width)`` float32 matrix of NaN.
+
+    Record vectors arrive in pieces and their width is known only once the first one has.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if matrix is None:
+        matrix = np.full((n, values.shape[-1]), np.nan, dtype=np.float32)
+    matrix[rows] = values
+    return matrix
+
+
 @dataclass
 class Scores:
     """The result of scoring a batch of records.
@@ -153,28 +165,22 @@ class LLM(ABC):
         out = np.full((len(texts), k), np.nan)
         errors: list[str | None] = [None] * len(texts)
         warnings: list[str | None] = [None] * len(texts)
-        found: dict[int, np.ndarray] = {}
+        matrix = None
         before = self.new_tokens()
         for i, text in enumerate(texts):
             try:
                 if vectors:
                     row, warnings[i], vector = self.score_vector_one(prompt, text)
-                    if vector is not None:
-                        found[i] = np.asarray(vector, dtype=np.float32)
                 else:
-                    row, warnings[i] = self.score_one(prompt, text)
+                    (row, warnings[i]), vector = self.score_one(prompt, text), None
                 row = np.asarray(row, dtype=np.float64)
                 if row.shape != (k,) or not np.isfinite(row).all():
                     raise ValueError(f"the backend returned {row!r} for {k} labels")
                 out[i] = row
+                if vector is not None:
+                    matrix = put_rows(matrix, len(texts), i, np.ravel(vector))
             except Exception as error:  # one record failing must not stop the batch
-                found.pop(i, None)
                 errors[i] = f"{type(error).__name__}: {error}"
-        matrix = None
-        if found:
-            matrix = np.full((len(texts), len(next(iter(found.values())))), np.nan, dtype=np.float32)
-            for i, vector in found.items():
-                matrix[i] = vector
         return Scores(out, errors, warnings, self.new_tokens() - before, matrix)
 
     def score(

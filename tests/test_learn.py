@@ -503,6 +503,43 @@ def test_self_training_with_labeled_records_the_model_never_scored(self_train_fr
     assert len(rows) == 300 and not np.isnan(oof).any() and set(source[:60]) == {"head"}
 
 
+class TableLLM(LLM):
+    """Answers each text with the probabilities a table holds for it (a model that knows what it knows)."""
+
+    id = "table@sha256:" + "2" * 64
+
+    def __init__(self, table: dict[str, np.ndarray]):
+        self.table = table
+
+    def score_one(self, prompt, text):
+        return self.table[text], None
+
+    def spans_one(self, prompt, text):
+        raise NotImplementedError
+
+
+def test_preannotate_and_queue_suggest_with_the_self_trained_model(self_train_from_100, monkeypatch):
+    from jlabel import learn
+
+    df, task, y = wide_vocabulary(800, 100, 0)
+    frame = df[["text", "label"]]
+    llm = TableLLM(dict(zip(df["text"], jl.probs(df, task))))
+    options = {"learn": True, "cache": None, "progress": False, "calibrate": None}
+    taught = jl.preannotate(frame, task, llm, **options)
+    # the queue ranks by the self-trained suggestions: least confident first
+    order = jl.queue(taught, task=task, learn=True, explore=0)
+    ranker = Assistant(taught, task, vectors="cache").fit(select=True)
+    assert ranker.self_training["used"]
+    confidence = ranker.probs()[0].max(axis=1)[taught.index.get_indexer(order)]
+    assert np.all(np.diff(confidence) >= -1e-9)
+    monkeypatch.setattr(learn, "SELF_TRAIN_MAX", 0)  # no self-training
+    alone = jl.preannotate(frame, task, llm, **options)
+    unlabeled = np.arange(100, 800)
+    assert accuracy(jl.probs(taught, task)[unlabeled], y[unlabeled]) > (
+        accuracy(jl.probs(alone, task)[unlabeled], y[unlabeled]) + 0.02
+    )
+
+
 def test_self_training_is_cross_fitted(self_train_from_100):
     # every record has words of its own: guesses cannot carry a held-out fold's label to it, so the
     # cross-fitted accuracy is chance; a student that saw the fold's labels would read them off its words

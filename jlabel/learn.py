@@ -8,7 +8,7 @@
   to a second TF-IDF ridge fitted to the LLM's own probabilities on every record it scored (no human label:
   it carries what the LLM knows to records it has not scored). With ``vectors`` (the LLM's record vectors:
   the mean hidden state of the record's tokens, read in the pass that scores it) the head reads them next
-  to the words; a record without one (not scored) is read by its words alone;
+  to the words; a record without one (not scored) is suggested by a twin that learns from words alone;
 - the *combination*: a multinomial logistic regression over the LLM's log-probabilities and the head's
   scores (one non-negative weight per source, one bias per label), trained on the head's leave-one-out
   scores: stacking, so a record's own label never shapes the head scores the combination learns from.
@@ -649,6 +649,9 @@ class Assistant:
         self._vectors: np.ndarray | None = None
         self._raw_vectors: np.ndarray | None = None
         self._vectors_changed = False
+        self._no_vector: np.ndarray | None = None  # records the vectors in use do not cover
+        self._words: Assistant | None = None  # words only: suggests for those records
+        self._fallback = True
         if isinstance(vectors, str):
             if vectors != "cache":
                 raise ValueError(f"vectors must be an (n, d) array, 'cache' or None, got {vectors!r}.")
@@ -692,6 +695,7 @@ class Assistant:
         self._vectors_changed = False
         dense = None if vectors is None else vector_features(self._raw_vectors)
         self._vectors, self._distilled_on = dense, -1
+        self._no_vector = None if dense is None else np.isnan(self._raw_vectors).any(axis=1)
         parts = [z for z in (self._topics, dense) if z is not None]
         self.Z = np.hstack(parts) if len(parts) > 1 else (parts[0] if parts else None)
 
@@ -711,11 +715,18 @@ class Assistant:
             self._vectors_changed = True
         return True
 
-    def with_vectors(self, vectors: np.ndarray | None) -> Assistant:
-        """A new, unfitted assistant on the same frame and text features (not computed again) that reads ``vectors``."""
-        twin = self._twin(self_train=self.self_train)
+    def with_vectors(self, vectors: np.ndarray | None, *, self_train: bool | None = None) -> Assistant:
+        """A new, unfitted assistant on the same frame and text features (not computed again) that reads ``vectors``.
+
+        ``self_train``: default this one's. When this assistant reads words only, it is the new one's
+        fallback for records without a vector (see :meth:`fit`), refitted by it when the labels change.
+        """
+        twin = self._twin(
+            self_train=self.self_train if self_train is None else bool(self_train) and self.task.kind == "single"
+        )
         twin._base, twin._distilled = self._base.copy(), self._distilled.copy()
         twin.set_vectors(vectors)
+        twin._words, twin._fallback = (self if self._vectors is None else None), True
         return twin
 
     def _twin(self, *, self_train: bool = False) -> Assistant:
@@ -725,6 +736,7 @@ class Assistant:
         twin._ridge, twin._selected_at, twin.selections = None, 0, 0
         twin._rows, twin._y, twin._held = self._rows[:0], self._y[:0], self._held[:0]
         twin.self_train, twin._student, twin._self_training = self_train, None, None
+        twin._words, twin._fallback = None, False  # its records without a vector are the caller's concern
         twin._lock = threading.RLock()
         return twin
 
@@ -799,6 +811,8 @@ class Assistant:
         if self._vectors_changed:
             with self._lock:
                 self.set_vectors(self._raw_vectors)
+                if self._student is not None:  # it reads them too (refitted below)
+                    self._student.assistant.set_vectors(self._raw_vectors)
         rows, y = self._labels(labels)
         held = np.zeros(0, dtype=np.int64)
         if len(rows) > TRAIN_MAX:
@@ -826,7 +840,26 @@ class Assistant:
             student.assistant.fit(select=False, labels=self._series(*self._student_labels(student)))
         with self._lock:
             self._student = student
+        self._fit_words(labels, selected)
         return self
+
+    def _fit_words(self, labels: pd.Series | None, selected: bool) -> None:
+        """Fit the words-only assistant that suggests for records without a vector, when some have none.
+
+        Reading their zero vector instead, a head that learned to lean on the vectors was right on 0.68 of
+        held-out news records where words alone were right on 0.84.
+        """
+        if not self._fallback or self._no_vector is None or not self._no_vector.any():
+            self._words = None
+            return
+        words = self._words
+        if words is None:
+            words = self._twin(self_train=self.self_train)
+            words.set_vectors(None)
+        if not (words.fitted and np.array_equal(words._rows, self._rows) and np.array_equal(words._y, self._y)):
+            words.fit(select=selected or not words.fitted, labels=labels)
+        with self._lock:
+            self._words = words
 
     def _series(self, rows: np.ndarray, codes: np.ndarray) -> pd.Series:
         """A ``label`` column with the task's labels ``codes`` at frame positions ``rows`` (single-label)."""
@@ -858,6 +891,8 @@ class Assistant:
         ):
             return None
         unlabeled = np.setdiff1d(np.arange(len(self.df)), self._rows)
+        if self._no_vector is not None:  # the guesses are read with vectors; the words-only fallback has its own
+            unlabeled = unlabeled[~self._no_vector[unlabeled]]
         if not len(unlabeled):
             return None
         rows, y = self._rows, self._y[:, 0]
@@ -1052,6 +1087,16 @@ class Assistant:
             return self._predict(self._rows_of(rows), source)
 
     def _predict(self, rows: np.ndarray, source: str | None, *, student: bool = True):
+        out, used = self._predict_read(rows, source, student)
+        words = self._words
+        if words is not None and words.fitted and self._no_vector is not None and self._no_vector[rows].any():
+            lacking = self._no_vector[rows]
+            with words._lock:
+                out[lacking], used[lacking] = words._predict(rows[lacking], source)
+        return out, used
+
+    def _predict_read(self, rows: np.ndarray, source: str | None, student: bool):
+        """:meth:`_predict` as this assistant reads every record (a record without a vector as a zero one)."""
         student = self._student if student else None
         if source is None and student is not None:
             p, used = student.assistant._predict(rows, None)

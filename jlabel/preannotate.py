@@ -334,8 +334,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
         assistant = Assistant(out, task, probs=probs)
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
-    learner = assistant.with_vectors(vectors)
-    learner.self_train = task.kind == "single"  # the cascade's assistant was built without
+    learner = assistant.with_vectors(vectors, self_train=True)  # the cascade's assistant was built without
     matrix, source = learner.fit(select=True).probs()
     if skipped.any():  # the skipped records' suggestions: the words-only head that skipped them (no vector)
         matrix[skipped], source[skipped] = head[skipped], CASCADE

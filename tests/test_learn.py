@@ -229,6 +229,23 @@ def test_record_vectors_teach_the_head_what_the_words_do_not():
         Assistant(df, task, vectors=np.ones((3, 8)))
 
 
+def test_records_without_a_vector_are_suggested_by_their_words_alone():
+    # the head leans on the vectors; read as a zero vector, a record without one lost 6 points here
+    df, task, y = synthetic(600, seed=5, labeled=200)
+    vectors = np.eye(8)[y] * 2.0 + np.random.default_rng(1).normal(0, 0.5, (600, 8))
+    vectors[400:] = np.nan  # e.g. records the panel's model has not scored yet
+    having, lacking = np.arange(200, 400), np.arange(400, 600)
+    both = Assistant(df, task, probs=None, vectors=vectors).fit(select=True)
+    words = Assistant(df, task, probs=None).fit(select=True)
+    np.testing.assert_array_equal(both.predict(lacking)[0], words.predict(lacking)[0])
+    np.testing.assert_array_equal(both.probs()[0][lacking], words.probs()[0][lacking])
+    assert accuracy(both.predict(lacking)[0], y[lacking]) > 0.88
+    assert accuracy(both.predict(having)[0], y[having]) > 0.97 > accuracy(words.predict(having)[0], y[having])
+    # the vectors of the other records arrive (the panel's live calls): all are read with vectors
+    both.set_vector_rows(lacking, np.eye(8)[y[lacking]] * 2.0)
+    assert accuracy(both.fit().predict(lacking)[0], y[lacking]) > 0.97
+
+
 def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them(tmp_path, monkeypatch):
     from jlabel.preannotate import ScoreCache, cached_vectors, scores_and_vectors
 

@@ -521,14 +521,16 @@ class Labeler(anywidget.AnyWidget):
                     self._record_suggestion(row)
             else:
                 vector = None
-                if self._learn:  # zero-shot, with the record's vector: the labels teach the learner instead
+                # learning: zero-shot, with the record's vector where the model gives one (the labels teach
+                # the learner instead of filling the prompt); a model with score() alone gives probabilities
+                if self._learn and callable(getattr(self._llm, "score_records", None)):
                     scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
                     if scores.errors[0] is not None:
                         raise RuntimeError(scores.errors[0])
                     matrix = scores.probs
                     vector = None if scores.vectors is None else scores.vectors[0]
                 else:
-                    matrix = self._llm.score(self.task, [self._text(row)], examples=examples)
+                    matrix = self._llm.score(self.task, [self._text(row)], examples=() if self._learn else examples)
                 matrix = np.asarray(matrix, dtype=np.float64)
                 if matrix.shape != (1, len(self.task.labels)):
                     raise ValueError(f"the model returned probabilities of shape {matrix.shape}")

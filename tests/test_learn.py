@@ -423,6 +423,9 @@ def test_the_panel_learns_on_top_of_live_model_suggestions():
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == llm.id).all()
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
+    # a model with score() alone is asked zero-shot (no examples in the prompt) and never fails for it
+    assert llm.calls and {n for _, n in llm.calls} == {0}
+    assert df["llm_error"].isna().all()
     w.close()
 
 

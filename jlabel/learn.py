@@ -1125,6 +1125,13 @@ class Assistant:
             if len(self._rows) != self._selected_at:
                 self._select()
             rows, out, used = self._oof()
+            words = self._words
+            if words is not None and words.fitted and self._no_vector[rows].any():
+                # labeled records without a vector: the words-only twin's out-of-fold suggestions
+                theirs = [part[: len(rows)] for part in words.oof()]
+                if np.array_equal(theirs[0], rows):
+                    lacking = self._no_vector[rows]
+                    out[lacking], used[lacking] = theirs[1][lacking], theirs[2][lacking]
             if len(self._held):  # labeled beyond TRAIN_MAX: the model never saw them
                 p, u = self._predict(self._held, None)
                 rows, out, used = np.concatenate([rows, self._held]), np.vstack([out, p]), np.concatenate([used, u])

@@ -234,11 +234,16 @@ def test_records_without_a_vector_are_suggested_by_their_words_alone():
     df, task, y = synthetic(600, seed=5, labeled=200)
     vectors = np.eye(8)[y] * 2.0 + np.random.default_rng(1).normal(0, 0.5, (600, 8))
     vectors[400:] = np.nan  # e.g. records the panel's model has not scored yet
+    vectors[:20] = np.nan  # and labeled records pre-annotated without them
     having, lacking = np.arange(200, 400), np.arange(400, 600)
     both = Assistant(df, task, probs=None, vectors=vectors).fit(select=True)
     words = Assistant(df, task, probs=None).fit(select=True)
     np.testing.assert_array_equal(both.predict(lacking)[0], words.predict(lacking)[0])
     np.testing.assert_array_equal(both.probs()[0][lacking], words.probs()[0][lacking])
+    rows, oof, _ = both.oof()  # jl.check's view of the labeled records without a vector: words alone too
+    assert np.array_equal(rows, words.oof()[0])
+    np.testing.assert_array_equal(oof[:20], words.oof()[1][:20])
+    assert not np.array_equal(oof[20:], words.oof()[1][20:])
     assert accuracy(both.predict(lacking)[0], y[lacking]) > 0.88
     assert accuracy(both.predict(having)[0], y[having]) > 0.97 > accuracy(words.predict(having)[0], y[having])
     # the vectors of the other records arrive (the panel's live calls): all are read with vectors

@@ -1088,12 +1088,18 @@ class Assistant:
 
     def _predict(self, rows: np.ndarray, source: str | None, *, student: bool = True):
         out, used = self._predict_read(rows, source, student)
-        words = self._words
-        if words is not None and words.fitted and self._no_vector is not None and self._no_vector[rows].any():
-            lacking = self._no_vector[rows]
-            with words._lock:
-                out[lacking], used[lacking] = words._predict(rows[lacking], source)
+        lacking = self._lacking(rows)
+        if lacking is not None:
+            with self._words._lock:
+                out[lacking], used[lacking] = self._words._predict(rows[lacking], source)
         return out, used
+
+    def _lacking(self, rows: np.ndarray) -> np.ndarray | None:
+        """Which of ``rows`` have no vector and are suggested by the words-only twin (``None``: none)."""
+        if self._words is None or not self._words.fitted or self._no_vector is None:
+            return None
+        lacking = self._no_vector[rows]
+        return lacking if lacking.any() else None
 
     def _predict_read(self, rows: np.ndarray, source: str | None, student: bool):
         """:meth:`_predict` as this assistant reads every record (a record without a vector as a zero one)."""
@@ -1125,12 +1131,10 @@ class Assistant:
             if len(self._rows) != self._selected_at:
                 self._select()
             rows, out, used = self._oof()
-            words = self._words
-            if words is not None and words.fitted and self._no_vector[rows].any():
-                # labeled records without a vector: the words-only twin's out-of-fold suggestions
-                theirs = [part[: len(rows)] for part in words.oof()]
+            lacking = self._lacking(rows)
+            if lacking is not None:  # the words-only twin's out-of-fold suggestions
+                theirs = [part[: len(rows)] for part in self._words.oof()]
                 if np.array_equal(theirs[0], rows):
-                    lacking = self._no_vector[rows]
                     out[lacking], used[lacking] = theirs[1][lacking], theirs[2][lacking]
             if len(self._held):  # labeled beyond TRAIN_MAX: the model never saw them
                 p, u = self._predict(self._held, None)

@@ -7,7 +7,9 @@ number is measured on the rest:
 
 - raw: the model's probabilities (``calibrate=None``);
 - batch: divided by their mean over the frame (``calibrate="auto"`` on a frame this size);
-- fitted: ``jlabel.calibration.fit`` on the labeled records (a bias per label and a temperature).
+- fitted: ``jlabel.calibration.fit`` on the labeled records (a bias per label and a temperature);
+- learn: ``jl.Assistant`` on the batch-corrected probabilities and the labeled records (as
+  ``preannotate(learn=True)``, without the model's record vectors).
 
     python benchmarks/bench_skew.py [--data ../shared/data/ag_news_dev.csv] [--n 1000] [--size 300] [--labels 50]
 """
@@ -63,10 +65,15 @@ def main() -> None:
                 pick = rng.permutation(pick)
             p, truth = raw[pick], y[pick]
             labeled, rest = slice(0, args.labels), slice(args.labels, None)
+            batch = calibration.rescale(p, calibration.batch_prior(p))
+            frame = df.iloc[pick].reset_index(drop=True)
+            frame["label"] = pd.Series(pd.NA, index=frame.index, dtype=object)
+            frame.loc[: args.labels - 1, "label"] = np.asarray(LABELS, dtype=object)[truth[labeled]]
             variants = {
                 "raw": p,
-                "batch": calibration.rescale(p, calibration.batch_prior(p)),
+                "batch": batch,
                 "fitted": calibration.fit(p[labeled], truth[labeled]).apply(p),
+                "learn": jl.Assistant(frame, task, probs=batch).fit(select=True).predict()[0],
             }
             for variant, q in variants.items():
                 rows.append(

@@ -500,9 +500,10 @@ class Labeler(anywidget.AnyWidget):
         if not len(rows):
             return
         with self._lock:
-            lacking = (
-                self.df["llm_label"].iloc[rows].isna().to_numpy() & ~self._labeled[position : position + len(rows)]
-            )
+            lacking = self.df["llm_label"].iloc[rows].isna().to_numpy()
+            if self._assistant is not None:  # a suggestion the learner made still wants the model's call (and vector)
+                lacking = lacking | np.isnan(self._assistant.base[rows]).any(axis=1)
+            lacking = lacking & ~self._labeled[position : position + len(rows)]
         for offset in np.flatnonzero(lacking).tolist():
             row = int(rows[offset])
             if row not in self._pending and row not in self._failed:

@@ -324,9 +324,14 @@ def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, mon
     llm = VectorLLM(dict(zip(frame["text"], y)))
     w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
     w.send = lambda content, buffers=None: None
+
+    def answered(i: int) -> bool:  # the model's own call came back (the learner may suggest before it does)
+        learner = w._assistant
+        return not pd.isna(frame["llm_label"].iloc[i]) if learner is None else not np.isnan(learner.base[i]).any()
+
     for i in range(60):
         deadline = time.time() + 10
-        while time.time() < deadline and pd.isna(frame["llm_label"].iloc[i]):  # its live suggestion first
+        while time.time() < deadline and not answered(i):
             time.sleep(0.01)
         w.decide(LABELS[y[i]])
     ahead = np.arange(60, 63)  # prefetched: suggested by the model, then learned on top
@@ -334,8 +339,42 @@ def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, mon
     while time.time() < deadline and not frame["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
         time.sleep(0.05)
     assert (jl.probs(frame, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
+    w._executor.submit(lambda: None).result(timeout=30)  # the live calls asked for are in
+    w._schedule_refit()
+    w._learner.submit(lambda: None).result(timeout=30)  # and the learner has read their vectors
     rows, oof, _ = w._assistant.oof()  # words and scores are noise: only the live vectors teach this
     assert accuracy(oof, y[rows]) > 0.9 and len(rows) == 60
+    # every record shown was sent to the model, also those the learner suggested for before it answered
+    assert set(frame["text"].iloc[:63]) <= set(llm.calls)
+    w.close()
+
+
+class NoisyVectorLLM(VectorLLM):
+    """VectorLLM whose label probabilities are confident noise: the head soon beats the model."""
+
+    def score_vector_one(self, prompt, text):
+        _, warning, vector = super().score_vector_one(prompt, text)
+        return np.random.default_rng(sum(map(ord, text)) + 1).dirichlet(np.full(len(LABELS), 0.5)), warning, vector
+
+
+def test_the_panel_keeps_asking_the_model_once_the_head_suggests(tmp_path, monkeypatch):
+    # once the head alone is chosen it suggests for the records ahead before the model answers; the
+    # model must still be asked for them, or the learner never gets their vectors
+    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
+    df, task, y = synthetic(200, seed=24, text_signal=False, llm_signal=False)
+    frame = df[["text"]].copy()
+    llm = NoisyVectorLLM(dict(zip(frame["text"], y)))
+    w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
+    w.send = lambda content, buffers=None: None
+    for i in range(90):
+        deadline = time.time() + 5
+        while time.time() < deadline and pd.isna(frame["llm_label"].iloc[i]):
+            time.sleep(0.01)
+        w.decide(LABELS[y[i]])
+    w._executor.submit(lambda: None).result(timeout=30)
+    w._learner.submit(lambda: None).result(timeout=30)
+    assert w._assistant.source == "head"
+    assert set(frame["text"].iloc[:90]) <= set(llm.calls)
     w.close()
 
 

@@ -438,6 +438,7 @@ def test_the_panel_refits_in_the_background_as_labels_arrive():
     ahead = np.arange(60, 66)
     while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
         time.sleep(0.05)
+    w._learner.submit(lambda: None).result(timeout=30)  # the refit after the last label has run too
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == "m@sha256:0").all()  # still the model whose probabilities it combines
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 5 / 6
@@ -462,6 +463,9 @@ def test_the_panel_learns_on_top_of_live_model_suggestions():
     deadline = time.time() + 30
     while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
         time.sleep(0.05)
+    w._executor.submit(lambda: None).result(timeout=30)  # the live calls asked for are in,
+    w._schedule_refit()
+    w._learner.submit(lambda: None).result(timeout=30)  # and learned from
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == llm.id).all()
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3

@@ -685,17 +685,18 @@ class Labeler(anywidget.AnyWidget):
             label = list(labels[chosen])
             confidence = float(np.where(chosen, p, 1 - p).prod())
         column = self.df.columns.get_loc
-        self.df.iat[row, column("llm_label")] = label
         self.df.iat[row, column("llm_confidence")] = confidence
         self._set_probs(row, p)
         if "llm_source" in self.df.columns:
             self.df.iat[row, column("llm_source")] = pd.NA if source is None else source
-        if keep_model and (self._llm is None or not _missing(self.df.iat[row, column("llm_model")])):
-            return  # a learned suggestion: llm_model still names the model whose probabilities it combines
-        self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
-        prompt = getattr(self._llm, "prompt_hash", None)
-        if prompt is not None:
-            self.df.iat[row, column("llm_prompt")] = str(prompt)
+        # a learned suggestion keeps llm_model: it names the model whose probabilities it combines
+        if not (keep_model and (self._llm is None or not _missing(self.df.iat[row, column("llm_model")]))):
+            self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
+            prompt = getattr(self._llm, "prompt_hash", None)
+            if prompt is not None:
+                self.df.iat[row, column("llm_prompt")] = str(prompt)
+        # the label last: code reading the frame while the panel writes sees a whole suggestion once it sees the label
+        self.df.iat[row, column("llm_label")] = label
 
 
 def _open_store(store, task: Task, annotator: str | None) -> Store:

@@ -181,3 +181,24 @@ def test_record_vectors_come_from_the_scoring_pass_without_changing_the_scores(e
     np.testing.assert_array_equal(again.probs[0], plain.probs[1])
     multi = jl.Task(["World", "Sports"], kind="multi")
     assert embedded_llm.score_records(multi, texts[:1], vectors=True).vectors.shape == (1, VECTOR_DIM)
+
+
+@pytest.mark.model
+def test_two_threads_sharing_the_model_take_turns(embedded_llm, task):
+    # the panel prefetching while a cell pre-annotates with the same model: without the model's lock
+    # llama.cpp aborted the process (GGML_ASSERT) or returned NaN
+    import threading
+
+    news = ["The striker scored twice.", "Shares fell as rates rose.", "Leaders met in Geneva.", "A new chip."]
+    texts = [f"Item {i}: {t}" for i, t in enumerate(news * 3)]
+    alone = embedded_llm.score(task, texts)
+    both: dict[int, np.ndarray] = {}
+    threads = [
+        threading.Thread(target=lambda j=j: both.__setitem__(j, embedded_llm.score(task, texts[6 * j : 6 * j + 6])))
+        for j in (0, 1)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    np.testing.assert_allclose(np.vstack([both[0], both[1]]), alone, atol=1e-6)

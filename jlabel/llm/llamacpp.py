@@ -16,9 +16,11 @@ yes/no question per label (the record's tokens are shared between the questions)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import threading
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +80,21 @@ def check_gguf(path: str | os.PathLike, sha256: str | None = None) -> str:
             f"damaged; reinstall or re-download it, or pass the sha256 of the file you mean to use."
         )
     return digest
+
+
+def _one_at_a_time(method):
+    """Run ``method`` holding the model's lock: llama.cpp's context serves one caller at a time.
+
+    Two threads using one model at once (the panel prefetching while a cell pre-annotates) corrupt its
+    cache and abort the process in llama.cpp (``GGML_ASSERT``); with the lock they take turns per record.
+    """
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
 
 
 class LlamaCppLLM(LLM):
@@ -148,6 +165,7 @@ class LlamaCppLLM(LLM):
         self.n_ctx = self._model.n_ctx()
         weakref.finalize(self, self._model.close)  # free llama.cpp memory before interpreter teardown
         self._evaluated = 0
+        self._lock = threading.RLock()
         self._empty_prompts: dict[tuple[str, str | None], list[int]] = {}  # (prompt hash, label): tokens
         template = self._model.metadata.get("tokenizer.chat_template") or _CHATML
         from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -308,11 +326,13 @@ class LlamaCppLLM(LLM):
 
     # --- the protocol ----------------------------------------------------------------------------
 
+    @_one_at_a_time
     def score_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None]:
         """Label probabilities for one record (see the module docstring for how)."""
         row, warning, _ = self._score(prompt, text, vector=False)
         return row, warning
 
+    @_one_at_a_time
     def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         """:meth:`score_one` and the record's vector: the mean hidden state of its own tokens, from the same pass.
 
@@ -388,6 +408,7 @@ class LlamaCppLLM(LLM):
         out[kept] = self.sequence_logprobs(sequences)
         return out
 
+    @_one_at_a_time
     def spans_one(self, prompt: Prompt, text: str) -> SpanResult:
         """Grammar-constrained JSON spans, checked against the text, with per-span confidences.
 
@@ -437,6 +458,7 @@ class LlamaCppLLM(LLM):
         spans, notes = check_spans(text, raw, task.labels, confidence)
         return SpanResult(spans, ([warning] if warning else []) + notes)
 
+    @_one_at_a_time
     def generate(self, messages: list[dict[str, str]], *, max_tokens: int = 60) -> str:
         """Greedy free text after the chat ``messages``, up to the end of the assistant's turn."""
         tokens = self.tokenize(self.render(messages))

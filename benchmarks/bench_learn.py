@@ -33,21 +33,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from news import DEFAULT, LABELS, load_news
+from news import DEFAULT, LABELS, load_news, with_labels
 
 import jlabel as jl
 from jlabel import calibration
-from jlabel.frame import STRING_DTYPE
 from jlabel.preannotate import ScoreCache, scores_and_vectors, text_hashes
 from jlabel.prompts import default_prompt
-
-
-def with_labels(df: pd.DataFrame, y: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
-    out = df.copy()
-    label = pd.Series(pd.NA, index=df.index, dtype=STRING_DTYPE)
-    label.iloc[rows] = np.asarray(LABELS, dtype=object)[y[rows]]
-    out["label"] = label
-    return out
 
 
 def measure(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from news import DEFAULT, LABELS, load_news
+from news import DEFAULT, LABELS, load_news, with_labels
 
 import jlabel as jl
 from jlabel import calibration
@@ -66,9 +66,7 @@ def main() -> None:
             p, truth = raw[pick], y[pick]
             labeled, rest = slice(0, args.labels), slice(args.labels, None)
             batch = calibration.rescale(p, calibration.batch_prior(p))
-            frame = df.iloc[pick].reset_index(drop=True)
-            frame["label"] = pd.Series(pd.NA, index=frame.index, dtype=object)
-            frame.loc[: args.labels - 1, "label"] = np.asarray(LABELS, dtype=object)[truth[labeled]]
+            frame = with_labels(df.iloc[pick].reset_index(drop=True), truth, np.arange(args.labels))
             variants = {
                 "raw": p,
                 "batch": batch,

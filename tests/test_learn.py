@@ -316,14 +316,29 @@ def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch
     assert str(7) in suspects.index[:3]
 
 
-def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, monkeypatch):
-    # nothing pre-annotated, nothing cached: the panel's own calls bring the vectors the learner reads
+def vector_panel(tmp_path, monkeypatch):
+    """A learning panel on 200 records whose words and model scores are noise and whose vectors carry the
+    label (VectorLLM); nothing pre-annotated or cached."""
     monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
     df, task, y = synthetic(200, seed=24, text_signal=False, llm_signal=False)
     frame = df[["text"]].copy()
     llm = VectorLLM(dict(zip(frame["text"], y)))
     w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
     w.send = lambda content, buffers=None: None
+    return frame, task, y, llm, w
+
+
+def settle(w) -> None:
+    """Wait until the panel's live model calls asked for so far are in and the learner has refitted after them."""
+    if w._executor is not None:
+        w._executor.submit(lambda: None).result(timeout=30)
+    w._schedule_refit()
+    w._learner.submit(lambda: None).result(timeout=30)
+
+
+def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, monkeypatch):
+    # nothing pre-annotated, nothing cached: the panel's own calls bring the vectors the learner reads
+    frame, task, y, llm, w = vector_panel(tmp_path, monkeypatch)
 
     def answered(i: int) -> bool:  # the model's own call came back (the learner may suggest before it does)
         learner = w._assistant
@@ -339,9 +354,7 @@ def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, mon
     while time.time() < deadline and not frame["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
         time.sleep(0.05)
     assert (jl.probs(frame, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
-    w._executor.submit(lambda: None).result(timeout=30)  # the live calls asked for are in
-    w._schedule_refit()
-    w._learner.submit(lambda: None).result(timeout=30)  # and the learner has read their vectors
+    settle(w)
     rows, oof, _ = w._assistant.oof()  # words and scores are noise: only the live vectors teach this
     assert accuracy(oof, y[rows]) > 0.9 and len(rows) == 60
     # every record shown was sent to the model, also those the learner suggested for before it answered
@@ -358,19 +371,13 @@ def test_the_panel_keeps_asking_the_model_once_the_head_suggests(tmp_path, monke
         return learn.HEAD if learn.HEAD in set(table["candidate"]) else learn.ZERO_SHOT
 
     monkeypatch.setattr(learn._Problem, "_choose", head_when_it_can)
-    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
-    df, task, y = synthetic(200, seed=24, text_signal=False, llm_signal=False)
-    frame = df[["text"]].copy()
-    llm = VectorLLM(dict(zip(frame["text"], y)))
-    w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
-    w.send = lambda content, buffers=None: None
+    frame, _, y, llm, w = vector_panel(tmp_path, monkeypatch)
     for i in range(90):
         deadline = time.time() + 5
         while time.time() < deadline and pd.isna(frame["llm_label"].iloc[i]):
             time.sleep(0.01)
         w.decide(LABELS[y[i]])
-    w._executor.submit(lambda: None).result(timeout=30)
-    w._learner.submit(lambda: None).result(timeout=30)
+    settle(w)
     assert w._assistant.source == "head"
     assert set(frame["text"].iloc[:90]) <= set(llm.calls)
     w.close()
@@ -438,7 +445,7 @@ def test_the_panel_refits_in_the_background_as_labels_arrive():
     ahead = np.arange(60, 66)
     while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
         time.sleep(0.05)
-    w._learner.submit(lambda: None).result(timeout=30)  # the refit after the last label has run too
+    settle(w)
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == "m@sha256:0").all()  # still the model whose probabilities it combines
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 5 / 6
@@ -463,9 +470,7 @@ def test_the_panel_learns_on_top_of_live_model_suggestions():
     deadline = time.time() + 30
     while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
         time.sleep(0.05)
-    w._executor.submit(lambda: None).result(timeout=30)  # the live calls asked for are in,
-    w._schedule_refit()
-    w._learner.submit(lambda: None).result(timeout=30)  # and learned from
+    settle(w)
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == llm.id).all()
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3

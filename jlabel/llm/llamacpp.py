@@ -344,15 +344,14 @@ class LlamaCppLLM(LLM):
     def _score(self, prompt: Prompt, text: str, vector: bool) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         task = prompt.task
         if task.kind == "single":
-            forms = [(j, form) for j, label in enumerate(task.labels) for form in prompt.forms(label)]
-            reserve = 8 + max(len(self.tokenize(form)) for _, form in forms)
+            owner, forms = zip(*[(j, form) for j, label in enumerate(task.labels) for form in prompt.forms(label)])
+            reserve = 8 + max(len(self.tokenize(form)) for form in forms)
             text, warning = self._fit(prompt, text, None, reserve)
             base = self.render(prompt.messages(text))
             pooled = self._record_vector(prompt, base, None) if vector else None
-            logp = self._continuations(base, [form for _, form in forms], owners=[j for j, _ in forms])
-            owner = np.array([j for j, _ in forms])
+            logp = self._continuations(base, forms, owners=owner)
             per_label = np.full(len(task.labels), -np.inf)
-            np.logaddexp.at(per_label, owner, logp)
+            np.logaddexp.at(per_label, np.array(owner), logp)
             return np.exp(per_label - np.logaddexp.reduce(per_label)), warning, pooled
         if task.kind == "multi":
             out = np.empty(len(task.labels))

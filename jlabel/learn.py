@@ -722,21 +722,26 @@ class Assistant:
         fallback for records without a vector (see :meth:`fit`), refitted by it when the labels change.
         """
         twin = self._twin(
-            self_train=self.self_train if self_train is None else bool(self_train) and self.task.kind == "single"
+            self_train=self.self_train if self_train is None else bool(self_train) and self.task.kind == "single",
+            fallback=True,
         )
         twin._base, twin._distilled = self._base.copy(), self._distilled.copy()
         twin.set_vectors(vectors)
-        twin._words, twin._fallback = (self if self._vectors is None else None), True
+        twin._words = self if self._vectors is None else None
         return twin
 
-    def _twin(self, *, self_train: bool = False) -> Assistant:
-        """An unfitted assistant sharing this one's frame, features, LLM probabilities and distilled scores."""
+    def _twin(self, *, self_train: bool = False, fallback: bool = False) -> Assistant:
+        """An unfitted assistant sharing this one's frame, features, LLM probabilities and distilled scores.
+
+        ``fallback``: whether it keeps its own words-only twin for records without a vector; the helpers
+        and students of self-training do not (their caller suggests for those records).
+        """
         twin = copy.copy(self)
         twin._problems = [_Problem(p.c, self.folds, self.seed, self.margin, self.min_labels) for p in self._problems]
         twin._ridge, twin._selected_at, twin.selections = None, 0, 0
         twin._rows, twin._y, twin._held = self._rows[:0], self._y[:0], self._held[:0]
         twin.self_train, twin._student, twin._self_training = self_train, None, None
-        twin._words, twin._fallback = None, False  # its records without a vector are the caller's concern
+        twin._words, twin._fallback = None, fallback
         twin._lock = threading.RLock()
         return twin
 

@@ -10,7 +10,7 @@ import pytest
 
 import jlabel as jl
 from jlabel.frame import STRING_DTYPE
-from jlabel.learn import Assistant, _Ridge, text_features, vector_features
+from jlabel.learn import Assistant, _Ridge, impute_vectors, text_features, vector_features
 from jlabel.llm.base import LLM
 from tests.test_preannotate import KeywordLLM
 
@@ -249,6 +249,36 @@ def test_records_without_a_vector_are_suggested_by_their_words_alone():
     # the vectors of the other records arrive (the panel's live calls): all are read with vectors
     both.set_vector_rows(lacking, np.eye(8)[y[lacking]] * 2.0)
     assert accuracy(both.fit().predict(lacking)[0], y[lacking]) > 0.97
+
+
+def test_vectors_missing_are_imputed_from_the_topics_of_the_records_that_have_one():
+    rng = np.random.default_rng(3)
+    topics = rng.normal(size=(300, 20))
+    truth = topics @ rng.normal(size=(20, 8))
+    truth /= np.linalg.norm(truth, axis=1, keepdims=True)
+    missing = np.zeros(300, dtype=bool)
+    missing[:40] = True
+    features = np.where(missing[:, None], 0.0, truth)
+    filled = impute_vectors(features, topics, missing)
+    cosine = (filled[:40] * truth[:40]).sum(axis=1)
+    assert cosine.min() > 0.95 and cosine.mean() > 0.99  # the truth is normalised, so only nearly linear
+    np.testing.assert_allclose(np.linalg.norm(filled[:40], axis=1), 1.0)
+    np.testing.assert_array_equal(filled[40:], truth[40:])
+    assert (features[:40] == 0).all()  # the input is left as it was
+    assert impute_vectors(truth, topics, np.zeros(300, dtype=bool)) is truth
+
+
+def test_labeled_records_without_a_vector_train_the_head_with_one_imputed_from_their_words():
+    df, task, y = synthetic(400, seed=6, labeled=200)
+    vectors = np.eye(8)[y] * 2.0 + np.random.default_rng(2).normal(0, 0.5, (400, 8))
+    vectors[:60] = np.nan  # labeled before the model scored them
+    a = Assistant(df, task, probs=None, vectors=vectors)
+    read = a.Z[:, -8:]  # the vector columns the head reads, after the latent topics
+    assert (np.abs(read[:60]).sum(axis=1) > 0).all()
+    # the words carry the label here, so the imputed vector points the way a real one of that label does
+    real = read[60:200]
+    centroids = np.stack([real[y[60:200] == c].mean(axis=0) for c in range(len(LABELS))])
+    assert ((read[:60] @ centroids.T).argmax(axis=1) == y[:60]).mean() > 0.8
 
 
 def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them(tmp_path, monkeypatch):

@@ -319,6 +319,30 @@ def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them
     assert np.all(np.diff(confidence) >= -1e-9)  # least confident first by the probabilities that read the vectors
 
 
+def test_queue_learns_when_the_cache_holds_vectors_for_part_of_the_frame(tmp_path, monkeypatch):
+    from jlabel.preannotate import cached_vectors
+
+    df, task, y = synthetic(400, seed=24, labeled=200, text_signal=False, llm_signal=False)
+    frame = df[["text", "label"]]
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    cache = tmp_path / "c.sqlite"
+    monkeypatch.setenv("JLABEL_CACHE", str(cache))
+    jl.preannotate(frame.iloc[:300], task, llm, learn=True, progress=False, calibrate=None)  # vectors for 300
+    # 100 more records, pre-annotated without learning (zero-shot too, so the same prompt): scores only
+    out = jl.preannotate(frame, task, llm, examples=None, progress=False, calibrate=None)
+    assert len(llm.calls) == 400
+    vectors = cached_vectors(out, task)
+    assert np.isnan(vectors[300:]).all() and not np.isnan(vectors[:300]).any()
+    order = out.index.get_indexer(jl.queue(out, task=task, learn=True, explore=0))
+    assert sorted(order) == list(range(200, 400))
+    # the words are noise: records read with a vector are sure, those without (words alone) are not, and come first
+    assert set(order[:100]) == set(range(300, 400))
+    learned = Assistant(out, task, vectors=vectors).fit(select=True)
+    assert accuracy(learned.predict(np.arange(200, 300))[0], y[200:300]) > 0.9
+    words = Assistant(out, task).fit(select=True)
+    np.testing.assert_array_equal(learned.predict(np.arange(300, 400))[0], words.predict(np.arange(300, 400))[0])
+
+
 def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch):
     df, task, y = synthetic(300, seed=23, text_signal=False, llm_signal=False)
     frame = df[["text"]]

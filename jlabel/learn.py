@@ -74,6 +74,8 @@ TEMPERATURE_PRIOR = 200.0
 CHAR_NGRAMS_MAX = 100_000
 #: the cascade skips nothing before this many labels (its threshold would rest on too little)
 CASCADE_MIN_LABELS = 200
+#: records a missing vector's imputation is fitted on, at most
+IMPUTE_FIT_MAX = 20_000
 #: the head learns from at most this many labels (a seeded sample that stays put as labels arrive): its
 #: solve is dense in the number of labels (about 1 s and 130 MB at 4,000); the other labeled records are
 #: predicted by it, out of sample
@@ -147,12 +149,14 @@ def impute_vectors(features: np.ndarray, topics: np.ndarray, missing: np.ndarray
     0.844 (0.851 with every vector); with self-training, 0.850 to 0.856. Records without a vector are
     still suggested for by words alone (the imputed vector is a function of the words).
     """
-    have = ~missing
-    if not missing.any() or have.sum() < 2:
+    have = np.flatnonzero(~missing)
+    if not missing.any() or len(have) < 2:
         return features
+    if len(have) > IMPUTE_FIT_MAX:  # a regression of a few hundred dimensions learns no more from more
+        have = np.sort(np.random.default_rng(0).choice(have, IMPUTE_FIT_MAX, replace=False))
     T = topics[have].astype(np.float64)
     W = np.linalg.solve(T.T @ T + alpha * np.eye(T.shape[1]), T.T @ features[have].astype(np.float64))
-    guess = topics[missing] @ W
+    guess = topics[missing] @ W.astype(topics.dtype)
     norms = np.linalg.norm(guess, axis=1, keepdims=True)
     out = features.copy()
     out[missing] = guess / np.where(norms > 0, norms, 1)

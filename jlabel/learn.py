@@ -693,6 +693,7 @@ class Assistant:
         self._rows = np.zeros(0, dtype=np.int64)
         self._y = np.zeros((0, len(self._problems)), dtype=np.int64)
         self._selected_at = 0
+        self._vectored_at = 0  # labeled records with a vector at the last model selection
         self._held = np.zeros(0, dtype=np.int64)  # labeled rows beyond TRAIN_MAX, not trained on
         self._priority = np.random.default_rng(seed).permutation(len(df))  # which labels TRAIN_MAX keeps
         self._lock = threading.RLock()
@@ -766,7 +767,7 @@ class Assistant:
         """
         twin = copy.copy(self)
         twin._problems = [_Problem(p.c, self.folds, self.seed, self.margin, self.min_labels) for p in self._problems]
-        twin._ridge, twin._selected_at, twin.selections = None, 0, 0
+        twin._ridge, twin._selected_at, twin._vectored_at, twin.selections = None, 0, 0, 0
         twin._rows, twin._y, twin._held = self._rows[:0], self._y[:0], self._held[:0]
         twin.self_train, twin._student, twin._self_training = self_train, None, None
         twin._words, twin._fallback = None, fallback
@@ -797,6 +798,13 @@ class Assistant:
     def base(self) -> np.ndarray:
         """The LLM's (zero-shot) probabilities the assistant combines, ``(n, k)``."""
         return self._base
+
+    def labeled_without_vector(self) -> np.ndarray:
+        """Frame positions of the labeled records (as of the last :meth:`fit`) that have no record vector."""
+        with self._lock:
+            if self._raw_vectors is None:
+                return self._rows.copy()
+            return self._rows[np.isnan(self._raw_vectors[self._rows]).any(axis=1)]
 
     def _labels(self, column: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame positions of the labeled records and their targets, one column per problem."""
@@ -862,7 +870,11 @@ class Assistant:
                 grown = len(rows) >= self.reselect * max(self._selected_at, 1) or len(rows) >= self._selected_at + 25
                 # while the LLM alone is chosen, every new label may be the one that lets the head in
                 waiting = self.selections and self.source == ZERO_SHOT and len(rows) != self._selected_at
-                select = self.selections == 0 or grown or waiting
+                # vectors that arrived for labeled records (asked for after their labels) change what the head
+                # learns as much as new labels do: for a quarter of the labels (or 25), choose again
+                arrived = self._labeled_with_vector() - self._vectored_at
+                arrived = arrived > 0 and arrived >= min(25, (self.reselect - 1) * len(rows))
+                select = self.selections == 0 or grown or waiting or arrived
             selected = bool(select or not self.fitted)
             if selected:
                 self._select()
@@ -1052,7 +1064,14 @@ class Assistant:
                 weights = representative_weights(everyone[~np.isnan(everyone)], np.exp(L).max(axis=1))
             problem.select(L, S, D, yj, weights)
         self._selected_at = len(rows)
+        self._vectored_at = self._labeled_with_vector()
         self.selections += 1
+
+    def _labeled_with_vector(self) -> int:
+        """How many of the labeled records trained on have a record vector."""
+        if self._raw_vectors is None:
+            return 0
+        return int((~np.isnan(self._raw_vectors[self._rows]).any(axis=1)).sum())
 
     # -- outputs -----------------------------------------------------------------
 

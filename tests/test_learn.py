@@ -281,6 +281,23 @@ def test_labeled_records_without_a_vector_train_the_head_with_one_imputed_from_t
     assert ((read[:60] @ centroids.T).argmax(axis=1) == y[:60]).mean() > 0.8
 
 
+def test_vectors_arriving_for_the_labeled_records_make_the_learner_choose_again():
+    df, task, y = synthetic(300, seed=7, labeled=100, text_signal=False, llm_signal=False)
+    vectors = np.eye(8)[y] * 2.0 + np.random.default_rng(3).normal(0, 0.5, (300, 8))
+    a = Assistant(df, task, probs=None, vectors=np.where(np.arange(300)[:, None] < 100, np.nan, vectors))
+    a.fit(select=True)  # the labeled records have no vector yet: a head on noise, flattened by its temperature
+    rest = np.arange(100, 300)
+    assert accuracy(a.predict(rest)[0], y[rest]) < 0.5
+    selections = a.selections
+    a.set_vector_rows(np.arange(10), vectors[:10])
+    a.fit()  # too few to matter: the choice stands
+    assert a.selections == selections
+    a.set_vector_rows(np.arange(100), vectors[:100])
+    a.fit()
+    assert a.selections == selections + 1
+    assert accuracy(a.predict(rest)[0], y[rest]) > 0.9
+
+
 def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them(tmp_path, monkeypatch):
     from jlabel.preannotate import ScoreCache, cached_vectors, scores_and_vectors
 
@@ -388,6 +405,32 @@ def settle(w) -> None:
         w._executor.submit(lambda: None).result(timeout=30)
     w._schedule_refit()
     w._learner.submit(lambda: None).result(timeout=30)
+
+
+def test_the_panel_asks_the_idle_model_for_the_vectors_of_labels_given_before_it_opened(tmp_path, monkeypatch):
+    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
+    df, task, y = synthetic(200, seed=25, labeled=100, text_signal=False, llm_signal=False)
+    frame = df[["text", "label"]].copy()
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
+    w.send = lambda content, buffers=None: None
+    deadline = time.time() + 60
+
+    def lacking() -> int:  # labeled records without a vector, once the learner has fitted
+        learner = w._assistant
+        return 100 if learner is None or not learner.fitted else len(learner.labeled_without_vector())
+
+    while time.time() < deadline and lacking():
+        time.sleep(0.05)
+    settle(w)
+    assert len(w._assistant.labeled_without_vector()) == 0
+    assert set(frame["text"][:100]) <= set(llm.calls)
+    assert frame["llm_label"].iloc[:100].isna().all()  # the labeled records' suggestion columns are left alone
+    # the head learned from the real vectors of the labels (imputed from noise words, they would teach nothing)
+    rest = np.arange(100, 200)
+    w._assistant.set_vector_rows(rest, np.array([llm.score_vector_one(None, t)[2] for t in frame["text"].iloc[rest]]))
+    assert accuracy(w._assistant.fit().predict(rest)[0], y[rest]) > 0.9
+    w.close()
 
 
 def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, monkeypatch):

@@ -102,6 +102,12 @@ class ScoreCache:
         width = len(next(iter(found.values()))) // np.dtype(np.float16).itemsize
         return _unpack(found, keys, np.float16, width).astype(np.float32)
 
+    def vector_prompts(self, model: str) -> list[str]:
+        """The prompt hashes under which record vectors of ``model`` are cached."""
+        with self._lock:
+            rows = self._conn.execute("SELECT DISTINCT prompt FROM vectors WHERE model=?", [model]).fetchall()
+        return sorted(prompt for (prompt,) in rows)
+
     def put_vectors(self, model: str, prompt: str, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store record vectors as float16 (NaN rows are skipped)."""
         ok = ~np.isnan(vectors).any(axis=1)
@@ -372,8 +378,11 @@ def cached_vectors(df: pd.DataFrame, task: Task, cache: str | os.PathLike | None
     """The record vectors a ``preannotate(learn=True)`` run left in the score cache for this frame's suggestions.
 
     Looked up by the frame's most common (``llm_model``, ``llm_prompt``) pair and each record's text, in
-    ``cache`` (default: :func:`default_cache`); ``None`` when the frame has no suggestions, the file does
-    not exist or holds none of them. The panel, :func:`jlabel.queue` and :func:`jlabel.check` learn with them.
+    ``cache`` (default: :func:`default_cache`). When that prompt has none (the frame was pre-annotated
+    again with another prompt, e.g. with few-shot examples), the same model's vectors under the prompt
+    that covers most of the records are used: one prompt's vectors, so they are alike. ``None`` when the
+    frame has no suggestions, the file does not exist or holds none of them. The panel,
+    :func:`jlabel.queue` and :func:`jlabel.check` learn with them.
     """
     if task.kind == "spans" or not {"llm_model", "llm_prompt"} <= set(df.columns) or not len(df):
         return None
@@ -385,8 +394,14 @@ def cached_vectors(df: pd.DataFrame, task: Task, cache: str | os.PathLike | None
         return None
     model, prompt = pairs.index[0]
     store = ScoreCache(path)
+    keys = text_hashes(texts(df, task)).tolist()
     try:
-        return store.get_vectors(model, prompt, text_hashes(texts(df, task)).tolist())
+        found = store.get_vectors(model, prompt, keys)
+        if found is not None:
+            return found
+        others = [store.get_vectors(model, other, keys) for other in store.vector_prompts(model)]
+        others = [v for v in others if v is not None]
+        return max(others, key=lambda v: int((~np.isnan(v).any(axis=1)).sum()), default=None)
     finally:
         store.close()
 

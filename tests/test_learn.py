@@ -360,6 +360,26 @@ def test_queue_learns_when_the_cache_holds_vectors_for_part_of_the_frame(tmp_pat
     np.testing.assert_array_equal(learned.predict(np.arange(300, 400))[0], words.predict(np.arange(300, 400))[0])
 
 
+def test_vectors_are_found_after_the_frame_is_pre_annotated_again_with_another_prompt(tmp_path, monkeypatch):
+    from jlabel.preannotate import cached_vectors
+
+    df, task, y = synthetic(120, seed=26, labeled=60, text_signal=False, llm_signal=False)
+    frame = df[["text", "label"]]
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "c.sqlite"))
+    learned = jl.preannotate(frame.iloc[:100], task, llm, learn=True, progress=False, calibrate=None)
+    vectors = cached_vectors(learned, task)
+    again = jl.preannotate(frame, task, llm, progress=False, calibrate=None)  # few-shot: another prompt
+    assert again["llm_prompt"].iloc[0] != learned["llm_prompt"].iloc[0]
+    found = cached_vectors(again, task)
+    np.testing.assert_array_equal(found[:100], vectors)
+    assert np.isnan(found[100:]).all()
+    # one prompt's vectors only: a second zero-shot run on a few records does not win over the first
+    other = jl.Task(LABELS, instructions="Sort these.")
+    jl.preannotate(frame.iloc[:5], other, llm, learn=True, progress=False, calibrate=None)
+    np.testing.assert_array_equal(cached_vectors(again, task), found)
+
+
 def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch):
     df, task, y = synthetic(300, seed=23, text_signal=False, llm_signal=False)
     frame = df[["text"]]

@@ -185,6 +185,7 @@ class Labeler(anywidget.AnyWidget):
         self._live_vectors: dict[int, np.ndarray] = {}  # vectors of live model calls made before the learner exists
         self._vector_asked: set[int] = set()  # labeled records the model was asked for a vector (see _fill_vectors)
         self._filling = False
+        self._gives_vectors = True  # False once the model answered without one: no more calls for vectors
         self._refit_wanted = False
         self._learner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-learn") if self._learn else None
         if self._learn:
@@ -572,7 +573,7 @@ class Labeler(anywidget.AnyWidget):
         if self._executor is None or not callable(getattr(self._llm, "score_records", None)):
             return
         with self._lock:
-            if self._assistant is None or self._pending or self._filling:
+            if self._assistant is None or self._pending or self._filling or not self._gives_vectors:
                 return
             lacking = [r for r in self._assistant.labeled_without_vector().tolist() if r not in self._vector_asked]
             if not lacking:
@@ -587,7 +588,9 @@ class Labeler(anywidget.AnyWidget):
     def _fill_vector(self, row: int, last: bool) -> None:
         try:
             scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
-            if scores.errors[0] is None and scores.vectors is not None:
+            if scores.errors[0] is None and scores.vectors is None:  # a backend without vectors
+                self._gives_vectors = False
+            elif scores.errors[0] is None:
                 with self._lock:
                     if np.isnan(self._assistant.base[row]).any():
                         self._assistant.set_base([row], scores.probs[:1])

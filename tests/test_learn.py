@@ -453,6 +453,30 @@ def test_the_panel_asks_the_idle_model_for_the_vectors_of_labels_given_before_it
     w.close()
 
 
+def test_the_panel_asks_no_more_for_vectors_once_the_model_gives_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
+    df, task, y = synthetic(120, seed=27, labeled=60)
+
+    class ScoresOnly(VectorLLM):  # scores, and no vectors (LLM's default score_vector_one)
+        score_vector_one = LLM.score_vector_one
+
+        def score_one(self, prompt, text):
+            self.calls.append(text)
+            return np.full(len(LABELS), 1 / len(LABELS)), None
+
+    llm = ScoresOnly(dict(zip(df["text"], y)))
+    w = jl.Labeler(df[["text", "label"]].copy(), task, annotator="ana", llm=llm, learn=True)
+    w.send = lambda content, buffers=None: None
+    deadline = time.time() + 30
+    while time.time() < deadline and (w._assistant is None or not w._assistant.fitted):
+        time.sleep(0.05)
+    for _ in range(3):
+        settle(w)
+    assert not w._gives_vectors
+    assert len(set(llm.calls) & set(df["text"][:60])) == 1  # one labeled record asked, then no more
+    w.close()
+
+
 def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, monkeypatch):
     # nothing pre-annotated, nothing cached: the panel's own calls bring the vectors the learner reads
     frame, task, y, llm, w = vector_panel(tmp_path, monkeypatch)

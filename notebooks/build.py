@@ -288,7 +288,8 @@ held-out sample whose topics nobody labels tells whether the suggestions got bet
         """\
 truth = news["topic"]
 held_out = news.groupby("topic").head(10).index  # 40 records nobody labels: the yardstick
-df = jl.preannotate(news.drop(columns="topic"), task, llm)
+# no labels yet: the model's zero-shot suggestions; learn=True also caches each record's vector for later
+df = jl.preannotate(news.drop(columns="topic"), task, llm, learn=True)
 
 
 def held_out_accuracy(frame):
@@ -329,8 +330,8 @@ df["label"].value_counts()""",
     (
         "md",
         """\
-Pre-annotate again, learning from the 60 labels. The model's scores are cached, so this costs
-no model call; `llm_source` says which source each suggestion came from (`zero-shot`, `head`,
+Pre-annotate again, learning from the 60 labels. The model's scores and record vectors are
+cached from the first run, so this costs no model call; `llm_source` says which source each suggestion came from (`zero-shot`, `head`,
 `combined`). Records that were labeled get out-of-fold suggestions (their own label never
 vouches for itself).""",
     ),

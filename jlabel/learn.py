@@ -592,7 +592,8 @@ class Assistant:
     lsa
         Dimensions of the latent-topic vectors (truncated SVD of the TF-IDF matrix of every record, no
         labels used) the head sees next to the words: they let few labels reach records that share
-        topics but not words. ``0``: words only. Memory: ``4 * lsa`` bytes per record.
+        topics but not words, and a labeled record without a record vector trains with one imputed from them.
+        ``0``: words only (and zeros for a missing vector). Memory: ``4 * lsa`` bytes per record.
     id
         A column holding the record keys (default: the index).
 

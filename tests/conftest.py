@@ -10,6 +10,14 @@ import jlabel as jl
 NEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def score_cache_of_the_run(tmp_path_factory):
+    """The default score cache of this test run: tests never read or write the user's own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JLABEL_CACHE", str(tmp_path_factory.mktemp("cache") / "scores.sqlite"))
+        yield
+
+
 @pytest.fixture
 def task() -> jl.Task:
     return jl.Task(NEWS_LABELS, instructions="Classify the news article by topic.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ import pyarrow as pa
 import traitlets
 
 from .frame import check_labels_match, ensure_columns, probs, record_keys, texts, unlabeled
+from .preannotate import ScoreCache, cached_vectors, default_cache, text_hashes
 from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
 from .task import Task
 
@@ -79,6 +81,12 @@ class Labeler(anywidget.AnyWidget):
         queue; ``llm_source`` (and the suggestion's ``source``) says ``zero-shot``, ``head`` or
         ``combined``. The model's live calls are then zero-shot (the labels teach the learner rather
         than fill the prompt) and hand it each record's vector too. Span tasks keep the model alone.
+    cache
+        With ``learn=True``: where the model's zero-shot scores and record vectors are kept, as by
+        :func:`jlabel.preannotate` (``True``: the default score cache; a path; ``False``: none). The
+        panel reads a record from it instead of calling the model, writes what its own calls return,
+        and its learner finds the vectors of ``preannotate(learn=True)`` runs there. So a panel opened
+        again in a new kernel, and ``jl.queue`` / ``jl.check`` after it, do not ask the model again.
 
     Notes
     -----
@@ -134,6 +142,7 @@ class Labeler(anywidget.AnyWidget):
         seed: int = 0,
         id: str | None = None,
         learn: bool = False,
+        cache: str | Path | bool | None = True,
     ) -> None:
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"Labeler takes a pandas DataFrame as df, got {type(df).__name__}.")
@@ -141,6 +150,8 @@ class Labeler(anywidget.AnyWidget):
             raise TypeError(f"learn is True or False, got {learn!r}.")
         if not isinstance(task, Task):
             raise TypeError(f"task must be a jl.Task, got {type(task).__name__}: build one with jl.Task([...]).")
+        if not (cache is None or isinstance(cache, (bool, str, os.PathLike))):
+            raise TypeError(f"cache must be True, False or a file path, got {type(cache).__name__}.")
         if isinstance(blind, bool) or not isinstance(blind, (int, float)) or not 0 <= blind <= 1:
             raise ValueError(f"blind is the share of records whose suggestion is hidden, 0..1; got {blind!r}.")
         if isinstance(context, str):
@@ -184,6 +195,9 @@ class Labeler(anywidget.AnyWidget):
         self._assistant = None
         self._live_vectors: dict[int, np.ndarray] = {}  # vectors of live model calls made before the learner exists
         self._vector_asked: set[int] = set()  # labeled records the model was asked for a vector (see _fill_vectors)
+        self._cache_path = None if cache is None or cache is False else (default_cache() if cache is True else cache)
+        self._score_cache: ScoreCache | None = None  # opened at its first use (see _scores_of)
+        self._cache_prompt: str | None = None
         self._filling = False
         self._gives_vectors = True  # False once the model answered without one: no more calls for vectors
         self._refit_wanted = False
@@ -259,6 +273,11 @@ class Labeler(anywidget.AnyWidget):
             executor = getattr(self, name, None)  # absent when __init__ failed early
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
+        if getattr(self, "_score_cache", None) is not None:
+            with self._lock:
+                cache, self._score_cache, self._cache_path = self._score_cache, None, None
+            if cache is not None:
+                cache.close()
         super().close()
 
     # -- messages ----------------------------------------------------------------
@@ -528,11 +547,7 @@ class Labeler(anywidget.AnyWidget):
                 # learning: zero-shot, with the record's vector where the model gives one (the labels teach
                 # the learner instead of filling the prompt); a model with score() alone gives probabilities
                 if self._learn and callable(getattr(self._llm, "score_records", None)):
-                    scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
-                    if scores.errors[0] is not None:
-                        raise RuntimeError(scores.errors[0])
-                    matrix = scores.probs
-                    vector = None if scores.vectors is None else scores.vectors[0]
+                    matrix, vector = self._scores_of(row)
                 else:
                     matrix = self._llm.score(self.task, [self._text(row)], examples=() if self._learn else examples)
                 matrix = np.asarray(matrix, dtype=np.float64)
@@ -587,14 +602,14 @@ class Labeler(anywidget.AnyWidget):
 
     def _fill_vector(self, row: int, last: bool) -> None:
         try:
-            scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
-            if scores.errors[0] is None and scores.vectors is None:  # a backend without vectors
+            matrix, vector = self._scores_of(row)
+            if vector is None:  # a backend without vectors
                 self._gives_vectors = False
-            elif scores.errors[0] is None:
+            else:
                 with self._lock:
                     if np.isnan(self._assistant.base[row]).any():
-                        self._assistant.set_base([row], scores.probs[:1])
-                    self._assistant.set_vector_rows([row], scores.vectors[0])
+                        self._assistant.set_base([row], matrix)
+                    self._assistant.set_vector_rows([row], vector)
         except Exception:  # a labeled record's vector is an extra: the learner imputes one without it
             pass
         finally:
@@ -603,6 +618,45 @@ class Labeler(anywidget.AnyWidget):
         if last:
             self._schedule_refit()
         self._fill_vectors()
+
+    def _scores_of(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The model's zero-shot probabilities ``(1, k)`` and vector of a record: from the cache, else a model call.
+
+        A call's answer is written to the cache. Raises when the model fails on the record.
+        """
+        key = text_hashes(pd.Series([self._text(row)])).tolist()
+        k = len(self.task.labels)
+        with self._lock:
+            cache = self._open_score_cache()
+            if cache is not None:
+                found, _ = cache.get(self._llm.id, self._cache_prompt, key, k)
+                vectors = cache.get_vectors(self._llm.id, self._cache_prompt, key)
+                vector = None if vectors is None or np.isnan(vectors).any() else vectors[0]
+                if not np.isnan(found).any() and (vector is not None or not self._gives_vectors):
+                    self._llm.prompt_hash = self._cache_prompt  # what the suggestion records as its prompt
+                    return found, vector
+        scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
+        if scores.errors[0] is not None:
+            raise RuntimeError(scores.errors[0])
+        vector = None if scores.vectors is None else scores.vectors[0]
+        with self._lock:
+            if self._score_cache is not None:
+                self._score_cache.put(self._llm.id, self._cache_prompt, key, scores.probs, scores.warnings)
+                if vector is not None:
+                    self._score_cache.put_vectors(self._llm.id, self._cache_prompt, key, vector[None, :])
+        return scores.probs, vector
+
+    def _open_score_cache(self) -> ScoreCache | None:
+        """The score cache (caller holds the lock), opened at first use; None when the panel keeps none."""
+        if self._score_cache is None and self._cache_path is not None:
+            if not callable(getattr(self._llm, "prompt_for", None)) or not isinstance(
+                getattr(self._llm, "id", None), str
+            ):
+                self._cache_path = None  # a model without an id and prompts: nothing to key the cache by
+                return None
+            self._cache_prompt = self._llm.prompt_for(self.task, None, ()).hash
+            self._score_cache = ScoreCache(self._cache_path)
+        return self._score_cache
 
     # -- learning from every label --------------------------------------------------
 
@@ -627,7 +681,8 @@ class Labeler(anywidget.AnyWidget):
                     base = probs(self.df, self.task)
             if self._assistant is None:
                 # features of every record, computed once (outside the lock: the panel keeps working)
-                assistant = Assistant(self.df, self.task, probs=base, vectors="cache", id=self._id)
+                vectors = cached_vectors(self.df, self.task, self._cache_path) if self._cache_path else None
+                assistant = Assistant(self.df, self.task, probs=base, vectors=vectors, id=self._id)
                 with self._lock:  # live calls that finished while it was built
                     current = probs(self.df, self.task)
                     late = np.flatnonzero(np.isnan(base).any(axis=1) & ~np.isnan(current).any(axis=1))

@@ -453,6 +453,43 @@ def test_the_panel_asks_the_idle_model_for_the_vectors_of_labels_given_before_it
     w.close()
 
 
+def test_the_panel_keeps_its_model_calls_in_the_score_cache(tmp_path, monkeypatch):
+    from jlabel.preannotate import cached_vectors
+
+    frame, task, y, llm, w = vector_panel(tmp_path, monkeypatch)
+    for i in range(30):
+        deadline = time.time() + 10
+        while time.time() < deadline and (w._assistant is None or np.isnan(w._assistant.base[i]).any()):
+            time.sleep(0.01)
+        w.decide(LABELS[y[i]])
+    settle(w)
+    w.close()
+    asked = list(llm.calls)
+    assert set(frame["text"][:30]) <= set(asked)
+    vectors = cached_vectors(frame, task)  # the default cache (JLABEL_CACHE), where the panel wrote them
+    scored = frame["text"].isin(asked).to_numpy()
+    assert not np.isnan(vectors[scored]).any() and np.isnan(vectors[~scored]).all()
+    # a panel opened again on the frame (a new kernel) asks the model for nothing it was asked before
+    again = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
+    again.send = lambda content, buffers=None: None
+    settle(again)
+    settle(again)
+    assert not set(llm.calls[len(asked) :]) & set(asked)
+    assert len(again._assistant.labeled_without_vector()) == 0
+    again.close()
+    # without a cache it asks again: here for the vectors of the 30 labels
+    before = len(llm.calls)
+    fresh = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True, cache=False)
+    fresh.send = lambda content, buffers=None: None
+    deadline = time.time() + 30
+    while time.time() < deadline and not set(frame["text"][:30]) <= set(llm.calls[before:]):
+        time.sleep(0.05)
+    assert set(frame["text"][:30]) <= set(llm.calls[before:])
+    fresh.close()
+    with pytest.raises(TypeError, match="cache must be True, False or a file path"):
+        jl.Labeler(frame, task, llm=llm, learn=True, cache=3)
+
+
 def test_the_panel_asks_no_more_for_vectors_once_the_model_gives_none(tmp_path, monkeypatch):
     monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "empty.sqlite"))
     df, task, y = synthetic(120, seed=27, labeled=60)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
@@ -628,11 +629,15 @@ class Labeler(anywidget.AnyWidget):
         k = len(self.task.labels)
         with self._lock:
             cache = self._open_score_cache()
-            if cache is not None:
-                found, _ = cache.get(self._llm.id, self._cache_prompt, key, k)
-                vectors = cache.get_vectors(self._llm.id, self._cache_prompt, key)
+            try:
+                found = None if cache is None else cache.get(self._llm.id, self._cache_prompt, key, k)[0]
+                vectors = None if cache is None else cache.get_vectors(self._llm.id, self._cache_prompt, key)
+            except (sqlite3.Error, OSError) as error:
+                self._drop_score_cache(error)
+                found = None
+            if found is not None and not np.isnan(found).any():
                 vector = None if vectors is None or np.isnan(vectors).any() else vectors[0]
-                if not np.isnan(found).any() and (vector is not None or not self._gives_vectors):
+                if vector is not None or not self._gives_vectors:
                     self._llm.prompt_hash = self._cache_prompt  # what the suggestion records as its prompt
                     return found, vector
         scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
@@ -640,11 +645,24 @@ class Labeler(anywidget.AnyWidget):
             raise RuntimeError(scores.errors[0])
         vector = None if scores.vectors is None else scores.vectors[0]
         with self._lock:
-            if self._score_cache is not None:
-                self._score_cache.put(self._llm.id, self._cache_prompt, key, scores.probs, scores.warnings)
-                if vector is not None:
-                    self._score_cache.put_vectors(self._llm.id, self._cache_prompt, key, vector[None, :])
+            try:
+                if self._score_cache is not None:
+                    self._score_cache.put(self._llm.id, self._cache_prompt, key, scores.probs, scores.warnings)
+                    if vector is not None:
+                        self._score_cache.put_vectors(self._llm.id, self._cache_prompt, key, vector[None, :])
+            except (sqlite3.Error, OSError) as error:
+                self._drop_score_cache(error)
         return scores.probs, vector
+
+    def _drop_score_cache(self, error: Exception) -> None:
+        """Go on without the score cache (caller holds the lock): the suggestions matter more than keeping them."""
+        self.message = (
+            f"The score cache {str(self._cache_path)!r} cannot be used ({type(error).__name__}: {error}); "
+            "the panel goes on without it. Pass cache= a writable file, or cache=False."
+        )
+        if self._score_cache is not None:
+            self._score_cache.close()
+        self._score_cache, self._cache_path = None, None
 
     def _open_score_cache(self) -> ScoreCache | None:
         """The score cache (caller holds the lock), opened at first use; None when the panel keeps none."""
@@ -655,7 +673,10 @@ class Labeler(anywidget.AnyWidget):
                 self._cache_path = None  # a model without an id and prompts: nothing to key the cache by
                 return None
             self._cache_prompt = self._llm.prompt_for(self.task, None, ()).hash
-            self._score_cache = ScoreCache(self._cache_path)
+            try:
+                self._score_cache = ScoreCache(self._cache_path)
+            except (sqlite3.Error, OSError) as error:
+                self._drop_score_cache(error)
         return self._score_cache
 
     # -- learning from every label --------------------------------------------------

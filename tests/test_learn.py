@@ -488,6 +488,15 @@ def test_the_panel_keeps_its_model_calls_in_the_score_cache(tmp_path, monkeypatc
     fresh.close()
     with pytest.raises(TypeError, match="cache must be True, False or a file path"):
         jl.Labeler(frame, task, llm=llm, learn=True, cache=3)
+    # a cache that cannot be opened: the panel says so and goes on suggesting without it
+    (tmp_path / "a_file").write_text("")
+    unlabeled = frame.drop(columns=[c for c in frame.columns if c != "text"])
+    broken = jl.Labeler(unlabeled, task, annotator="ana", llm=llm, learn=True, cache=tmp_path / "a_file" / "c.sqlite")
+    broken.send = lambda content, buffers=None: None
+    settle(broken)
+    assert "score cache" in broken.message and "cache=False" in broken.message
+    assert unlabeled["llm_label"].iloc[:3].notna().all()
+    broken.close()
 
 
 def test_the_panel_asks_no_more_for_vectors_once_the_model_gives_none(tmp_path, monkeypatch):

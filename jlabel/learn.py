@@ -44,6 +44,7 @@ the LLM alone (an :class:`Assistant` refuses them; ``preannotate(learn=True)`` l
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -1276,6 +1277,7 @@ def learning_curve(
     seed: int = 0,
     probs: str = "llm_probs",
     id: str | None = None,
+    cache: str | os.PathLike | bool = True,
 ):
     """Accuracy of the suggestions against the number of human labels, cross-validated, as an Altair chart.
 
@@ -1295,8 +1297,13 @@ def learning_curve(
         and its cache); ``None`` uses the frame's ``probs`` column as it is.
     sizes
         Numbers of labels (default: 10, 20, 50, 100, 200, ... up to 80 % of the labels).
+    cache
+        The score cache that ``llm``'s scores go to and the record vectors come from (``True``: the
+        default; a path, as given to ``preannotate``; ``False``: none).
     """
     import altair as alt
+
+    from .preannotate import cached_vectors
 
     if not isinstance(task, Task) or task.kind != "single":
         raise ValueError("learning_curve works on single-label tasks (pass a jl.Task with kind='single').")
@@ -1317,7 +1324,9 @@ def learning_curve(
             )
         from .preannotate import preannotate
 
-        scored = preannotate(labeled.iloc[np.flatnonzero(missing)], task, llm, examples=None, progress=False)
+        scored = preannotate(
+            labeled.iloc[np.flatnonzero(missing)], task, llm, examples=None, progress=False, cache=cache or None
+        )
         base[missing] = probs_of(scored, task)
     n = len(labeled)
     if sizes is None:
@@ -1337,7 +1346,7 @@ def learning_curve(
             frame["label"] = pd.Series(pd.NA, index=frame.index, dtype=object)
             frame.iloc[train, frame.columns.get_loc("label")] = labeled["label"].to_numpy(dtype=object)[train]
             if assistant is None:
-                assistant = Assistant(frame, task, probs=base, vectors="cache", seed=seed)
+                assistant = Assistant(frame, task, probs=base, vectors=cached_vectors(frame, task, cache), seed=seed)
             assistant.df = frame
             assistant.fit(select=True)
             chosen, _ = assistant.predict(test)

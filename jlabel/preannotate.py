@@ -374,19 +374,19 @@ def scores_and_vectors(
     return raw, vectors
 
 
-def cached_vectors(df: pd.DataFrame, task: Task, cache: str | os.PathLike | None = None) -> np.ndarray | None:
+def cached_vectors(df: pd.DataFrame, task: Task, cache: str | os.PathLike | bool | None = None) -> np.ndarray | None:
     """The record vectors a ``preannotate(learn=True)`` run left in the score cache for this frame's suggestions.
 
     Looked up by the frame's most common (``llm_model``, ``llm_prompt``) pair and each record's text, in
-    ``cache`` (default: :func:`default_cache`). When that prompt has none (the frame was pre-annotated
+    ``cache`` (``None`` or ``True``: :func:`default_cache`; ``False``: none). When that prompt has none (the frame was pre-annotated
     again with another prompt, e.g. with few-shot examples), the same model's vectors under the prompt
     that covers most of the records are used: one prompt's vectors, so they are alike. ``None`` when the
     frame has no suggestions, the file does not exist or holds none of them. The panel,
     :func:`jlabel.queue` and :func:`jlabel.check` learn with them.
     """
-    if task.kind == "spans" or not {"llm_model", "llm_prompt"} <= set(df.columns) or not len(df):
+    if cache is False or task.kind == "spans" or not {"llm_model", "llm_prompt"} <= set(df.columns) or not len(df):
         return None
-    path = Path(cache) if cache is not None else default_cache()
+    path = default_cache() if cache is None or cache is True else Path(cache)
     if not path.is_file():
         return None
     pairs = df[["llm_model", "llm_prompt"]].dropna().astype(str).value_counts()

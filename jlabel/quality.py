@@ -13,6 +13,8 @@ Single-label tasks only for the probability-based parts.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -79,6 +81,7 @@ def check(
     similar: bool = True,
     id: str | None = None,
     learn: bool | None = None,
+    cache: str | os.PathLike | bool = True,
 ) -> pd.DataFrame:
     """Human labels that are likely wrong, most suspicious first, each with a reason.
 
@@ -151,7 +154,10 @@ def check(
         from .learn import Assistant
 
         # out-of-fold suggestions of labeled records only: no self-training (it teaches unlabeled ones)
-        assistant = Assistant(df, task, probs=matrix, vectors="cache", self_train=False, id=id)
+        from .preannotate import cached_vectors
+
+        vectors = cached_vectors(df, task, cache)
+        assistant = Assistant(df, task, probs=matrix, vectors=vectors, self_train=False, id=id)
         learned_rows, learned, _ = assistant.fit(select=True).oof()
         matrix = matrix.copy()
         matrix[learned_rows] = learned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -97,6 +98,7 @@ def queue(
     id: str | None = None,
     task=None,
     learn: bool = False,
+    cache: str | os.PathLike | bool = True,
 ) -> pd.Index:
     """The unlabeled records' keys, most informative first.
 
@@ -127,6 +129,9 @@ def queue(
         With ``learn=True`` (and the :class:`jlabel.Task`), rank with the probabilities of a
         :class:`jlabel.Assistant` learned from the frame's human labels and the ``probs`` column,
         instead of the column as it is (not for ``disagreement``).
+    cache
+        With ``learn=True``: the score cache holding the record vectors of a ``preannotate(learn=True)``
+        run, read by the learner (``True``: the default; a path, as given to ``preannotate``; ``False``: none).
 
     Returns
     -------
@@ -160,7 +165,7 @@ def queue(
             )
         mats = [matrix(df, c) for c in columns]
         if learn:
-            mats = [_learned(df, task, columns[0], id, strategy)]
+            mats = [_learned(df, task, columns[0], id, strategy, cache)]
         if n < len(df):
             mats = [m[candidates] for m in mats]
         score = scores(mats if strategy == "disagreement" else mats[0], strategy)
@@ -184,8 +189,9 @@ def queue(
     return keys[candidates[ranked]]
 
 
-def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str) -> np.ndarray:
+def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str, cache) -> np.ndarray:
     from .learn import Assistant
+    from .preannotate import cached_vectors
     from .task import Task
 
     if not isinstance(task, Task):
@@ -194,7 +200,8 @@ def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str)
         raise ValueError(
             "learn=True ranks with one learned probability matrix; use another strategy than 'disagreement'."
         )
-    return Assistant(df, task, probs=column, vectors="cache", id=id).fit(select=True).probs()[0]
+    vectors = cached_vectors(df, task, cache)
+    return Assistant(df, task, probs=column, vectors=vectors, id=id).fit(select=True).probs()[0]
 
 
 def _round_robin(df: pd.DataFrame, column: str, candidates: np.ndarray, ranked: np.ndarray) -> np.ndarray:

@@ -407,6 +407,39 @@ def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch
     assert str(7) in suspects.index[:3]
 
 
+def test_queue_check_and_learning_curve_read_the_cache_they_are_given(tmp_path):
+    from jlabel.preannotate import cached_vectors
+
+    df, task, y = synthetic(300, seed=29, text_signal=False, llm_signal=False)
+    llm = VectorLLM(dict(zip(df["text"], y)))
+    labels = pd.Series(np.asarray(LABELS, dtype=object)[y], dtype=STRING_DTYPE)
+    frame = df[["text"]].assign(label=labels.mask(np.arange(300) >= 150))
+    mine = tmp_path / "mine.sqlite"  # not the default cache
+    jl.preannotate(frame, task, llm, learn=True, cache=mine, progress=False, calibrate=None)  # leaves the vectors
+    # the model's own suggestions (noise here), from the same cache: only the vectors know the labels
+    out = jl.preannotate(frame, task, llm, examples=None, cache=mine, progress=False, calibrate=None)
+    assert len(llm.calls) == 300
+    assert cached_vectors(out, task) is None and cached_vectors(out, task, False) is None
+    vectors = cached_vectors(out, task, mine)
+    # the queue ranks by the probabilities that read the vectors in the cache it is given
+    order = out.index.get_indexer(jl.queue(out, task=task, learn=True, explore=0, cache=mine))
+    confidence = Assistant(out, task, vectors=vectors).fit(select=True).probs()[0].max(axis=1)[order]
+    assert np.all(np.diff(confidence) >= -1e-9)
+    assert not np.array_equal(order, out.index.get_indexer(jl.queue(out, task=task, learn=True, explore=0)))
+    # check finds a flipped label only with the vectors (neither the words nor the scores tell)
+    flipped = out.copy()
+    flipped.loc[flipped.index[7], "label"] = LABELS[(y[7] + 1) % 4]
+    assert "7" in jl.check(flipped, task, similar=False, cache=mine).index[:3]
+    assert "7" not in jl.check(flipped, task, similar=False, cache=False).index[:3]
+
+    # the learning curve learns from them too
+    def learned(cache) -> float:
+        table = jl.learning_curve(out, task, sizes=[100], repeats=1, cache=cache).data
+        return float(table.loc[table["source"] == "suggestion", "accuracy"].iloc[0])
+
+    assert learned(mine) > 0.9 > 0.6 > learned(False)
+
+
 def vector_panel(tmp_path, monkeypatch):
     """A learning panel on 200 records whose words and model scores are noise and whose vectors carry the
     label (VectorLLM); nothing pre-annotated or cached."""

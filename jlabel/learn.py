@@ -1071,9 +1071,7 @@ class Assistant:
 
     def _labeled_with_vector(self) -> int:
         """How many of the labeled records trained on have a record vector."""
-        if self._raw_vectors is None:
-            return 0
-        return int((~np.isnan(self._raw_vectors[self._rows]).any(axis=1)).sum())
+        return len(self._rows) - len(self.labeled_without_vector())
 
     # -- outputs -----------------------------------------------------------------
 
@@ -1325,7 +1323,7 @@ def learning_curve(
         from .preannotate import preannotate
 
         scored = preannotate(
-            labeled.iloc[np.flatnonzero(missing)], task, llm, examples=None, progress=False, cache=cache or None
+            labeled.iloc[np.flatnonzero(missing)], task, llm, examples=None, progress=False, cache=cache
         )
         base[missing] = probs_of(scored, task)
     n = len(labeled)

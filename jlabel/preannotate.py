@@ -449,8 +449,8 @@ def _without_done(df, task, model, prompt) -> np.ndarray:
 
 
 def gives_vectors(model: LLM) -> bool:
-    """Whether ``model`` reads record vectors in its scoring pass (llama.cpp does)."""
-    return type(model).score_vector_one is not LLM.score_vector_one
+    """Whether ``model`` reads record vectors in its scoring pass (llama.cpp does): :attr:`LLM.gives_vectors`."""
+    return bool(getattr(model, "gives_vectors", False))
 
 
 def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progress: bool, held, vectors=False):

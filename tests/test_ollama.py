@@ -447,3 +447,4 @@ def test_record_vectors_come_from_the_embed_api(host, news_task, monkeypatch):
         monkeypatch.setattr(backend, "score_one", lambda prompt, text: (np.full(4, 0.25), None))
         assert backend.score_records(news_task, texts, vectors=True).vectors is None
         assert calls == ["embed"]
+        assert not gives_vectors(backend)  # so pre-annotation and the panel stop asking for them

@@ -109,6 +109,12 @@ class LLM(ABC):
         normalised over the label set; multi: P(yes) per label.
         """
 
+    @property
+    def gives_vectors(self) -> bool:
+        """Whether :meth:`score_vector_one` gives record vectors: a backend that overrides it, until it finds
+        it cannot (an Ollama model the server does not embed with)."""
+        return type(self).score_vector_one is not LLM.score_vector_one
+
     def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         """:meth:`score_one` and the record's vector from the same pass (``None``: this backend has none).
 

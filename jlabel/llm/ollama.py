@@ -347,6 +347,10 @@ class OllamaLLM(LLM):
         response = self._ask(self._coded_messages(prompt, codes, text), fmt, 3)
         return self._answer(response, {c: i for i, c in enumerate(codes)}.get, k), warning
 
+    @property
+    def gives_vectors(self) -> bool:
+        return self._embeds
+
     def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         """:meth:`score_one`, and the record's vector from the server's ``/api/embed`` (a second request).
 

@@ -26,7 +26,8 @@ import pyarrow as pa
 import traitlets
 
 from .frame import check_labels_match, ensure_columns, probs, record_keys, texts, unlabeled
-from .preannotate import ScoreCache, cached_vectors, default_cache, text_hashes
+from .llm.base import LLM
+from .preannotate import ScoreCache, _open_cache, _score, cached_vectors, default_cache, gives_vectors
 from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
 from .task import Task
 
@@ -196,11 +197,10 @@ class Labeler(anywidget.AnyWidget):
         self._assistant = None
         self._live_vectors: dict[int, np.ndarray] = {}  # vectors of live model calls made before the learner exists
         self._vector_asked: set[int] = set()  # labeled records the model was asked for a vector (see _fill_vectors)
-        self._cache_path = None if cache is None or cache is False else (default_cache() if cache is True else cache)
+        self._cache = False if cache is None else cache  # as preannotate's (None there means none too)
         self._score_cache: ScoreCache | None = None  # opened at its first use (see _scores_of)
-        self._cache_prompt: str | None = None
+        self._prompt = None  # the learning mode's zero-shot prompt (see _zero_shot)
         self._filling = False
-        self._gives_vectors = True  # False once the model answered without one: no more calls for vectors
         self._refit_wanted = False
         self._learner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jlabel-learn") if self._learn else None
         if self._learn:
@@ -276,7 +276,7 @@ class Labeler(anywidget.AnyWidget):
                 executor.shutdown(wait=False, cancel_futures=True)
         if getattr(self, "_score_cache", None) is not None:
             with self._lock:
-                cache, self._score_cache, self._cache_path = self._score_cache, None, None
+                cache, self._score_cache, self._cache = self._score_cache, None, False
             if cache is not None:
                 cache.close()
         super().close()
@@ -544,18 +544,19 @@ class Labeler(anywidget.AnyWidget):
                     self._write_spans(row, result.spans)
                     self._record_suggestion(row)
             else:
-                vector = None
+                vector, prompt = None, None
                 # learning: zero-shot, with the record's vector where the model gives one (the labels teach
                 # the learner instead of filling the prompt); a model with score() alone gives probabilities
-                if self._learn and callable(getattr(self._llm, "score_records", None)):
+                if self._learn and isinstance(self._llm, LLM):
                     matrix, vector = self._scores_of(row)
+                    prompt = self._zero_shot().hash
                 else:
                     matrix = self._llm.score(self.task, [self._text(row)], examples=() if self._learn else examples)
                 matrix = np.asarray(matrix, dtype=np.float64)
                 if matrix.shape != (1, len(self.task.labels)):
                     raise ValueError(f"the model returned probabilities of shape {matrix.shape}")
                 with self._lock:
-                    self._write_suggestion(row, matrix[0], "zero-shot")
+                    self._write_suggestion(row, matrix[0], "zero-shot", prompt=prompt)
                     if self._assistant is None:
                         if vector is not None:
                             self._live_vectors[row] = vector
@@ -586,10 +587,10 @@ class Labeler(anywidget.AnyWidget):
         with half of 200 labels lacking one, 0.863 against 0.856 held out). One record at a time, so a
         prefetch waits for at most one call; the frame's suggestion columns are left as they were.
         """
-        if self._executor is None or not callable(getattr(self._llm, "score_records", None)):
+        if self._executor is None or not isinstance(self._llm, LLM) or not gives_vectors(self._llm):
             return
         with self._lock:
-            if self._assistant is None or self._pending or self._filling or not self._gives_vectors:
+            if self._assistant is None or self._pending or self._filling:
                 return
             lacking = [r for r in self._assistant.labeled_without_vector().tolist() if r not in self._vector_asked]
             if not lacking:
@@ -604,9 +605,7 @@ class Labeler(anywidget.AnyWidget):
     def _fill_vector(self, row: int, last: bool) -> None:
         try:
             matrix, vector = self._scores_of(row)
-            if vector is None:  # a backend without vectors
-                self._gives_vectors = False
-            else:
+            if vector is not None:
                 with self._lock:
                     if np.isnan(self._assistant.base[row]).any():
                         self._assistant.set_base([row], matrix)
@@ -621,63 +620,49 @@ class Labeler(anywidget.AnyWidget):
         self._fill_vectors()
 
     def _scores_of(self, row: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """The model's zero-shot probabilities ``(1, k)`` and vector of a record: from the cache, else a model call.
+        """The model's zero-shot probabilities ``(1, k)`` and vector (``None``: it gives none) of a record.
 
-        A call's answer is written to the cache. Raises when the model fails on the record.
+        Read and written through the score cache as :func:`jlabel.preannotate` does, so a record cached
+        there costs no call. Raises when the model fails on the record.
         """
-        key = text_hashes(pd.Series([self._text(row)])).tolist()
-        k = len(self.task.labels)
+        text = pd.Series([self._text(row)])
         with self._lock:
             cache = self._open_score_cache()
+        try:
+            raw, _, errors, vectors = _score(self._llm, self.task, self._zero_shot(), text, cache, 1, False, None, True)
+        except (sqlite3.Error, OSError) as error:
+            with self._lock:
+                self._drop_score_cache(error)
+            raw, _, errors, vectors = _score(self._llm, self.task, self._zero_shot(), text, None, 1, False, None, True)
+        if errors[0] is not None:
+            raise RuntimeError(errors[0])
+        return raw, None if vectors is None else vectors[0]
+
+    def _zero_shot(self):
+        """The prompt of the learning mode's model calls (the labels teach the learner, not the prompt)."""
+        if self._prompt is None:
+            self._prompt = self._llm.prompt_for(self.task, None, ())
+        return self._prompt
+
+    def _open_score_cache(self) -> ScoreCache | None:
+        """The score cache (caller holds the lock), opened at first use; None when the panel keeps none."""
+        if self._score_cache is None and self._cache is not False:
             try:
-                found = None if cache is None else cache.get(self._llm.id, self._cache_prompt, key, k)[0]
-                vectors = None if cache is None else cache.get_vectors(self._llm.id, self._cache_prompt, key)
+                self._score_cache = _open_cache(self._cache)
             except (sqlite3.Error, OSError) as error:
                 self._drop_score_cache(error)
-                found = None
-            if found is not None and not np.isnan(found).any():
-                vector = None if vectors is None or np.isnan(vectors).any() else vectors[0]
-                if vector is not None or not self._gives_vectors:
-                    self._llm.prompt_hash = self._cache_prompt  # what the suggestion records as its prompt
-                    return found, vector
-        scores = self._llm.score_records(self.task, [self._text(row)], vectors=True)
-        if scores.errors[0] is not None:
-            raise RuntimeError(scores.errors[0])
-        vector = None if scores.vectors is None else scores.vectors[0]
-        with self._lock:
-            try:
-                if self._score_cache is not None:
-                    self._score_cache.put(self._llm.id, self._cache_prompt, key, scores.probs, scores.warnings)
-                    if vector is not None:
-                        self._score_cache.put_vectors(self._llm.id, self._cache_prompt, key, vector[None, :])
-            except (sqlite3.Error, OSError) as error:
-                self._drop_score_cache(error)
-        return scores.probs, vector
+        return self._score_cache
 
     def _drop_score_cache(self, error: Exception) -> None:
         """Go on without the score cache (caller holds the lock): the suggestions matter more than keeping them."""
+        where = default_cache() if self._cache is True else self._cache
         self.message = (
-            f"The score cache {str(self._cache_path)!r} cannot be used ({type(error).__name__}: {error}); "
+            f"The score cache {str(where)!r} cannot be used ({type(error).__name__}: {error}); "
             "the panel goes on without it. Pass cache= a writable file, or cache=False."
         )
         if self._score_cache is not None:
             self._score_cache.close()
-        self._score_cache, self._cache_path = None, None
-
-    def _open_score_cache(self) -> ScoreCache | None:
-        """The score cache (caller holds the lock), opened at first use; None when the panel keeps none."""
-        if self._score_cache is None and self._cache_path is not None:
-            if not callable(getattr(self._llm, "prompt_for", None)) or not isinstance(
-                getattr(self._llm, "id", None), str
-            ):
-                self._cache_path = None  # a model without an id and prompts: nothing to key the cache by
-                return None
-            self._cache_prompt = self._llm.prompt_for(self.task, None, ()).hash
-            try:
-                self._score_cache = ScoreCache(self._cache_path)
-            except (sqlite3.Error, OSError) as error:
-                self._drop_score_cache(error)
-        return self._score_cache
+        self._score_cache, self._cache = None, False
 
     # -- learning from every label --------------------------------------------------
 
@@ -702,7 +687,7 @@ class Labeler(anywidget.AnyWidget):
                     base = probs(self.df, self.task)
             if self._assistant is None:
                 # features of every record, computed once (outside the lock: the panel keeps working)
-                vectors = cached_vectors(self.df, self.task, self._cache_path) if self._cache_path else None
+                vectors = cached_vectors(self.df, self.task, self._cache)
                 assistant = Assistant(self.df, self.task, probs=base, vectors=vectors, id=self._id)
                 with self._lock:  # live calls that finished while it was built
                     current = probs(self.df, self.task)
@@ -797,7 +782,9 @@ class Labeler(anywidget.AnyWidget):
         if prompt is not None:
             self.df.iat[row, column("llm_prompt")] = str(prompt)
 
-    def _write_suggestion(self, row: int, p: np.ndarray, source: str | None = None, keep_model: bool = False) -> None:
+    def _write_suggestion(
+        self, row: int, p: np.ndarray, source: str | None = None, keep_model: bool = False, prompt: str | None = None
+    ) -> None:
         labels = np.array(self.task.labels, dtype=object)
         if self.task.kind == "single":
             p = p / p.sum()
@@ -815,7 +802,7 @@ class Labeler(anywidget.AnyWidget):
         # a learned suggestion keeps llm_model: it names the model whose probabilities it combines
         if not (keep_model and (self._llm is None or not _missing(self.df.iat[row, column("llm_model")]))):
             self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
-            prompt = getattr(self._llm, "prompt_hash", None)
+            prompt = prompt or getattr(self._llm, "prompt_hash", None)
             if prompt is not None:
                 self.df.iat[row, column("llm_prompt")] = str(prompt)
         # the label last: code reading the frame while the panel writes sees a whole suggestion once it sees the label

@@ -45,6 +45,20 @@ def synthetic(n: int, *, seed: int = 0, text_signal: bool = True, llm_signal: bo
     return df, task, y
 
 
+def wait_until(condition, *, timeout: float = 30, step: float = 0.05) -> None:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass (the assertion after the wait says which)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not condition():
+        time.sleep(step)
+
+
+def quiet_panel(frame, task, **options):
+    """A panel for annotator "ana" whose messages to the (absent) front end go nowhere."""
+    w = jl.Labeler(frame, task, annotator="ana", **options)
+    w.send = lambda content, buffers=None: None
+    return w
+
+
 def accuracy(p, y):
     return float((p.argmax(axis=1) == y).mean())
 
@@ -390,14 +404,11 @@ def test_the_panel_and_check_learn_with_the_cached_vectors(tmp_path, monkeypatch
     jl.preannotate(with_labels, task, llm, learn=True, progress=False, calibrate=None)  # leaves the vectors
     plain = jl.preannotate(frame, task, llm, progress=False, calibrate=None)  # the model's own (noise)
     # the panel: 60 decisions, then its background learner's suggestions come from the vectors
-    w = jl.Labeler(plain, task, annotator="ana", learn=True)
-    w.send = lambda content, buffers=None: None
+    w = quiet_panel(plain, task, learn=True)
     for i in range(60):
         w.decide(LABELS[y[i]])
     ahead = np.arange(60, 66)
-    deadline = time.time() + 30
-    while time.time() < deadline and not plain["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
-        time.sleep(0.05)
+    wait_until(lambda: plain["llm_source"].iloc[ahead].isin(["head", "combined"]).all())
     assert (jl.probs(plain, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 5 / 6
     w.close()
     # check: a flipped label among 300 is found, though neither the words nor the model's scores tell
@@ -447,8 +458,7 @@ def vector_panel(tmp_path, monkeypatch):
     df, task, y = synthetic(200, seed=24, text_signal=False, llm_signal=False)
     frame = df[["text"]].copy()
     llm = VectorLLM(dict(zip(frame["text"], y)))
-    w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
-    w.send = lambda content, buffers=None: None
+    w = quiet_panel(frame, task, llm=llm, learn=True)
     return frame, task, y, llm, w
 
 
@@ -465,16 +475,13 @@ def test_the_panel_asks_the_idle_model_for_the_vectors_of_labels_given_before_it
     df, task, y = synthetic(200, seed=25, labeled=100, text_signal=False, llm_signal=False)
     frame = df[["text", "label"]].copy()
     llm = VectorLLM(dict(zip(frame["text"], y)))
-    w = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
-    w.send = lambda content, buffers=None: None
-    deadline = time.time() + 60
+    w = quiet_panel(frame, task, llm=llm, learn=True)
 
     def lacking() -> int:  # labeled records without a vector, once the learner has fitted
         learner = w._assistant
         return 100 if learner is None or not learner.fitted else len(learner.labeled_without_vector())
 
-    while time.time() < deadline and lacking():
-        time.sleep(0.05)
+    wait_until(lambda: not lacking(), timeout=60)
     settle(w)
     assert len(w._assistant.labeled_without_vector()) == 0
     assert set(frame["text"][:100]) <= set(llm.calls)
@@ -491,9 +498,9 @@ def test_the_panel_keeps_its_model_calls_in_the_score_cache(tmp_path, monkeypatc
 
     frame, task, y, llm, w = vector_panel(tmp_path, monkeypatch)
     for i in range(30):
-        deadline = time.time() + 10
-        while time.time() < deadline and (w._assistant is None or np.isnan(w._assistant.base[i]).any()):
-            time.sleep(0.01)
+        wait_until(
+            lambda i=i: w._assistant is not None and not np.isnan(w._assistant.base[i]).any(), timeout=10, step=0.01
+        )
         w.decide(LABELS[y[i]])
     settle(w)
     w.close()
@@ -503,8 +510,7 @@ def test_the_panel_keeps_its_model_calls_in_the_score_cache(tmp_path, monkeypatc
     scored = frame["text"].isin(asked).to_numpy()
     assert not np.isnan(vectors[scored]).any() and np.isnan(vectors[~scored]).all()
     # a panel opened again on the frame (a new kernel) asks the model for nothing it was asked before
-    again = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True)
-    again.send = lambda content, buffers=None: None
+    again = quiet_panel(frame, task, llm=llm, learn=True)
     settle(again)
     settle(again)
     assert not set(llm.calls[len(asked) :]) & set(asked)
@@ -512,11 +518,8 @@ def test_the_panel_keeps_its_model_calls_in_the_score_cache(tmp_path, monkeypatc
     again.close()
     # without a cache it asks again: here for the vectors of the 30 labels
     before = len(llm.calls)
-    fresh = jl.Labeler(frame, task, annotator="ana", llm=llm, learn=True, cache=False)
-    fresh.send = lambda content, buffers=None: None
-    deadline = time.time() + 30
-    while time.time() < deadline and not set(frame["text"][:30]) <= set(llm.calls[before:]):
-        time.sleep(0.05)
+    fresh = quiet_panel(frame, task, llm=llm, learn=True, cache=False)
+    wait_until(lambda: set(frame["text"][:30]) <= set(llm.calls[before:]))
     assert set(frame["text"][:30]) <= set(llm.calls[before:])
     fresh.close()
     with pytest.raises(TypeError, match="cache must be True, False or a file path"):
@@ -524,8 +527,7 @@ def test_the_panel_keeps_its_model_calls_in_the_score_cache(tmp_path, monkeypatc
     # a cache that cannot be opened: the panel says so and goes on suggesting without it
     (tmp_path / "a_file").write_text("")
     unlabeled = frame.drop(columns=[c for c in frame.columns if c != "text"])
-    broken = jl.Labeler(unlabeled, task, annotator="ana", llm=llm, learn=True, cache=tmp_path / "a_file" / "c.sqlite")
-    broken.send = lambda content, buffers=None: None
+    broken = quiet_panel(unlabeled, task, llm=llm, learn=True, cache=tmp_path / "a_file" / "c.sqlite")
     settle(broken)
     assert "score cache" in broken.message and "cache=False" in broken.message
     assert unlabeled["llm_label"].iloc[:3].notna().all()
@@ -544,15 +546,12 @@ def test_the_panel_asks_no_more_for_vectors_once_the_model_gives_none(tmp_path, 
             return np.full(len(LABELS), 1 / len(LABELS)), None
 
     llm = ScoresOnly(dict(zip(df["text"], y)))
-    w = jl.Labeler(df[["text", "label"]].copy(), task, annotator="ana", llm=llm, learn=True)
-    w.send = lambda content, buffers=None: None
-    deadline = time.time() + 30
-    while time.time() < deadline and (w._assistant is None or not w._assistant.fitted):
-        time.sleep(0.05)
+    w = quiet_panel(df[["text", "label"]].copy(), task, llm=llm, learn=True)
+    wait_until(lambda: w._assistant is not None and w._assistant.fitted)
     for _ in range(3):
         settle(w)
-    assert not w._gives_vectors
-    assert len(set(llm.calls) & set(df["text"][:60])) == 1  # one labeled record asked, then no more
+    # the model says it gives none (LLM.gives_vectors): no labeled record is sent for one (was: one, then no more)
+    assert not set(llm.calls) & set(df["text"][:60])
     w.close()
 
 
@@ -565,14 +564,10 @@ def test_the_panel_learns_from_the_vectors_of_its_live_model_calls(tmp_path, mon
         return not pd.isna(frame["llm_label"].iloc[i]) if learner is None else not np.isnan(learner.base[i]).any()
 
     for i in range(60):
-        deadline = time.time() + 10
-        while time.time() < deadline and not answered(i):
-            time.sleep(0.01)
+        wait_until(lambda i=i: answered(i), timeout=10, step=0.01)
         w.decide(LABELS[y[i]])
     ahead = np.arange(60, 63)  # prefetched: suggested by the model, then learned on top
-    deadline = time.time() + 30
-    while time.time() < deadline and not frame["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
-        time.sleep(0.05)
+    wait_until(lambda: frame["llm_source"].iloc[ahead].isin(["head", "combined"]).all())
     assert (jl.probs(frame, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
     settle(w)
     rows, oof, _ = w._assistant.oof()  # words and scores are noise: only the live vectors teach this
@@ -593,9 +588,7 @@ def test_the_panel_keeps_asking_the_model_once_the_head_suggests(tmp_path, monke
     monkeypatch.setattr(learn._Problem, "_choose", head_when_it_can)
     frame, _, y, llm, w = vector_panel(tmp_path, monkeypatch)
     for i in range(90):
-        deadline = time.time() + 5
-        while time.time() < deadline and pd.isna(frame["llm_label"].iloc[i]):
-            time.sleep(0.01)
+        wait_until(lambda i=i: pd.notna(frame["llm_label"].iloc[i]), timeout=5, step=0.01)
         w.decide(LABELS[y[i]])
     settle(w)
     assert w._assistant.source == "head"
@@ -661,10 +654,8 @@ def test_the_panel_refits_in_the_background_as_labels_arrive():
     w.send = lambda content, buffers=None: sent.append(content)
     for i in range(60):
         w.decide(LABELS[y[i]])
-    deadline = time.time() + 30
     ahead = np.arange(60, 66)
-    while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
-        time.sleep(0.05)
+    wait_until(lambda: df["llm_source"].iloc[ahead].isin(["head", "combined"]).all())
     settle(w)
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == "m@sha256:0").all()  # still the model whose probabilities it combines
@@ -682,14 +673,11 @@ def test_the_panel_learns_on_top_of_live_model_suggestions():
     df, task, y = synthetic(200, seed=14)
     df = df[["text", "label"]]
     llm = StandInLLM()  # says "a" to nearly everything
-    w = jl.Labeler(df, task, annotator="ana", llm=llm, learn=True)
-    w.send = lambda content, buffers=None: None
+    w = quiet_panel(df, task, llm=llm, learn=True)
     for i in range(60):
         w.decide(LABELS[y[i]])
     ahead = np.arange(60, 63)  # prefetched: suggested by the model, then learned on top
-    deadline = time.time() + 30
-    while time.time() < deadline and not df["llm_source"].iloc[ahead].isin(["head", "combined"]).all():
-        time.sleep(0.05)
+    wait_until(lambda: df["llm_source"].iloc[ahead].isin(["head", "combined"]).all())
     settle(w)
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
     assert (df["llm_model"].iloc[ahead] == llm.id).all()

@@ -479,8 +479,19 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
         missing |= True if V is None else np.isnan(V).any(axis=1)
     todo = np.flatnonzero(missing)
     bar = _progress(len(todo), progress, model)
-    for start in range(0, len(todo), batch):
-        rows = todo[start : start + batch]
+    start = 0
+    while start < len(todo):
+        if vectors and not gives_vectors(model):  # it said so on its first call: score only what lacks a score
+            vectors = False
+            rest = todo[start:]
+            todo = np.concatenate([todo[:start], rest[np.isnan(raw[rest]).any(axis=1)]])
+            if bar is not None:
+                bar.total = len(todo)
+                bar.refresh()
+        # with vectors, one record first: a model that gives none (an Ollama model the server will not
+        # embed with) says so there, before a batch of records whose scores are cached is scored again
+        rows = todo[start : start + (1 if vectors and start == 0 else batch)]
+        start += len(rows)
         result = model.score_records(task, record_text.iloc[rows].tolist(), prompt=prompt, vectors=vectors)
         raw[rows], notes[rows], errors[rows] = result.probs, result.warnings, result.errors
         if cache is not None:

@@ -350,6 +350,39 @@ def test_preannotate_learns_from_the_vectors_of_the_scoring_pass_and_caches_them
     assert np.all(np.diff(confidence) >= -1e-9)  # least confident first by the probabilities that read the vectors
 
 
+class RefusingLLM(VectorLLM):
+    """Gives vectors until its first call for one, as an Ollama model the server will not embed with."""
+
+    def __init__(self, truth: dict[str, int]):
+        super().__init__(truth)
+        self.refused = False
+
+    @property
+    def gives_vectors(self) -> bool:
+        return not self.refused
+
+    def score_one(self, prompt, text):
+        return VectorLLM.score_vector_one(self, prompt, text)[:2]
+
+    def score_vector_one(self, prompt, text):
+        self.refused = True
+        return (*self.score_one(prompt, text), None)
+
+
+def test_a_model_that_gives_no_vectors_is_not_asked_again_for_records_whose_scores_are_cached(tmp_path):
+    df, task, y = synthetic(120, seed=26, labeled=60, text_signal=False, llm_signal=False)
+    frame = df[["text", "label"]]
+    truth, cache = dict(zip(frame["text"], y)), tmp_path / "c.sqlite"
+    first = RefusingLLM(truth)  # zero-shot, as learn=True prompts
+    jl.preannotate(frame.iloc[:100], task, first, examples=None, cache=cache, progress=False, calibrate=None)
+    # a new session: the model does not know yet that it gives none; it says so on its first record
+    llm = RefusingLLM(truth)
+    out = jl.preannotate(frame, task, llm, learn=True, cache=cache, progress=False, calibrate=None)
+    assert out["llm_probs"].notna().all()
+    assert llm.refused and len(llm.calls) == 1 + 20  # the first record, then only the 20 never scored (was 120)
+    assert set(llm.calls[1:]) == set(frame["text"][100:])
+
+
 def test_queue_learns_when_the_cache_holds_vectors_for_part_of_the_frame(tmp_path, monkeypatch):
     from jlabel.preannotate import cached_vectors
 

@@ -35,7 +35,8 @@ def matrix(df: pd.DataFrame, column: str = "llm_probs") -> np.ndarray:
         array = pa.chunked_array(series.array._pa_array).combine_chunks()
     else:
         values = series.to_numpy(dtype=object)
-        array = pa.array([v if isinstance(v, list | tuple | np.ndarray) else None for v in values])
+        lists = [v if isinstance(v, list | tuple | np.ndarray) else None for v in values]
+        array = pa.array(lists, type=pa.list_(pa.float64()))
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     valid = array.is_valid().to_numpy(zero_copy_only=False)
@@ -55,15 +56,27 @@ def matrix(df: pd.DataFrame, column: str = "llm_probs") -> np.ndarray:
     return out
 
 
-def scores(probs: np.ndarray | Sequence[np.ndarray], strategy: str) -> np.ndarray:
+def scores(probs: np.ndarray | Sequence[np.ndarray], strategy: str, *, multi: bool = False) -> np.ndarray:
     """Informativeness per record (higher = ask a human first); NaN where there are no probabilities.
+
+    ``multi=True``: each column is a label's own P(yes) (a multi-label task), and a record is as
+    uncertain as its least certain label: ``least_confidence`` is 1 - min(max(p, 1 - p)), ``margin``
+    the smallest gap between P(yes) and P(no), ``entropy`` the sum of the labels' yes/no entropies.
 
     Examples
     --------
     >>> scores(np.array([[0.9, 0.1], [0.5, 0.5]]), "margin")
     array([-0.8, -0. ])
+    >>> scores(np.array([[0.02, 0.01], [0.5, 0.99]]), "least_confidence", multi=True)
+    array([0.02, 0.5 ])
     """
     if strategy == "disagreement":
+        shapes = {np.shape(p) for p in probs}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"strategy='disagreement' compares probability columns over the same labels; got shapes "
+                f"{sorted(shapes)} (records, labels): pass columns scored for the same task."
+            )
         stack = np.stack([np.asarray(p, dtype=np.float64) for p in probs])  # (m, n, k)
         votes = np.nanargmax(np.where(np.isnan(stack), -np.inf, stack), axis=2)
         share = (votes[:, :, None] == np.arange(stack.shape[2])).mean(axis=0)
@@ -72,6 +85,14 @@ def scores(probs: np.ndarray | Sequence[np.ndarray], strategy: str) -> np.ndarra
         out = vote_entropy + 1e-3 * _entropy(mean)
         return np.where(np.isnan(stack).any(axis=(0, 2)), np.nan, out)
     p = np.asarray(probs, dtype=np.float64)
+    if multi and strategy in ("least_confidence", "margin", "entropy"):
+        sure = np.maximum(p, 1 - p)  # each label's own yes/no decision
+        if strategy == "least_confidence":
+            return 1 - sure.min(axis=1)
+        if strategy == "margin":
+            return -(2 * sure - 1).min(axis=1)
+        both = np.stack([p, 1 - p], axis=2)
+        return -(both * np.log(np.where(both > 0, both, 1))).sum(axis=(1, 2))
     if strategy == "least_confidence":
         return 1 - functools.reduce(np.maximum, p.T)  # faster than p.max(axis=1) on narrow rows
     if strategy == "margin":
@@ -128,7 +149,9 @@ def queue(
     task, learn
         With ``learn=True`` (and the :class:`jlabel.Task`), rank with the probabilities of a
         :class:`jlabel.Assistant` learned from the frame's human labels and the ``probs`` column,
-        instead of the column as it is (not for ``disagreement``).
+        instead of the column as it is (not for ``disagreement``). A multi-label task's
+        probabilities are each label's own P(yes) (see :func:`scores`); without the task, rows
+        that do not sum to 1 are read so.
     cache
         With ``learn=True``: the score cache holding the record vectors of a ``preannotate(learn=True)``
         run, read by the learner (``True``: the default; a path, as given to ``preannotate``; ``False``: none).
@@ -168,13 +191,19 @@ def queue(
             mats = [_learned(df, task, columns[0], id, strategy, cache)]
         if n < len(df):
             mats = [m[candidates] for m in mats]
-        score = scores(mats if strategy == "disagreement" else mats[0], strategy)
+        score = scores(mats if strategy == "disagreement" else mats[0], strategy, multi=_is_multi(task, mats[0]))
     # best first; ties in random order; unscored records last
     shuffled = rng.permutation(n)
     score = np.where(np.isnan(score), -np.inf, score)
     ranked = shuffled[np.argsort(-score[shuffled])]
-    if stratify is not None:
-        ranked = _round_robin(df, stratify, candidates, ranked)
+    if stratify is not None:  # each of scored and unscored records in turns of the strata
+        last = np.isneginf(score[ranked])
+        ranked = np.concatenate(
+            [
+                _round_robin(df, stratify, candidates, ranked[~last]),
+                _round_robin(df, stratify, candidates, ranked[last]),
+            ]
+        )
     if explore > 0 and n:
         slots = np.floor((np.arange(1, n + 1)) * explore) > np.floor(np.arange(n) * explore)
         picked = rng.permutation(n)[: int(slots.sum())]
@@ -187,6 +216,15 @@ def queue(
     if k is not None:
         ranked = ranked[:k]
     return keys[candidates[ranked]]
+
+
+def _is_multi(task, probs: np.ndarray) -> bool:
+    """A multi-label task's P(yes) per label: from the task, else rows that do not sum to 1."""
+    if task is not None and getattr(task, "kind", None) is not None:
+        return task.kind == "multi"
+    sums = probs.sum(axis=1)
+    sums = sums[np.isfinite(sums)]
+    return bool(probs.shape[1] > 1 and len(sums) and (np.abs(sums - 1) > 1e-3).any())
 
 
 def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str, cache) -> np.ndarray:

@@ -81,6 +81,21 @@ def test_stratify_takes_the_strata_in_turn():
     assert sorted(first[:3]) == ["x", "y", "z"] and sorted(first[3:6]) == ["x", "y", "z"]
     with pytest.raises(ValueError, match="stratify='nope' is not a column"):
         jl.queue(df, stratify="nope")
+    # records without probabilities still come after every scored one (they came in their stratum's turn)
+    df.loc[["r0", "r1", "r40"], "llm_probs"] = None
+    order = jl.queue(df, stratify="source", explore=0)
+    assert set(order[-3:]) == {"r0", "r1", "r40"}
+
+
+def test_multi_label_uncertainty_reads_each_label_as_its_own_yes_or_no():
+    task = jl.Task(["x", "y", "z"], kind="multi")
+    p = np.array([[0.02, 0.01, 0.03], [0.5, 0.5, 0.5], [0.98, 0.97, 0.99], [0.99, 0.4, 0.01]])
+    df = jl.set_suggestions(pd.DataFrame(index=["none", "unsure", "all", "one_unsure"]), task, p, model="m")
+    for strategy in ("least_confidence", "margin", "entropy"):
+        # the records the model is sure of (no label, every label) last, whatever its probabilities sum to
+        for given in (task, None):
+            order = list(jl.queue(df, strategy, explore=0, task=given))
+            assert order[0] == "unsure" and set(order[2:]) == {"none", "all"}, (strategy, given)
 
 
 def test_bad_input_is_explained():
@@ -96,6 +111,11 @@ def test_bad_input_is_explained():
     ragged = pd.DataFrame({"llm_probs": [[0.5, 0.5], [0.2, 0.3, 0.5]]})
     with pytest.raises(ValueError, match="different lengths"):
         jl.queue(ragged)
+    # nothing scored yet: every record, in random order (was an error from inside pyarrow)
+    assert len(jl.queue(pd.DataFrame({"llm_probs": [None, None]}, dtype=object))) == 2
+    two = df.assign(llm_probs_v2=[[0.1, 0.2, 0.3, 0.4]] * 5)
+    with pytest.raises(ValueError, match="over the same labels"):
+        jl.queue(two, "disagreement", probs=["llm_probs", "llm_probs_v2"])
 
 
 def test_assign_gives_every_record_once_and_the_overlap_twice():

@@ -8,7 +8,8 @@ Definitions (single-label tasks; multi-label in brackets):
 
 - *accuracy*: share of records whose suggestion equals the gold label [the whole label set];
 - *F1* per label and *macro-F1*, their mean over the labels that occur in the gold labels or
-  the suggestions (scikit-learn's ``f1_score(average="macro")``);
+  the suggestions (scikit-learn's ``f1_score(average="macro")`` for single-label tasks; for
+  multi-label ones, scikit-learn also averages in labels that occur in neither, at F1 0);
 - *ECE*: expected calibration error of the suggestion's confidence over ten equal-width
   bins (:func:`jlabel.calibration.ece`) [of every per-label yes/no decision];
 - *coverage at 95%*: the largest share of records whose suggestions can be accepted
@@ -500,6 +501,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
+def _label_set(value: Any) -> Any:
+    """A multi-label gold value from a file: a CSV holds ``"a|b"``, and an empty cell is the empty set."""
+    if isinstance(value, str):
+        return [part for part in value.split("|") if part]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return value
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     """Run ``jlabel evaluate``: score prompts on a gold file, print the table. Returns 0."""
     from pathlib import Path
@@ -515,8 +525,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
             )
         gold = gold.set_index(args.id, drop=True)
     task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
-    if args.kind == "multi" and args.label_column in gold.columns and gold[args.label_column].map(type).eq(str).all():
-        gold[args.label_column] = gold[args.label_column].str.split("|")  # a CSV holds "a|b"
+    if args.kind == "multi" and args.label_column in gold.columns:
+        gold[args.label_column] = gold[args.label_column].map(_label_set)
     prompts: dict[str, str] = {}
     for item in args.prompt:
         name, sep, file = item.partition("=")

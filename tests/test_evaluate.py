@@ -349,6 +349,26 @@ def test_command_scores_prompt_files_and_writes_the_table(tmp_path, monkeypatch,
         evaluate_command(_args(str(tmp_path / "gold.csv"), "--labels", *LABELS, "--id", "nope"))
 
 
+def test_command_reads_an_empty_multi_label_cell_as_no_label_applies(tmp_path, monkeypatch, capsys):
+    class YesByKeyword(KeywordLLM):  # P(yes) per label: 0.9 when one of its keywords is in the text
+        def score_one(self, prompt, text):
+            return np.array(
+                [0.9 if any(w in text for w in KEYWORDS[label]) else 0.1 for label in prompt.task.labels]
+            ), None
+
+    monkeypatch.setattr(sys.modules["jlabel.llm"], "llm", lambda spec=None: YesByKeyword())
+    gold = pd.DataFrame(
+        {"text": ["bank shares scored", "tennis", "weather"], "label": ["Sports|Business", "Sports", ""]}
+    )
+    gold.to_csv(tmp_path / "gold.csv", index=False)
+    out = tmp_path / "table.csv"
+    argv = [str(tmp_path / "gold.csv"), "--labels", "Sports", "Business", "--kind", "multi", "--out", str(out)]
+    assert evaluate_command(_args(*argv, "--calibrate", "none")) == 0
+    written = pd.read_csv(out, index_col="prompt")
+    # the record where no label applies is scored, and the model is right to suggest none (was: "have no label")
+    assert written["n"].iloc[0] == 3 and written["failed"].iloc[0] == 0 and written["accuracy"].iloc[0] == 1.0
+
+
 # -- the real embedded model ------------------------------------------------------------------
 
 

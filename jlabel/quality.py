@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import calibration
-from .dashboard import disagreement, prepare
+from .dashboard import SESSION_GAP, disagreement, prepare
 from .frame import STRING_DTYPE, key_strings, record_keys, set_suggestions, texts
 from .frame import probs as probs_matrix
 from .task import Task
@@ -321,8 +321,14 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     ts = pd.to_datetime(table["ts"], utc=True)
     order = np.lexsort((ts.to_numpy(dtype="datetime64[ns]").astype(np.int64), annotator))
     session = np.empty(len(table), dtype=np.int64)
-    session[order] = np.cumsum(np.r_[True, annotator[order][1:] != annotator[order][:-1]] | (position[order] == 1))
-    seconds = ts.astype("int64").to_numpy() / 1e9 if ts.notna().all() else np.full(len(table), np.nan)
+    # a session starts where the annotator changes, positions start again, or a gap is over SESSION_GAP
+    # (positions count skips and undone decisions too: a session need not have a label at position 1)
+    ordered = ts.iloc[order]
+    restart = (position[order][1:] <= position[order][:-1]) | (ordered.diff().iloc[1:] > SESSION_GAP).to_numpy()
+    session[order] = np.cumsum(np.r_[True, (annotator[order][1:] != annotator[order][:-1]) | restart])
+    seconds = (
+        ts.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9 if ts.notna().all() else np.full(len(table), np.nan)
+    )
     spans = pd.DataFrame({"annotator": annotator, "session": session, "t": seconds}).groupby(["annotator", "session"])
     hours = (spans["t"].max() - spans["t"].min()).groupby(level=0).sum() / 3600
 
@@ -463,7 +469,7 @@ def fit_temperature(df: pd.DataFrame, task: Task, *, probs: str = "llm_probs") -
 def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs: str = "llm_probs") -> pd.DataFrame:
     """A copy of ``df`` with the model's probabilities scaled by ``temperature`` (llm_* columns rewritten).
 
-    ``llm_model`` and ``llm_prompt`` are kept; records without probabilities stay without.
+    ``llm_model``, ``llm_prompt`` and ``llm_source`` are kept; records without probabilities stay without.
     """
     _single(task, "apply_temperature")
     if not np.isfinite(temperature) or temperature <= 0:
@@ -474,7 +480,7 @@ def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs
     scaled = np.exp(logits)
     scaled /= scaled.sum(axis=1, keepdims=True)
     out = set_suggestions(df, task, scaled, model="")
-    for column in ("llm_model", "llm_prompt"):
+    for column in ("llm_model", "llm_prompt", "llm_source"):
         if column in df.columns:
             out[column] = df[column]
     return out
@@ -514,7 +520,8 @@ def auto_accept_threshold(
     dict
         ``threshold`` (NaN when no threshold reaches the target), ``coverage`` (share of
         records with a suggestion at or above it), ``accuracy`` and ``n`` (labeled records
-        at or above it), ``accuracy_ci`` and ``threshold_ci`` (bootstrap intervals).
+        at or above it), ``accuracy_ci`` and ``threshold_ci`` (bootstrap intervals; a resample
+        in which no threshold reaches the target counts as ``inf``, nothing auto-accepted).
 
     Examples
     --------
@@ -565,8 +572,10 @@ def auto_accept_threshold(
                 boot_acc.append((w[:, above] @ correct[above]) / w[:, above].sum(axis=1))
         tails = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
         t_all, acc_all = np.concatenate(boot_t), np.concatenate(boot_acc)
-        if np.isfinite(t_all).any():
-            threshold_ci = tuple(float(v) for v in np.nanpercentile(t_all, tails))
+        if np.isfinite(t_all).any():  # "no threshold" is the strictest one, not a resample left out
+            threshold_ci = tuple(
+                float(v) for v in np.percentile(np.nan_to_num(t_all, nan=np.inf), tails, method="nearest")
+            )
         if above.any() and np.isfinite(acc_all).any():
             accuracy_ci = tuple(float(v) for v in np.nanpercentile(acc_all, tails))
     return {

@@ -95,6 +95,8 @@ def test_temperature_scaling_lowers_held_out_ece():
     after = jl.expected_calibration_error(scaled, TASK)
     assert after < before / 2, (before, after)
     assert scaled["llm_label"].equals(held["llm_label"]) and scaled["llm_model"].eq("m").all()
+    sourced = held.assign(llm_source="head")
+    assert jl.apply_temperature(sourced, TASK, temperature)["llm_source"].tolist() == ["head"] * 2000  # was emptied
     assert held["llm_probs"].equals(df.iloc[2000:]["llm_probs"])  # input untouched
     table = jl.reliability_table(held, TASK)
     assert table["n"].sum() == 2000
@@ -123,6 +125,18 @@ def test_auto_accept_threshold_matches_a_search_over_every_threshold():
     low, high = out["accuracy_ci"]
     assert low <= out["accuracy"] <= high and high - low > 0
     assert out["threshold_ci"][0] <= out["threshold_ci"][1]
+    # the top suggestion is wrong: no threshold reaches 95%, nor does any resample that keeps that record
+    conf = np.r_[0.99, 0.98 - 0.01 * np.arange(9), np.full(10, 0.7)]
+    right = np.r_[False, np.ones(9, bool), np.tile([True, False], 5)]
+    few = jl.set_suggestions(
+        pd.DataFrame({"label": np.where(right, "World", "Sports")}),
+        TASK,
+        np.c_[conf, 1 - conf, 0 * conf, 0 * conf],
+        model="m",
+    )
+    none = jl.auto_accept_threshold(few, TASK, target_accuracy=0.95, n_boot=500)
+    assert np.isnan(none["threshold"]) and none["coverage"] == 0
+    assert none["threshold_ci"][1] == np.inf  # most resamples find none (the interval was (0.9, 0.9))
     never = jl.auto_accept_threshold(df, TASK, target_accuracy=1.0, n_boot=0)
     assert np.isnan(never["threshold"]) or never["accuracy"] == 1.0
     with pytest.raises(ValueError, match="target_accuracy"):
@@ -168,6 +182,37 @@ def test_annotator_report_from_a_store(tmp_path):
     store.close()
     with pytest.raises(ValueError, match="needs labeled records"):
         jl.annotator_report(pd.DataFrame({"label": [None]}))
+
+
+def test_labels_per_hour_counts_sessions_that_start_with_a_skip():
+    # two sessions six hours apart, each a skip and then two labels a minute apart: 4 labels in 4 minutes
+    rows = [
+        (minute, record, action)
+        for start in (0, 360)
+        for minute, record, action in (
+            (start, f"s{start}", "skip"),
+            (start + 1, f"a{start}", "label"),
+            (start + 2, f"b{start}", "label"),
+        )
+    ]
+    events = pd.DataFrame(
+        {
+            "id": range(1, 7),
+            "ts": pd.DatetimeIndex(
+                [pd.Timestamp("2026-01-01T09:00", tz="UTC") + pd.Timedelta(minutes=m) for m, _, _ in rows]
+            ).as_unit("ns"),
+            "record": [r for _, r, _ in rows],
+            "annotator": "ana",
+            "action": [a for _, _, a in rows],
+            "value": [None if a == "skip" else "x" for _, _, a in rows],
+            "suggestion": "x",
+            "confidence": 0.9,
+            "meta": None,
+        }
+    )
+    report = jl.annotator_report(events, task=jl.Task(["x", "y"]))
+    assert report.loc["ana", "labels"] == 4
+    assert report.loc["ana", "labels_per_hour"] == pytest.approx(4 / (2 / 60))  # was 0.66: the 6 hours counted
 
 
 class _Explainer:

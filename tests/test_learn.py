@@ -141,11 +141,11 @@ def test_suggestions_say_their_source_and_keep_the_model_digest():
     out = Assistant(df, task).fit().suggest()
     assert out["llm_source"].dtype == STRING_DTYPE
     assert set(out["llm_source"].dropna()) <= set(jl.learn.SOURCES)
-    assert (out["llm_model"] == "m@sha256:0").all()
+    assert out["llm_model"].eq("m@sha256:0").fillna(False).all()
     few = synthetic(300, seed=6, labeled=5)[0]  # too few labels: the LLM's own suggestions, temperature aside
     out = Assistant(few, task).fit().suggest()
     assert set(out["llm_source"]) == {"zero-shot"}
-    assert (out["llm_label"] == few["llm_label"]).all()
+    assert out["llm_label"].eq(few["llm_label"]).fillna(False).all()
 
 
 def test_multi_label_one_vs_rest():
@@ -175,7 +175,7 @@ def test_preannotate_learns_from_the_frame_and_the_cascade_skips_sure_records(tm
     out = jl.preannotate(frame, task, llm, learn=True, cascade=True, cache=None, progress=False, calibrate=None)
     assert (out["llm_source"] == "cascade").sum() > 50
     assert len(llm.calls) < 350 - 50  # the skipped records cost no model call
-    assert (out["llm_model"] == llm.id).all()
+    assert out["llm_model"].eq(llm.id).fillna(False).all()
     unlabeled = np.arange(200, 350)
     assert accuracy(jl.probs(out, task)[unlabeled], y[unlabeled]) > 0.8
     plain = jl.preannotate(frame, task, KeywordLLM(), cache=None, progress=False, calibrate=None)
@@ -675,7 +675,7 @@ def test_preannotate_learns_with_the_embedded_model(embedded_llm, tmp_path):
     df = pd.DataFrame({"text": texts})
     df["label"] = pd.Series([list(news)[i % 4] if i < 20 else None for i in range(len(texts))], dtype=object)
     out = jl.preannotate(df, task, embedded_llm, learn=True, examples=None, cache=tmp_path / "c", progress=False)
-    assert out["llm_model"].str.startswith("llamacpp:").all()
+    assert out["llm_model"].str.startswith("llamacpp:", na=False).all()
     assert set(out["llm_source"]) <= {"zero-shot", "head", "combined"}
     assert out["llm_probs"].notna().all()
 
@@ -691,7 +691,9 @@ def test_the_panel_refits_in_the_background_as_labels_arrive():
     wait_until(lambda: df["llm_source"].iloc[ahead].isin(["head", "combined"]).all())
     settle(w)
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
-    assert (df["llm_model"].iloc[ahead] == "m@sha256:0").all()  # still the model whose probabilities it combines
+    assert (
+        df["llm_model"].iloc[ahead].eq("m@sha256:0").fillna(False).all()
+    )  # still the model whose probabilities it combines
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 5 / 6
     pushed = [r for m in sent if m.get("id") is None for r in m["records"]]
     assert any((r["suggestion"] or {}).get("source") in ("head", "combined") for r in pushed)
@@ -713,7 +715,7 @@ def test_the_panel_learns_on_top_of_live_model_suggestions():
     wait_until(lambda: df["llm_source"].iloc[ahead].isin(["head", "combined"]).all())
     settle(w)
     assert df["llm_source"].iloc[ahead].isin(["head", "combined"]).all()
-    assert (df["llm_model"].iloc[ahead] == llm.id).all()
+    assert df["llm_model"].iloc[ahead].eq(llm.id).fillna(False).all()
     assert (jl.probs(df, task)[ahead].argmax(axis=1) == y[ahead]).mean() >= 2 / 3
     # a model with score() alone is asked zero-shot (no examples in the prompt) and never fails for it
     assert llm.calls and {n for _, n in llm.calls} == {0}

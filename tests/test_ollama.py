@@ -392,7 +392,7 @@ def test_preannotate_end_to_end_through_ollama(backend, news_task, tmp_path):
     np.testing.assert_allclose(p.sum(axis=1), 1)
     assert out["llm_label"].tolist() == [NEWS[i] for i in p.argmax(axis=1)]
     np.testing.assert_allclose(out["llm_confidence"].to_numpy(dtype=float), p.max(axis=1))
-    assert (out["llm_model"] == backend.id).all() and out["llm_error"].isna().all()
+    assert out["llm_model"].eq(backend.id).fillna(False).all() and out["llm_error"].isna().all()
     assert "llm_probs" not in df.columns, "preannotate must not change its input"
     # the same run again is answered from the cache: the server evaluates nothing
     before = backend.new_tokens()

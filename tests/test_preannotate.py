@@ -63,7 +63,7 @@ def test_fills_the_contract_columns(df, task, tmp_path):
     P = jl.probs(out, task)
     np.testing.assert_allclose(P.sum(axis=1), 1.0)
     assert out["llm_label"].tolist() == ["Business", "Sports", "World", "Sci/Tech", "World"]
-    assert (out["llm_label"] == np.array(task.labels)[P.argmax(axis=1)]).all()
+    assert out["llm_label"].eq(np.array(task.labels)[P.argmax(axis=1)]).fillna(False).all()
     np.testing.assert_allclose(out["llm_confidence"], P.max(axis=1))
     assert set(out["llm_model"]) == {"keyword@sha256:" + "0" * 64}
     assert out["llm_prompt"].nunique() == 1 and len(out["llm_prompt"].iloc[0]) == 16

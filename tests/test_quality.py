@@ -94,7 +94,7 @@ def test_temperature_scaling_lowers_held_out_ece():
     scaled = jl.apply_temperature(held, TASK, temperature)
     after = jl.expected_calibration_error(scaled, TASK)
     assert after < before / 2, (before, after)
-    assert scaled["llm_label"].equals(held["llm_label"]) and scaled["llm_model"].eq("m").all()
+    assert scaled["llm_label"].equals(held["llm_label"]) and scaled["llm_model"].eq("m").fillna(False).all()
     sourced = held.assign(llm_source="head")
     assert jl.apply_temperature(sourced, TASK, temperature)["llm_source"].tolist() == ["head"] * 2000  # was emptied
     assert held["llm_probs"].equals(df.iloc[2000:]["llm_probs"])  # input untouched

@@ -18,12 +18,13 @@ from .task import Task
 
 COLUMNS = ["metric", "raters", "label", "value", "ci_low", "ci_high", "n"]
 MODEL_RATER = "model"
+_SCALAR = ("string", "empty", "integer", "mixed-integer", "boolean")  # infer_dtype of single-label columns
 
 
 def agreement(
     data,
     *,
-    annotators: Sequence[str] | None = None,
+    annotators: Sequence[str] | str | None = None,
     include_llm: bool = False,
     task: Task | None = None,
     per_label: bool = True,
@@ -41,7 +42,7 @@ def agreement(
         frame (its ``annotator`` and ``label`` columns; with ``include_llm=True`` the
         model's ``llm_label`` is one more rater).
     annotators
-        Only these raters (``"model"`` names the model). Default: all.
+        Only these raters (a name or a list of names; ``"model"`` names the model). Default: all.
     include_llm
         Add the model's suggestion as the rater ``"model"``.
     task
@@ -49,7 +50,8 @@ def agreement(
         ``span_f1`` (``label="exact"`` and ``label="overlap"``). Default: the store's task,
         else inferred from the values.
     per_label
-        Also report each metric per label (the label against all others, as yes/no ratings).
+        Also report each metric per label (the label against all others, as yes/no ratings;
+        for multi-label ratings, whether the rater's label set holds the label).
     n_boot, ci, seed
         Bootstrap resamples of records, interval coverage and the random seed.
 
@@ -66,7 +68,7 @@ def agreement(
     Raises
     ------
     ValueError
-        No ratings, or fewer than two raters.
+        No ratings, fewer than two raters, or ratings with no annotator or no record key.
 
     Examples
     --------
@@ -81,6 +83,8 @@ def agreement(
         raise ValueError(f"n_boot must be >= 0 and ci in (0, 1), got n_boot={n_boot!r}, ci={ci!r}.")
     long, task = _long_table(data, include_llm=include_llm, task=task)
     if annotators is not None:
+        if isinstance(annotators, str):
+            annotators = [annotators]
         unknown = sorted(set(annotators) - set(long["annotator"]))
         if unknown:
             raise ValueError(f"annotators {unknown} have no ratings; raters present: {sorted(set(long['annotator']))}.")
@@ -140,6 +144,10 @@ def _long_table(data, *, include_llm: bool, task: Task | None) -> tuple[pd.DataF
     else:
         raise TypeError(f"agreement takes a DataFrame or a jl.Store, got {type(data).__name__}.")
     long = long.reset_index(drop=True)
+    _check_keys(long)
+    if pd.api.types.infer_dtype(long["label"], skipna=True) not in _SCALAR:
+        # list columns read from Parquet hold numpy arrays
+        long = long.assign(label=long["label"].map(lambda v: v.tolist() if isinstance(v, np.ndarray) else v))
     if task is None:
         values = long["label"].dropna()
         if len(values) and isinstance(values.iloc[0], list) and any(isinstance(v, dict) for v in values.explode()):
@@ -147,21 +155,49 @@ def _long_table(data, *, include_llm: bool, task: Task | None) -> tuple[pd.DataF
     return long, task
 
 
+def _check_keys(long: pd.DataFrame) -> None:
+    """Every rating needs its rater and its record: a missing one cannot be placed in the table."""
+    rated = long["label"].notna()
+    no_rater = int((rated & long["annotator"].isna()).sum())
+    no_record = int((rated & long["record"].isna()).sum())
+    if no_rater or no_record:
+        missing = [
+            f"{n} {'has' if n == 1 else 'have'} no {what}"
+            for n, what in ((no_rater, "annotator"), (no_record, "record key"))
+            if n
+        ]
+        fill = " or fill in a name (table['annotator'].fillna('unknown'))" if no_rater else ""
+        raise ValueError(
+            f"every rating needs an annotator and a record key, but of {int(rated.sum())} ratings "
+            f"{' and '.join(missing)}: drop those rows (table.dropna(subset=['record', 'annotator'])){fill}."
+        )
+
+
 def _label_keys(labels: pd.Series) -> pd.Series:
     """Hashable labels: strings as they are, lists (multi-label) as a sorted, joined key."""
-    if pd.api.types.infer_dtype(labels, skipna=True) in ("string", "empty", "integer", "mixed-integer", "boolean"):
+    if pd.api.types.infer_dtype(labels, skipna=True) in _SCALAR:
         return labels.astype(object)
     return labels.map(lambda v: "|".join(sorted(map(str, v))) if isinstance(v, list | tuple) else v)
+
+
+def _label_sets(labels: pd.Series, label: np.ndarray) -> list[frozenset] | None:
+    """Per label code (``label``: each rating's), the set of label names it stands for; None if not multi-label."""
+    if pd.api.types.infer_dtype(labels, skipna=True) in _SCALAR:
+        return None
+    first = np.unique(label, return_index=True)[1]  # one rating per code, in code order
+    values = labels.to_numpy(dtype=object)[first]
+    if not any(isinstance(v, list | tuple) for v in values):
+        return None
+    return [frozenset(map(str, v)) if isinstance(v, list | tuple) else frozenset([str(v)]) for v in values]
 
 
 # --- nominal metrics over rating patterns ---------------------------------------------------------
 
 
-def _patterns(long: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _patterns(long: pd.DataFrame, label: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, ...]:
     """The distinct rating patterns ``(P, R)`` (label codes, -1 missing), their counts, raters and labels."""
     record, _ = pd.factorize(long["record"])
     rater, raters = pd.factorize(long["annotator"], sort=True)
-    label, labels = pd.factorize(_label_keys(long["label"]))
     wide = np.full((record.max() + 1, len(raters)), -1, dtype=np.int64)
     wide[record, rater] = label  # a repeated (record, rater) keeps its last rating
     base = len(labels) + 1
@@ -285,13 +321,21 @@ def _frame(rows: list[tuple], ci: float) -> pd.DataFrame:
 
 
 def _nominal_agreement(long: pd.DataFrame, *, per_label: bool, rng, n_boot: int, ci: float) -> pd.DataFrame:
-    wide, counts, raters, labels = _patterns(long)
+    label, labels = pd.factorize(_label_keys(long["label"]))
+    wide, counts, raters, labels = _patterns(long, label, labels)
     weights = _weights(counts, rng, n_boot)
     rows = _metric_rows(wide, len(labels), weights, raters, "all")
-    if per_label and len(labels) > 1:
-        for code, name in enumerate(labels):
-            binary = np.where(wide < 0, -1, (wide == code).astype(np.int64))
-            rows += _metric_rows(binary, 2, weights, raters, str(name))
+    if not per_label:
+        return _frame(rows, ci)
+    sets = _label_sets(long["label"], label)
+    if sets is None:  # single-label: each label against all others
+        members = [(str(name), np.arange(len(labels)) == code) for code, name in enumerate(labels)]
+    else:  # multi-label: whether the rater's label set holds the label
+        members = [(name, np.array([name in s for s in sets])) for name in sorted(set().union(*sets))]
+    if len(members) > 1:
+        for name, member in members:
+            binary = np.where(wide < 0, -1, member.astype(np.int64)[np.maximum(wide, 0)])
+            rows += _metric_rows(binary, 2, weights, raters, name)
     return _frame(rows, ci)
 
 
@@ -306,7 +350,7 @@ def _spans(long: pd.DataFrame) -> pd.DataFrame:
     spans = pd.json_normalize(flat["span"].tolist())
     if len(flat) and not {"start", "end", "label"} <= set(spans.columns):
         raise ValueError(f"span labels need start, end and label keys, got {sorted(spans.columns)}.")
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "record": flat["record"].to_numpy(),
             "rater": flat["rater"].to_numpy(),
@@ -315,13 +359,16 @@ def _spans(long: pd.DataFrame) -> pd.DataFrame:
             "label": spans["label"].to_numpy(dtype=object) if len(flat) else [],
         }
     )
+    # a span a rater gave twice on a record is one span (else exact F1 could exceed 1)
+    return table.drop_duplicates(["record", "rater", "start", "end", "label"]).reset_index(drop=True)
 
 
 def _span_agreement(long: pd.DataFrame, *, rng, n_boot: int, ci: float) -> pd.DataFrame:
-    long = long.reset_index(drop=True)
+    # rater names as text once, here: the pair names, the span table and the masks below compare them
+    long = long.reset_index(drop=True).assign(annotator=lambda t: t["annotator"].astype(str))
     record_code, records = pd.factorize(long["record"])
     spans = _spans(long)
-    raters = np.sort(pd.unique(long["annotator"]).astype(str))
+    raters = np.sort(pd.unique(long["annotator"]))
     weights = rng.multinomial(len(records), np.full(len(records), 1 / len(records)), size=n_boot) if n_boot else None
     weights = np.vstack([np.ones((1, len(records))), weights]) if weights is not None else np.ones((1, len(records)))
     rows = []

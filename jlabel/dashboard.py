@@ -144,6 +144,15 @@ def _guess_task(values: pd.Series) -> Task | None:
     return Task(pd.unique(flat).tolist(), kind="multi")
 
 
+def _key(value) -> str:
+    """One label as JSON; a list (multi-label, spans) in sorted order, so the same set gives the same key."""
+    if isinstance(value, np.ndarray):  # list columns read from Parquet hold numpy arrays
+        value = value.tolist()
+    if isinstance(value, list | tuple):
+        value = sorted(value, key=lambda item: json.dumps(item, sort_keys=True))
+    return json.dumps(value, sort_keys=True)
+
+
 def _keys(values: pd.Series) -> pd.Series:
     """Labels as hashable strings: single labels as they are, lists as JSON."""
     values = values.astype(object)
@@ -152,9 +161,7 @@ def _keys(values: pd.Series) -> pd.Series:
         return pd.Series(None, index=values.index, dtype=object)
     if pd.api.types.infer_dtype(values[present], skipna=True) == "string":
         return values.where(present, None)
-    return values.map(lambda v: json.dumps(v, sort_keys=True) if v is not None else None, na_action="ignore").where(
-        present, None
-    )
+    return values.map(lambda v: _key(v) if v is not None else None, na_action="ignore").where(present, None)
 
 
 _COLUMNS = ["record", "annotator", "ts", "source", "value", "key", "suggested", "suggested_key", "confidence", "mode"]

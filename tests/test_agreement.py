@@ -196,3 +196,106 @@ def test_span_f1_exact_and_overlap():
     precision, recall = 2 / 3, 1.0
     assert out.loc["overlap", "value"] == pytest.approx(2 * precision * recall / (precision + recall))
     assert out.loc["exact", "n"] == 2
+
+
+def test_ratings_without_annotator_or_record_key_are_a_clear_error():
+    # a and b agree on every record; the extra rating has no annotator
+    long = pd.DataFrame(
+        {
+            "record": [1, 1, 2, 2, 3, 3, 3],
+            "annotator": ["a", "b", "a", "b", "a", "b", None],
+            "label": ["x", "x", "y", "y", "x", "x", "y"],
+        }
+    )
+    with pytest.raises(ValueError, match=r"of 7 ratings 1 has no annotator: drop those rows .*fillna\('unknown'\)"):
+        jl.agreement(long, n_boot=0)
+    no_record = pd.DataFrame(
+        {"record": [1, 1, 2, 2, None, None], "annotator": ["a", "b"] * 3, "label": ["x", "x", "y", "y", "x", "y"]}
+    )
+    with pytest.raises(ValueError, match=r"2 have no record key: drop those rows \(table\.dropna"):
+        jl.agreement(no_record, n_boot=0)
+    # dropped as the message says, the remaining ratings agree fully
+    out = jl.agreement(long.dropna(subset=["record", "annotator"]), n_boot=0, per_label=False)
+    assert _value(out, "percent", "a|b") == 1.0
+    # a row without a label is not a rating: it needs no annotator
+    unlabeled = pd.concat([long.dropna(), pd.DataFrame({"record": [4], "annotator": [None], "label": [None]})])
+    assert _value(jl.agreement(unlabeled, n_boot=0, per_label=False), "percent", "a|b") == 1.0
+
+
+def test_annotators_as_one_name_is_not_split_into_letters():
+    long = pd.DataFrame({"record": [1, 1, 2, 2], "annotator": ["ana", "bo"] * 2, "label": ["x", "x", "y", "x"]})
+    with pytest.raises(ValueError, match=r"at least two raters, got only \['ana'\]"):
+        jl.agreement(long, annotators="ana")
+    with pytest.raises(ValueError, match=r"annotators \['zed'\] have no ratings"):
+        jl.agreement(long, annotators="zed")
+
+
+def test_multi_label_per_label_is_membership_of_each_label():
+    long = pd.DataFrame(
+        {
+            "record": [1, 1, 2, 2, 3, 3, 4],
+            "annotator": ["a", "b", "a", "b", "a", "b", "a"],
+            "label": [["x", "y"], ["y", "x"], ["x"], ["x", "y"], [], [], ["y"]],  # b did not rate record 4
+        }
+    )
+    out = jl.agreement(long, n_boot=0)
+    assert set(out["label"]) == {"all", "x", "y"}  # labels, not label sets
+    # is the label in the rater's set: a and b; record 4 has no rating from b (missing, not "no")
+    member = {"x": ([1, 1, 0, 1], [1, 1, 0, np.nan]), "y": ([1, 0, 0, 1], [1, 1, 0, np.nan])}
+    for name, (a, b) in member.items():
+        a, b = np.array(a, dtype=float), np.array(b, dtype=float)
+        both = ~np.isnan(b)
+        assert _value(out, "percent", "a|b", name) == pytest.approx((a[both] == b[both]).mean())
+        rows = out[(out["raters"] == "a|b") & (out["label"] == name)]
+        assert (rows["n"] == 3).all()
+        if len(np.unique(np.r_[a[both], b[both]])) > 1:
+            assert _value(out, "cohen_kappa", "a|b", name) == pytest.approx(cohen_kappa_score(a[both], b[both]))
+            expected = krippendorff.alpha(reliability_data=np.stack([a, b]), level_of_measurement="nominal")
+            assert _value(out, "krippendorff_alpha", "all", name) == pytest.approx(expected)
+    assert _value(out, "percent", "a|b", "y") == pytest.approx(2 / 3)
+    assert _value(out, "cohen_kappa", "a|b", "x") == 1.0
+
+
+def test_list_labels_held_as_numpy_arrays_as_parquet_gives_them(tmp_path):
+    lists = pd.DataFrame(
+        {
+            "record": [1, 1, 2, 2, 3, 3],
+            "annotator": ["a", "b"] * 3,
+            "label": [["x", "y"], ["y", "x"], ["x"], ["y"], [], []],
+        }
+    )
+    lists.to_parquet(tmp_path / "multi.parquet")
+    arrays = pd.read_parquet(tmp_path / "multi.parquet")
+    assert isinstance(arrays["label"].iloc[0], np.ndarray)
+    pd.testing.assert_frame_equal(jl.agreement(arrays, n_boot=20), jl.agreement(lists, n_boot=20))
+
+    span = {"start": 0, "end": 3, "label": "PER"}
+    spans = pd.DataFrame(
+        {"record": [1, 1], "annotator": ["a", "b"], "label": [[span], [span, span | {"start": 5, "end": 8}]]}
+    )
+    spans.to_parquet(tmp_path / "spans.parquet")
+    back = pd.read_parquet(tmp_path / "spans.parquet")
+    assert isinstance(back["label"].iloc[0], np.ndarray)
+    out = jl.agreement(back, n_boot=0).set_index("label")  # found to be spans without a task
+    assert out.loc["exact", "metric"] == "span_f1"
+    assert out.loc["exact", "value"] == pytest.approx(2 * 1 / 3)
+
+
+def test_span_f1_with_integer_raters_and_a_repeated_span():
+    def span(start, end):
+        return {"start": start, "end": end, "label": "PER"}
+
+    labels = [[span(0, 3)], [span(0, 3)], [span(4, 6)], []]
+    numbers = jl.agreement(pd.DataFrame({"record": [1, 1, 2, 2], "annotator": [7, 8, 7, 8], "label": labels}), n_boot=0)
+    texts = jl.agreement(pd.DataFrame({"record": [1, 1, 2, 2], "annotator": ["7", "8"] * 2, "label": labels}), n_boot=0)
+    pd.testing.assert_frame_equal(numbers, texts)
+    exact = numbers.set_index("label").loc["exact"]
+    assert exact["raters"] == "7|8" and exact["n"] == 2
+    assert exact["value"] == pytest.approx(2 * 1 / 3)  # one match; a has 2 spans, b has 1
+
+    # a rater who gave the same span twice gave it once: exact F1 is 1, not 4/3
+    repeated = pd.DataFrame(
+        {"record": [1, 1], "annotator": ["a", "b"], "label": [[span(0, 3), span(0, 3)], [span(0, 3)]]}
+    )
+    out = jl.agreement(repeated, n_boot=0).set_index("label")["value"]
+    assert out["exact"] == 1.0 and out["overlap"] == 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import altair as alt
 import numpy as np
@@ -329,3 +331,51 @@ def test_many_labels_and_annotators_stay_under_the_row_limit():
     table = confusion_table(df, task=task)
     assert table["n"].sum() == n  # lumped into "(other)", never dropped
     assert table["label"].nunique() == 61 and "(other)" in set(table["label"])
+
+
+def test_multi_label_sets_in_another_order_are_the_same_label():
+    task = jl.Task(["x", "y"], kind="multi", text="text")
+    df = pd.DataFrame({"text": ["a", "b"], "annotator": ["ana", "ana"]})
+    df = jl.set_suggestions(df, task, np.array([[0.9, 0.9], [0.9, 0.1]]), model="m")  # suggests [x, y] and [x]
+    df["label"] = pd.Series([["y", "x"], ["x"]], dtype=object)
+    assert prepare(df, task=task).table["correct"].tolist() == [True, True]
+    row = agreement_table(df, task=task).set_index(["rater_a", "rater_b"]).loc[("ana", "model")]
+    assert row["percent"] == 1.0 and row["n"] == 2
+    # spans too: the same spans listed in another order
+    first, second = {"start": 0, "end": 1, "label": "PER"}, {"start": 2, "end": 3, "label": "ORG"}
+    spans = pd.DataFrame(
+        {"text": ["a b c"], "annotator": ["ana"], "label": [[second, first]], "llm_label": [[first, second]]}
+    )
+    assert prepare(spans).table["correct"].tolist() == [True]
+
+
+def test_list_labels_held_as_numpy_arrays():
+    def frame(wrap):
+        return pd.DataFrame(
+            {
+                "text": ["a", "b"],
+                "annotator": ["ana", "bo"],
+                "label": pd.Series([wrap(["x", "y"]), wrap(["x"])], dtype=object),
+                "llm_label": pd.Series([wrap(["y", "x"]), wrap(["y"])], dtype=object),
+                "llm_confidence": [0.8, 0.6],
+            }
+        )
+
+    arrays, lists = frame(np.array), frame(list)
+    columns = ["key", "suggested_key", "correct"]
+    pd.testing.assert_frame_equal(prepare(arrays).table[columns], prepare(lists).table[columns])
+    assert prepare(arrays).table["correct"].tolist() == [True, False]
+    pd.testing.assert_frame_equal(agreement_table(arrays), agreement_table(lists))
+    jl.dashboard(arrays).to_dict()  # every chart validates
+
+
+def test_readme_names_a_working_import_of_the_chart_functions():
+    # jl.dashboard is the function, which hides the module: the README must show an import that works
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    imports = re.findall(r"`(from jlabel\.dashboard import [\w, ]+)`", readme)
+    assert imports, "the README should show how to import a single chart"
+    for line in imports:
+        names: dict = {}
+        exec(line, names)
+        charts_ = [value for key, value in names.items() if not key.startswith("__")]
+        assert charts_ and all(value in CHARTS.values() for value in charts_)

@@ -5,6 +5,7 @@ Everything here is vectorised over the frame: no Python loop per record.
 
 from __future__ import annotations
 
+import json
 import string
 from collections.abc import Sequence
 
@@ -130,7 +131,8 @@ def probs(df: pd.DataFrame, task: Task, column: str = "llm_probs") -> np.ndarray
     """The ``(n, k)`` matrix of label probabilities, in the task's label order.
 
     Rows without a suggestion are NaN. No Python loop: the Arrow list column is
-    flattened and reshaped.
+    flattened and reshaped. A column read back from a CSV file holds the lists as text
+    (``"[0.2, 0.8]"``, as ``jlabel preannotate`` writes them); that text is parsed.
     """
     k = len(task.labels)
     n = len(df)
@@ -140,8 +142,16 @@ def probs(df: pd.DataFrame, task: Task, column: str = "llm_probs") -> np.ndarray
     series = df[column]
     if isinstance(series.dtype, pd.ArrowDtype):
         array = pa.chunked_array(series.array._pa_array).combine_chunks()
+    elif pd.api.types.infer_dtype(series, skipna=True) == "string":
+        array = _parse_list_text(series, column)
     else:
-        array = pa.array(series.map(_as_list_or_none).tolist(), type=pa.list_(pa.float64()))
+        try:
+            array = pa.array(series.map(_as_list_or_none).tolist(), type=pa.list_(pa.float64()))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as error:
+            raise ValueError(
+                f"{column!r} must hold one list of {k} probabilities per record (or a missing value); "
+                f"it holds {series.dropna().iloc[0]!r} ({error})."
+            ) from None
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     valid = array.is_valid().to_numpy(zero_copy_only=False)
@@ -157,6 +167,34 @@ def probs(df: pd.DataFrame, task: Task, column: str = "llm_probs") -> np.ndarray
     values = pc.list_flatten(array.filter(pa.array(valid))).to_numpy(zero_copy_only=False)
     out[valid] = values.reshape(-1, k)
     return out
+
+
+def _parse_list_text(series: pd.Series, column: str) -> pa.ListArray:
+    """Lists of numbers written as text (``"[0.2, 0.8]"``), parsed with Arrow's string kernels."""
+    text = pc.utf8_trim_whitespace(pa.array(series.to_numpy(dtype=object, na_value=None), type=pa.string()))
+    split = pc.split_pattern(pc.utf8_slice_codeunits(text, 1, -1), ",")
+    try:
+        if pc.all(pc.and_(pc.starts_with(text, "["), pc.ends_with(text, "]"))).as_py() is False:
+            raise pa.ArrowInvalid("not a bracketed list")
+        values = pc.cast(pc.utf8_trim_whitespace(pc.list_flatten(split)), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise ValueError(
+            f"{column!r} holds text that is not a list of numbers, such as {_first_non_list(series)!r}; it should "
+            f"hold lists of probabilities, or text such as '[0.2, 0.8]' (as a CSV file stores them)."
+        ) from None
+    return pa.ListArray.from_arrays(split.offsets, values, mask=split.is_null())
+
+
+def _first_non_list(series: pd.Series):
+    """The first value that is not a JSON list of numbers (for an error message only)."""
+    for value in series.dropna():
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        if not isinstance(parsed, list) or not all(isinstance(x, (int, float)) for x in parsed) or not parsed:
+            return value
+    return series.dropna().iloc[0]
 
 
 def _as_list_or_none(value):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 KINDS = ("single", "multi", "spans")
 
@@ -117,14 +120,17 @@ class Task:
     def check_value(self, value):
         """Validate a label value for this task's kind and return it normalised.
 
-        single: a label name; multi: a list of label names (sorted in label order,
-        no duplicates); spans: a list of ``{"start", "end", "label"}`` dicts.
+        single: a label name; multi: a list (or 1-d numpy array) of label names (sorted in
+        label order, no duplicates); spans: a list of ``{"start", "end", "label"}`` dicts
+        with integer offsets (numpy integers become ints; booleans are refused).
         """
         if self.kind == "single":
             if not isinstance(value, str):
                 raise TypeError(f"A single-label task takes one label name, got {value!r}.")
             self.index_of(value)
             return value
+        if isinstance(value, np.ndarray) and value.ndim == 1:
+            value = value.tolist()
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise TypeError(f"A {self.kind} task takes a list, got {value!r}.")
         if self.kind == "multi":
@@ -136,14 +142,20 @@ class Task:
             if not isinstance(span, Mapping) or not {"start", "end", "label"} <= set(span):
                 raise TypeError(f"A span is a dict with start, end and label, got {span!r}.")
             start, end = span["start"], span["end"]
-            if not (isinstance(start, int) and isinstance(end, int)) or not 0 <= start < end:
+            if not (_is_integer(start) and _is_integer(end)) or not 0 <= start < end:
                 raise ValueError(f"A span needs integer offsets with 0 <= start < end, got {span!r}.")
+            start, end = int(start), int(end)
             self.index_of(span["label"])
             spans.append({"start": start, "end": end, "label": span["label"]})
         return sorted(spans, key=lambda s: (s["start"], s["end"], self.labels.index(s["label"])))
 
     def __repr__(self) -> str:
         return f"Task(labels={list(self.labels)!r}, kind={self.kind!r}, text={self.text!r}, id={self.id!r})"
+
+
+def _is_integer(value) -> bool:
+    """An int, numpy integer or other integral number; never a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def _parse_labels(labels) -> tuple[tuple[str, ...], dict[str, str]]:

@@ -109,3 +109,26 @@ def test_probs_column_is_vectorised_for_a_million_rows(task):
     matrix = np.random.default_rng(0).dirichlet(np.ones(4), size=1_000_000)
     df = pd.DataFrame({"llm_probs": probs_column(matrix, pd.RangeIndex(1_000_000))})
     np.testing.assert_array_equal(jl.probs(df, task), matrix)
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "str"])
+def test_probs_from_text_as_a_csv_file_holds_them(tmp_path, dtype):
+    task = jl.Task(["World", "Sports"])
+    out = jl.set_suggestions(
+        pd.DataFrame({"text": ["Goal!", "War", "?"]}), task, [[0.2, 0.8], [0.9, 0.1], [np.nan] * 2], model="m"
+    )
+    from jlabel.cli import read_table, write_table
+
+    back = read_table(write_table(out, tmp_path / "suggested.csv"))  # llm_probs as "[0.2, 0.8]" text
+    back["llm_probs"] = back["llm_probs"].astype(dtype)
+    np.testing.assert_allclose(jl.probs(back, task), [[0.2, 0.8], [0.9, 0.1], [np.nan] * 2])
+    back["label"] = ["Sports", "World", None]
+    exported = jl.export(back, tmp_path / "ls.json", task=task)
+    np.testing.assert_allclose(jl.probs(jl.read(exported, task=task), task)[:2], [[0.2, 0.8], [0.9, 0.1]])
+
+
+@pytest.mark.parametrize("value", ["oops", "[0.2, x]", "{'a': 1}"])
+def test_probs_from_text_that_is_not_a_list_is_a_clear_error(value):
+    df = pd.DataFrame({"llm_probs": pd.Series(["[0.2, 0.8]", value], dtype=object)})
+    with pytest.raises(ValueError, match=r"'llm_probs' holds text that is not a list of numbers, such as"):
+        jl.probs(df, jl.Task(["World", "Sports"]))

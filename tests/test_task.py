@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -77,3 +78,18 @@ def test_check_value_per_kind():
         spans.check_value([{"start": 4, "end": 2, "label": "PER"}])
     with pytest.raises(TypeError, match="takes a list"):
         multi.check_value("a")
+
+
+def test_check_value_takes_numpy_values_and_refuses_booleans():
+    spans = jl.Task(["PER", "LOC"], kind="spans")
+    start = pd.Series(["Ana in Rome"]).str.find("Rome")[0]  # a numpy integer, as pandas gives offsets
+    value = spans.check_value([{"start": start, "end": start + 4, "label": "LOC"}])
+    assert value == [{"start": 7, "end": 11, "label": "LOC"}] and type(value[0]["start"]) is int
+    for bad in (True, np.bool_(True), 1.0):
+        with pytest.raises(ValueError, match="integer offsets"):
+            spans.check_value([{"start": bad, "end": 3, "label": "PER"}])
+    multi = jl.Task(["a", "b", "c"], kind="multi")
+    assert multi.check_value(np.array(["c", "a"])) == ["a", "c"]
+    assert multi.check_value(np.array([], dtype=object)) == []
+    with pytest.raises(TypeError, match="takes a list"):
+        multi.check_value(np.array([["a"]]))

@@ -127,6 +127,11 @@ class Store:
         self.annotator = current_annotator(annotator)
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder; give a file path such as {self.path / 'labels.db'}.")
+        if not self.path.parent.is_dir():
+            raise StoreError(
+                f"The folder {self.path.parent} does not exist, so the store {self.path} cannot be created there; "
+                f"create the folder first or choose another path."
+            )
         self._check_header()
         self._timeout = timeout
         self._pid = None
@@ -395,7 +400,9 @@ class Store:
         Replay rules: each annotator's decisions on a record form a stack; ``undo`` pops
         the top one. The label is the one set by the topmost label-setting decision
         (label, accept, edit, reject; a reject without a value clears it); ``skip`` leaves
-        the label as it was.
+        the label as it was. A record's row is its latest surviving label-setting decision
+        of any annotator, or its latest skip when no decision set a label: one annotator's
+        skip never hides another's label.
         """
         columns = ("id", "ts", "record", "annotator", "action", "value")
         events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
@@ -421,7 +428,7 @@ class Store:
             return df
         for column in ("label", "label_source", "annotator", "labeled_at"):
             if column == "labeled_at":
-                merged = _utc_nanoseconds(df[column])
+                merged = _utc_nanoseconds(_utc_column(df[column]))
                 merged[rows] = _utc_nanoseconds(state[column])[found]
                 df[column] = pd.Series(merged.view("M8[ns]"), index=df.index).dt.tz_localize("UTC")
                 continue
@@ -485,7 +492,7 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
     seconds = (
         ts.to_numpy(dtype=np.float64)
         if not pd.api.types.is_datetime64_any_dtype(ts)
-        else (ts.astype("int64").to_numpy() / 1e9)
+        else (ts.dt.as_unit("ns").astype("int64").to_numpy() / 1e9)  # pandas 3 may hold us or s
     )
     labeled_at = np.where(found & has_label, seconds[setter], np.nan)
     status = action[rows].copy()
@@ -505,12 +512,40 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
     if per_annotator:
         keep_rows = np.argsort(event, kind="stable")
     else:
-        # a record's state: the latest surviving decision of any annotator
-        ranked = np.lexsort((event, status != None, record_code[rows]))  # noqa: E711
+        # a record's state: the latest surviving label-setting decision of any annotator, else the latest
+        # surviving decision (a skip leaves the label as it was, also another annotator's label)
+        latest = np.where(found, events["id"].to_numpy()[np.maximum(setter, 0)], event)
+        ranked = np.lexsort((latest, status != None, found, record_code[rows]))  # noqa: E711
         last_of_record = np.r_[record_code[rows][ranked][1:] != record_code[rows][ranked][:-1], True]
         keep_rows = np.sort(ranked[last_of_record])
         keep_rows = keep_rows[np.argsort(event[keep_rows], kind="stable")]
     return state.iloc[keep_rows].set_index("record")[columns]
+
+
+def _utc_column(column: pd.Series) -> pd.Series:
+    """A frame's ``labeled_at`` as UTC timestamps, however a file reader left it.
+
+    A CSV or JSONL reader gives an all-missing column as floats or objects, timestamps as
+    ISO text, and dates without a zone as tz-naive (taken as UTC, as jlabel writes them).
+    """
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column
+    if column.isna().all():
+        return pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_dtype(column.dtype):
+        return column.dt.tz_localize("UTC")
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        raise ValueError(
+            f"The frame's labeled_at column holds {column.dtype} values such as {column.dropna().tolist()[0]!r}, not "
+            f"timestamps; drop the column or convert it with pd.to_datetime(..., utc=True)."
+        )
+    try:
+        return pd.to_datetime(column, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"The frame's labeled_at column holds values that are not timestamps ({error}); drop the column or "
+            f"convert it with pd.to_datetime(..., utc=True)."
+        ) from None
 
 
 def _utc_nanoseconds(column: pd.Series) -> np.ndarray:

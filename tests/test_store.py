@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jlabel as jl
-from jlabel.store import current_annotator
+from jlabel.store import current_annotator, replay
 
 LABELS = ["a", "b", "c"]
 
@@ -131,6 +131,23 @@ def model_state(events):
     return latest
 
 
+def model_record_labels(events):
+    """A record's label: its latest surviving label-setting decision of any annotator (skips set nothing)."""
+    stacks = {}
+    for i, (record, annotator, action, value) in enumerate(events):
+        stack = stacks.setdefault((record, annotator), [])
+        if action == "undo":
+            if stack:
+                stack.pop()
+        else:
+            stack.append((i, action, value))
+    setters = {}
+    for (record, _), stack in stacks.items():
+        setters.setdefault(record, [])
+        setters[record] += [next(((i, v) for i, a, v in reversed(stack) if a != "skip"), (-1, None))]
+    return {record: max(found)[1] for record, found in setters.items()}
+
+
 event_strategy = st.lists(
     st.tuples(
         st.sampled_from(["r1", "r2", "r3"]),
@@ -160,13 +177,9 @@ def test_replay_matches_model(tmp_path_factory, raw):
     # the record-level state is the most recent surviving decision of any annotator
     state = store.state()
     assert set(state.index) == set(expected)
-    for record, rows in expected.items():
-        surviving = [label for _, status, label in rows if status is not None]
+    for record, label in model_record_labels(events).items():
         got_label = state.loc[record, "label"]
-        if not surviving:
-            assert pd.isna(got_label)
-        else:
-            assert got_label in surviving or (pd.isna(got_label) and None in surviving)
+        assert got_label == label if label is not None else pd.isna(got_label), record
 
 
 # --- crash and concurrency ----------------------------------------------------------
@@ -305,3 +318,61 @@ def test_store_without_task(tmp_path):
 def test_task_type_checked(tmp_path):
     with pytest.raises(TypeError, match=r"must be a jl\.Task"):
         jl.Store(tmp_path / "x.db", task=["a", "b"])
+
+
+def test_a_skip_leaves_another_annotators_label(store):
+    store.record("r1", "label", "a", annotator="ana")
+    store.record("r1", "skip", annotator="bob")
+    store.record("r2", "label", "a", annotator="ana")
+    store.record("r2", "label", "b", annotator="bob")
+    store.record("r2", "skip", annotator="ana")  # ana's own skip keeps ana's label, but bob labeled later
+    store.record("r3", "skip", annotator="ana")
+    state = store.state()
+    assert state.loc["r1", ["label", "annotator", "status"]].tolist() == ["a", "ana", "label"]
+    assert state.loc["r2", ["label", "annotator"]].tolist() == ["b", "bob"]
+    assert pd.isna(state.loc["r3", "label"]) and state.loc["r3", "status"] == "skip"
+    df = pd.DataFrame({"text": ["x", "y", "z"]}, index=["r1", "r2", "r3"])
+    store.apply(df)
+    assert df["label"].tolist()[:2] == ["a", "b"] and pd.isna(df["label"].iloc[2])
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_replay_reads_timestamps_of_any_unit(unit):
+    ts = pd.Series(pd.to_datetime(["2024-05-01 10:00:00", "2024-05-01 10:00:07"], utc=True)).dt.as_unit(unit)
+    events = pd.DataFrame(
+        {"id": [1, 2], "ts": ts, "record": ["r1", "r2"], "annotator": "ana", "action": "label", "value": ['"a"', '"b"']}
+    )
+    state = replay(events)
+    assert state["labeled_at"].tolist() == ts.tolist()
+
+
+def test_store_in_a_missing_folder_says_so(tmp_path):
+    with pytest.raises(jl.StoreError, match=r"folder .*missing does not exist"):
+        jl.Store(tmp_path / "missing" / "labels.db", task=jl.Task(LABELS))
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    "labeled_at",
+    [
+        pd.Series([np.nan, np.nan]),  # an empty column read from CSV
+        pd.Series([None, None], dtype=object),  # ... from JSONL
+        pd.Series(pd.to_datetime(["2024-01-01 10:00", None])),  # tz-naive: taken as UTC
+        pd.Series(["2024-01-01T10:00:00.000000Z", None]),  # ISO text
+    ],
+)
+def test_apply_takes_labeled_at_as_files_give_it(store, labeled_at):
+    store.record("r2", "label", "b")
+    df = pd.DataFrame({"text": ["x", "y"], "labeled_at": labeled_at.to_numpy()}, index=["r1", "r2"])
+    store.apply(df)
+    assert str(df["labeled_at"].dtype) == "datetime64[ns, UTC]"
+    first = df["labeled_at"].iloc[0]
+    assert pd.isna(first) if labeled_at.isna().all() else first == pd.Timestamp("2024-01-01 10:00", tz="UTC")
+    assert df["label"].tolist()[1] == "b" and df["labeled_at"].iloc[1] > pd.Timestamp("2024-06-01", tz="UTC")
+
+
+def test_apply_refuses_labeled_at_that_is_not_time(store):
+    store.record("r1", "label", "a")
+    df = pd.DataFrame({"text": ["x"], "labeled_at": [1.5]}, index=["r1"])
+    with pytest.raises(ValueError, match=r"labeled_at column holds float64 values such as 1\.5"):
+        store.apply(df)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 import time
 from collections.abc import Sequence
@@ -12,10 +13,19 @@ import numpy as np
 import pandas as pd
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# read_json without guessing: no "007" -> 7, no text column turned into dates. pandas < 3.1 guesses
+# dates even with dtype=False unless told not to; pandas 3.1 deprecates convert_dates for dtype=False.
+_JSON_AS_WRITTEN = {"dtype": False}
+if getattr(inspect.signature(pd.read_json).parameters.get("convert_dates"), "default", None) is True:
+    _JSON_AS_WRITTEN["convert_dates"] = False
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, Parquet or JSONL file; a clear error for anything else."""
+    """Read a CSV, Parquet or JSONL file as it is written; a clear error for anything else.
+
+    Values are not reinterpreted: text such as ``"007"``, ``"1.50"`` or ``"N/A"`` stays
+    text (only an empty CSV cell is missing), and no column is guessed to be a date.
+    """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
@@ -30,7 +40,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
         # list columns (llm_probs) come back as Arrow lists, as jlabel writes them
         return pq.read_table(path).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
-    return pd.read_json(path, lines=True)
+    return pd.read_json(path, lines=True, **_JSON_AS_WRITTEN)
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
@@ -45,7 +55,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     elif kind == "jsonl":
         plain = df.copy()
         if "llm_probs" in plain:
-            plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if v is None else list(v))
+            plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if _no_list(v) else list(v))
         plain.reset_index().to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
     else:
         plain = df.copy()
@@ -53,10 +63,15 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             plain["llm_probs"] = (
                 plain["llm_probs"]
                 .astype(object)
-                .map(lambda v: None if v is None else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
+                .map(lambda v: None if _no_list(v) else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
             )
         plain.to_csv(path)
     return path
+
+
+def _no_list(value) -> bool:
+    """A missing llm_probs cell (None, NA or NaN: a record without a suggestion)."""
+    return value is None or (not hasattr(value, "__len__") and pd.isna(value))
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -213,10 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``jlabel`` command; returns the exit status."""
+    from .store import StoreError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ModuleNotFoundError, PermissionError) as error:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        FileNotFoundError,
+        ModuleNotFoundError,
+        PermissionError,
+        StoreError,
+    ) as error:
         print(f"jlabel {args.command}: {error}", file=sys.stderr)
         return 2
 

@@ -41,7 +41,7 @@ from .frame import (
 )
 from .frame import probs as probs_matrix
 from .frame import texts as record_texts
-from .task import Task
+from .task import Task, _is_integer
 
 FORMATS = ("jsonl", "labelstudio", "prodigy", "parquet")
 PRODIGY_ANSWERS = ("accept", "reject", "ignore")
@@ -102,7 +102,9 @@ def export(
         raise TypeError(f"export takes a pandas DataFrame, got {type(df).__name__}.")
     path = Path(path)
     format = _format_of(path, format)
-    task = task if task is not None else infer_task(df)
+    if task is None:  # the task a reader left on the frame, else a guess from its labels
+        known = df.attrs.get("jlabel_task")
+        task = Task.from_dict(known) if isinstance(known, Mapping) else infer_task(df)
     if not isinstance(task, Task):
         raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
     keys = record_keys(df, id)
@@ -212,7 +214,41 @@ def infer_task(df: pd.DataFrame) -> Task:
         labels = pd.unique(pd.Series([s["label"] for s in spans], dtype=object)).tolist()
     if not labels:
         raise ValueError("The frame's label lists are all empty; pass task=jl.Task(labels, kind=...).")
-    return Task(labels, kind=kind)
+    task = Task(labels, kind=kind)
+    width = _probs_width(df) if kind != "spans" else None
+    if width is not None and width != len(labels):
+        raise ValueError(
+            f"The frame's llm_probs hold {width} probabilities per record, but its labels and suggestions name only "
+            f"{len(labels)} labels {labels}: the task has labels that no record shows, in an order the frame cannot "
+            f"tell. Pass task=jl.Task(...) (the task the suggestions were made with)."
+        )
+    if width is not None and kind == "single" and "llm_label" in df.columns:
+        # the labels' order is guessed: the suggested label must be the most probable one in that order
+        matrix = probs_matrix(df, task)
+        rows = ~np.isnan(matrix).any(axis=1) & df["llm_label"].notna().to_numpy()
+        chosen = pd.Index(labels).get_indexer(df["llm_label"][rows].astype(str))
+        if (matrix[rows][np.arange(len(chosen)), chosen] < matrix[rows].max(axis=1) - 1e-9).any():
+            raise ValueError(
+                f"The frame's llm_probs are not in the order its labels first appear ({labels}); pass "
+                f"task=jl.Task(...) (the task the suggestions were made with) to keep the label order."
+            )
+    return task
+
+
+def _probs_width(df: pd.DataFrame) -> int | None:
+    """How many probabilities the first suggestion of ``llm_probs`` holds (None if it cannot tell)."""
+    if "llm_probs" not in df.columns:
+        return None
+    present = df["llm_probs"].dropna()
+    if present.empty:
+        return None
+    first = present.iloc[0]
+    if isinstance(first, str):
+        try:
+            first = json.loads(first)
+        except ValueError:
+            return None
+    return len(first) if hasattr(first, "__len__") else None
 
 
 # -- validation ----------------------------------------------------------------------
@@ -376,10 +412,13 @@ def _ls_result(value, kind: str, text: str, origin: str) -> list[dict]:
 def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
     data_columns = [c for c in frame.columns if c not in _JLABEL_COLUMNS and c != id]
     # the data block: the frame's own columns as JSON values (timestamps as ISO strings)
-    data = json.loads(frame[data_columns].to_json(orient="records", date_format="iso", force_ascii=False))
-    if task.text not in data_columns:
-        for row, t in zip(data, text.to_numpy()):
-            row["text"] = t
+    data = json.loads(
+        frame[data_columns].to_json(orient="records", date_format="iso", force_ascii=False, double_precision=15)
+    )
+    # the record's text always as a string (a missing text is ""): Label Studio and read() need one
+    text_key = "text" if task.is_template else task.text
+    for row, t in zip(data, text.to_numpy()):
+        row[text_key] = t
     matrix = probs_matrix(frame, task) if task.kind != "spans" and frame["llm_probs"].notna().any() else None
     columns = {
         c: frame[c].to_numpy(dtype=object, na_value=None)
@@ -502,6 +541,7 @@ def _read_training(path: Path, rows: list[tuple[int, dict]], task: Task | None) 
         if "text" not in row or "label" not in row:
             raise ValueError(f"{path}, line {number}: a training line needs 'text' and 'label', got {sorted(row)}.")
         value = row["label"]
+        _check_label_value(value, f"{path}, line {number}")
         this = _kind_of(value) if value is not None and (isinstance(value, str) or len(value)) else ""
         if isinstance(value, list) and not value:
             this = ""
@@ -525,18 +565,48 @@ def _read_training(path: Path, rows: list[tuple[int, dict]], task: Task | None) 
     return _finish(frame, task, where)
 
 
+def _check_label_value(value, where: str) -> None:
+    """A training line's label: a name, a list of names, a list of spans, or null."""
+    if value is None or isinstance(value, str):
+        return
+    if isinstance(value, list):
+        names = [v for v in value if not isinstance(v, Mapping)]
+        if not names or all(isinstance(v, str) for v in value):
+            return
+        bad = next(v for v in names if not isinstance(v, str))
+    else:
+        bad = value
+    raise ValueError(
+        f"{where}: label {bad!r} ({type(bad).__name__}) is not a label name; labels are strings, lists of strings "
+        f"(multi-label) or lists of {{start, end, label}} spans. Write the label names, e.g. {str(bad)!r}."
+    )
+
+
 def _check_spans(spans, text: str, where: str) -> list[dict]:
     out = []
+    if not isinstance(spans, list):
+        raise ValueError(f"{where}: spans must be a list of {{start, end, label}} objects, got {spans!r}.")
     for span in spans:
         if not isinstance(span, Mapping) or not {"start", "end", "label"} <= set(span):
             raise ValueError(f"{where}: a span needs start, end and label, got {span!r}.")
+        if not isinstance(span["label"], str):
+            raise ValueError(f"{where}: span label {span['label']!r} is not a string; labels are names.")
         start, end = span["start"], span["end"]
-        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        if not (_is_integer(start) and _is_integer(end) and 0 <= start < end <= len(text)):
             raise ValueError(
                 f"{where}: span {dict(span)} lies outside its text of {len(text)} characters (0 <= start < end <= length)."
             )
         out.append({"start": start, "end": end, "label": span["label"]})
     return sorted(out, key=lambda s: (s["start"], s["end"], s["label"]))
+
+
+def _option_id(value, where: str) -> str:
+    """A Prodigy option id as a label name: strings as they are, integers as their digits."""
+    if isinstance(value, str):
+        return value
+    if _is_integer(value):
+        return str(value)
+    raise ValueError(f"{where}: option id {value!r} ({type(value).__name__}) must be a string or an integer.")
 
 
 def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -> pd.DataFrame:
@@ -554,12 +624,16 @@ def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -
             value = _check_spans(row["spans"], row["text"], here)
             found += [s["label"] for s in value]
         elif "accept" in row or "options" in row:
-            chosen = list(row.get("accept") or [])
+            # option ids are often numbers (0, 1): as labels they are their text, "0", "1"
+            chosen = [_option_id(c, here) for c in row.get("accept") or []]
             style = (row.get("config") or {}).get("choice_style")
             this = "multi" if style == "multiple" or len(chosen) > 1 or kind == "multi" else "single"
-            found += [o["id"] for o in row.get("options", []) if isinstance(o, Mapping) and "id" in o] + chosen
+            options = [o for o in row.get("options", []) if isinstance(o, Mapping) and "id" in o]
+            found += [_option_id(o["id"], here) for o in options] + chosen
             value = chosen if this == "multi" else (chosen[0] if chosen else None)
         elif "label" in row:  # binary: does this one label apply?
+            if not isinstance(row["label"], str):
+                raise ValueError(f"{here}: label {row['label']!r} ({type(row['label']).__name__}) is not a label name.")
             this = kind if kind == "multi" else "single"
             found.append(row["label"])
             value = row["label"] if this == "single" else [row["label"]]
@@ -664,8 +738,11 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
         text = data[text_key]
         meta = entry.get("meta") or {}
         row = {**data, "_key": meta.get("jlabel_key", entry.get("id"))}
+        # Label Studio's own exports may list predictions (or annotations) by id only: not readable, skipped
         annotations = [
-            a for a in entry.get("annotations") or entry.get("completions") or [] if not a.get("was_cancelled")
+            a
+            for a in entry.get("annotations") or entry.get("completions") or []
+            if isinstance(a, dict) and not a.get("was_cancelled")
         ]
         read = []
         for annotation in annotations:
@@ -689,7 +766,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
             row["label_source"] = meta.get("label_source", "human") if value is not None else None
             row["labeled_at"] = latest.get("created_at") if value is not None else None
             row["annotations"] = len(annotations)
-        predictions = entry.get("predictions") or []
+        predictions = [p for p in entry.get("predictions") or [] if isinstance(p, dict)]
         if predictions:
             prediction = predictions[-1]
             this, value, names = _ls_value(prediction.get("result", []), kind, here, text)
@@ -780,8 +857,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 def export_command(args: argparse.Namespace) -> int:
     """Run ``jlabel export``: the store's labels (joined onto ``--data``) to a file. Returns 0."""
+    from .cli import read_table
     from .store import Store
 
+    if not Path(args.store).is_file():  # a mistyped path must not leave a new, empty store behind
+        raise SystemExit(f"No store at {args.store}: give the store file the labels were recorded in.")
     store = Store(args.store)
     if store.task is None:
         raise SystemExit(f"{args.store} holds no task yet: nothing to export.")
@@ -790,12 +870,7 @@ def export_command(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"No data file at {data}: --data names the records (.csv, .parquet, .jsonl) that were labeled."
         )
-    if data.suffix == ".parquet":
-        df = pd.read_parquet(data)
-    elif data.suffix in (".jsonl", ".ndjson"):
-        df = pd.read_json(data, lines=True)
-    else:
-        df = pd.read_csv(data)
+    df = read_table(data)  # the reader `jlabel preannotate` uses: its output is valid --data
     if args.id:
         if args.id not in df.columns:
             raise SystemExit(f"--id {args.id!r} is not a column of {data}; its columns are {list(df.columns)}.")

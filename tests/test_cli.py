@@ -100,7 +100,7 @@ def test_demo_on_the_embedded_model(tmp_path, capsys, embedded_llm):
     accuracy = float(printed.split("accuracy vs gold topics")[1].split()[0])
     assert 0 <= accuracy <= 1
     out = pd.read_csv(tmp_path / "demo.csv")
-    assert len(out) == 8 and out["llm_model"].str.startswith("llamacpp:SmolLM2").all()
+    assert len(out) == 8 and out["llm_model"].str.startswith("llamacpp:SmolLM2", na=False).all()
 
 
 def test_export_and_report_run_as_batch_jobs(tmp_path, capsys):
@@ -133,3 +133,63 @@ def test_preannotate_learns_from_the_label_column(tmp_path, keyword_model, capsy
     out = cli.read_table(tmp_path / "out.parquet")
     assert out["llm_label"][70:].tolist() == truth[70:].tolist()  # learned from the 70 labels
     assert set(out["llm_source"]) <= {"head", "combined"}
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+@pytest.mark.parametrize("target", ["train.jsonl", "ls.json"])
+def test_export_takes_what_preannotate_wrote_as_data(tmp_path, suffix, target, capsys):
+    task = jl.Task(["World", "Sports"])
+    frame = pd.DataFrame({"text": ["Goal!", "War", "NA"]})
+    matrix = np.array([[0.2, 0.8], [np.nan, np.nan], [0.5, 0.5]])  # record 1: no suggestion (a model error)
+    suggested = jl.set_suggestions(frame, task, matrix, model="m")
+    data = cli.write_table(suggested, tmp_path / f"suggested{suffix}")  # as `jlabel preannotate --out` writes it
+    with jl.Store(tmp_path / "labels.db", task=task, annotator="ana") as store:
+        store.record(0, "label", "Sports")
+        store.record(2, "label", "World")
+    argv = ["export", str(tmp_path / "labels.db"), str(tmp_path / target), "--data", str(data)]
+    assert cli.main(argv) == 0
+    assert "wrote 2 labeled of 3 records" in capsys.readouterr().out
+    back = jl.read(tmp_path / target, task=task)
+    assert back["text"].tolist()[-1] == "NA" and back["label"].dropna().tolist() == ["Sports", "World"]
+    if target == "ls.json":
+        assert back["llm_label"].isna().tolist() == [False, True, False]
+        assert back["llm_label"].dropna().tolist() == ["Sports", "World"]
+        np.testing.assert_allclose(jl.probs(back, task), matrix)
+
+
+def test_readers_keep_values_as_written(tmp_path, capsys):
+    rows = [{"id": "007", "text": "1.50", "labeled_at": "2024-01-01"}, {"id": "010", "text": "N/A", "labeled_at": ""}]
+    (tmp_path / "records.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    frame = cli.read_table(tmp_path / "records.jsonl")
+    assert frame.to_dict("list") == {k: [row[k] for row in rows] for k in ("id", "text", "labeled_at")}
+    pd.DataFrame({"text": ["Goal!", "N/A", "null", "NA", ""]}).to_csv(tmp_path / "records.csv", index=False)
+    assert cli.read_table(tmp_path / "records.csv")["text"].tolist()[:4] == ["Goal!", "N/A", "null", "NA"]
+
+    task = jl.Task(["price", "other"])
+    with jl.Store(tmp_path / "labels.db", task=task, annotator="ana") as store:
+        store.record("007", "label", "price")
+        store.record("010", "label", "other")
+        store.record("1", "label", "other")
+    out = tmp_path / "train.jsonl"
+    argv = ["export", str(tmp_path / "labels.db"), str(out), "--data", str(tmp_path / "records.jsonl"), "--id", "id"]
+    assert cli.main(argv) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["text"], r["label"]) for r in lines] == [("007", "1.50", "price"), ("010", "N/A", "other")]
+    argv = ["export", str(tmp_path / "labels.db"), str(out), "--data", str(tmp_path / "records.csv")]
+    assert cli.main(argv) == 0
+    assert [json.loads(line)["text"] for line in out.read_text().splitlines()] == ["N/A"]
+
+
+def test_store_errors_are_messages_not_tracebacks(tmp_path, capsys):
+    pd.DataFrame({"text": ["hi"]}).to_csv(tmp_path / "r.csv", index=False)
+    typo = tmp_path / "lables.db"
+    with pytest.raises(SystemExit, match="No store at"):
+        cli.main(["export", str(typo), str(tmp_path / "o.jsonl"), "--data", str(tmp_path / "r.csv")])
+    assert not typo.exists()  # the mistyped path did not become a new, empty store
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello world, not sqlite")
+    for argv in (["report", str(notes), str(tmp_path / "r.html")], ["export", str(notes), str(tmp_path / "o.jsonl")]):
+        argv += ["--data", str(tmp_path / "r.csv")] if argv[0] == "export" else []
+        assert cli.main(argv) == 2
+        assert f"jlabel {argv[0]}: {notes} is not a SQLite file" in capsys.readouterr().err
+    assert notes.read_text() == "hello world, not sqlite"

@@ -460,3 +460,73 @@ def test_label_studio_annotations_as_a_long_table(tmp_path):
         jl.read(path, format="jsonl", annotations="all")
     with pytest.raises(ValueError, match="annotations must be 'latest' or 'all', got 'first'"):
         jl.read(path, annotations="first")
+
+
+@pytest.mark.parametrize("text", [None, np.nan, 17])
+def test_label_studio_writes_every_text_as_a_string(tmp_path, text):
+    df = pd.DataFrame({"text": pd.Series(["Goal!", text], dtype=object), "label": ["Sports", "World"]})
+    path = jl.export(df, tmp_path / "out.json", task=jl.Task(LABELS))
+    assert [entry["data"]["text"] for entry in json.loads(path.read_text())] == ["Goal!", "" if text != 17 else "17"]
+    assert jl.read(path)["text"].tolist() == ["Goal!", "" if text != 17 else "17"]
+
+
+def test_label_studio_predictions_given_as_ids_are_skipped(tmp_path):
+    export = json.loads(json.dumps(LABEL_STUDIO_EXPORT))
+    export[0]["predictions"] = [286]  # as Label Studio's own JSON export may write them
+    export[1]["annotations"] = [287]
+    path = tmp_path / "project-1.json"
+    path.write_text(json.dumps(export))
+    back = jl.read(path, task=jl.Task(LABELS))
+    assert back["label"].tolist()[0] == "World" and back["label"].isna().tolist() == [False, True]
+    assert back["llm_label"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"text": "bad", "label": 0},
+        {"text": "bad", "label": ["World", 3]},
+        {"text": "bad", "label": [{"start": 0, "end": 3, "label": 7}]},
+    ],
+)
+def test_training_labels_that_are_not_names_name_file_and_line(tmp_path, line):
+    path = tmp_path / "train.jsonl"
+    first = {"text": "good", "label": [] if isinstance(line["label"], list) else "World"}
+    path.write_text(json.dumps(first) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match=rf"{path.name}, line 2: (span )?label \S+ (\(int\) )?is not a"):
+        jl.read(path)
+
+
+def test_prodigy_numeric_option_ids_are_read_as_text(tmp_path):
+    options = [{"id": 0, "text": "negative"}, {"id": 1, "text": "positive"}]
+    path = tmp_path / "prodigy.jsonl"
+    rows = [{"text": t, "options": options, "accept": [a], "answer": "accept"} for t, a in [("great", 1), ("awful", 0)]]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    back = jl.read(path)
+    assert back["label"].tolist() == ["1", "0"] and back.attrs["jlabel_task"]["labels"] == ["0", "1"]
+    path.write_text(json.dumps({**rows[0], "accept": [1.5]}) + "\n")
+    with pytest.raises(ValueError, match=r"prodigy.jsonl, line 1: option id 1.5 \(float\)"):
+        jl.read(path)
+
+
+def test_export_without_task_refuses_to_guess_the_probabilities_order(tmp_path):
+    task = jl.Task(["World", "Sports", "Business", "Sci/Tech"])
+    matrix = np.array([[0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.2, 0.6]])
+    df = jl.set_suggestions(pd.DataFrame({"text": ["Goal!", "Rates up", "Chip news"]}), task, matrix, model="m")
+    df["label"] = pd.array(["Sports", None, None], dtype=STRING_DTYPE)  # no record shows "World"
+    for suffix in (".json", ".parquet"):
+        with pytest.raises(ValueError, match=r"hold 4 probabilities .* Pass task=jl.Task"):
+            jl.export(df, tmp_path / f"out{suffix}")
+    three = jl.Task(["Business", "Sports", "World"])  # first seen: Sports, then Business, then World
+    df = jl.set_suggestions(pd.DataFrame({"text": ["a", "b", "c"]}), three, np.eye(3)[[1, 0, 2]], model="m")
+    with pytest.raises(ValueError, match="not in the order its labels first appear"):
+        jl.export(df, tmp_path / "out.json")
+    df.attrs["jlabel_task"] = three.to_dict()  # as jl.read leaves it: no guess needed
+    back = jl.read(jl.export(df, tmp_path / "out.json"), task=three)
+    np.testing.assert_allclose(jl.probs(back, three), np.eye(3)[[1, 0, 2]])
+
+
+def test_label_studio_keeps_fifteen_digits(tmp_path):
+    df = pd.DataFrame({"text": ["a", "b"], "score": [0.123456789012345, 1234567.89123456], "label": ["World"] * 2})
+    back = jl.read(jl.export(df, tmp_path / "out.json"))
+    assert back["score"].tolist() == df["score"].tolist()

@@ -124,7 +124,73 @@ def ensure_columns(df: pd.DataFrame, task: Task) -> pd.DataFrame:
                 df[column] = np.nan
             else:
                 df[column] = pd.Series(pd.NA, index=df.index, dtype=dtype)
+        else:
+            converted = _as_contract(df[column], dtype)
+            if converted is not df[column]:
+                df[column] = converted
     return df
+
+
+def _as_contract(column: pd.Series, dtype) -> pd.Series:
+    """``column`` in the dtype the contract gives it, when a file reader left it in another.
+
+    A frame saved to CSV and read back holds an empty label column as floats, timestamps as text,
+    and so on: a decision written into such a column would fail after the journal took it.
+    """
+    name = column.name
+    if dtype is object or dtype is PROBS_DTYPE:
+        if column.dtype == object or isinstance(column.dtype, pd.ArrowDtype) or not column.isna().all():
+            return column  # lists, or text that reads as them (probs() parses it)
+        if dtype is PROBS_DTYPE:
+            return pd.Series(pd.NA, index=column.index, dtype=PROBS_DTYPE)
+        return pd.Series([None] * len(column), index=column.index, dtype=object)
+    if dtype == "float64":
+        if pd.api.types.is_float_dtype(column.dtype):
+            return column
+        try:
+            return pd.to_numeric(column, errors="raise").astype("float64")
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"The frame's {name} column holds values that are not numbers, such as "
+                f"{column.dropna().tolist()[0]!r}; drop the column or convert it with pd.to_numeric."
+            ) from None
+    if dtype == "datetime64[ns, UTC]":
+        return utc_column(column)
+    if isinstance(column.dtype, pd.StringDtype):
+        return column
+    present = column.dropna()
+    if len(present) and not present.map(lambda v: isinstance(v, str)).all():
+        raise ValueError(
+            f"The frame's {name} column holds {column.dtype} values such as {present.tolist()[0]!r}, and jlabel "
+            f"keeps text there (label names); convert it with df[{name!r}].astype('string') or drop it."
+        )
+    return column.astype(dtype)
+
+
+def utc_column(column: pd.Series) -> pd.Series:
+    """A frame's ``labeled_at`` as UTC timestamps, however a file reader left it.
+
+    A CSV or JSONL reader gives an all-missing column as floats or objects, timestamps as
+    ISO text, and dates without a zone as tz-naive (taken as UTC, as jlabel writes them).
+    """
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        return column
+    if column.isna().all():
+        return pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_dtype(column.dtype):
+        return column.dt.tz_localize("UTC")
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        raise ValueError(
+            f"The frame's labeled_at column holds {column.dtype} values such as {column.dropna().tolist()[0]!r}, not "
+            f"timestamps; drop the column or convert it with pd.to_datetime(..., utc=True)."
+        )
+    try:
+        return pd.to_datetime(column, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"The frame's labeled_at column holds values that are not timestamps ({error}); drop the column or "
+            f"convert it with pd.to_datetime(..., utc=True)."
+        ) from None
 
 
 def probs(df: pd.DataFrame, task: Task, column: str = "llm_probs") -> np.ndarray:

@@ -428,7 +428,7 @@ class Store:
             return df
         for column in ("label", "label_source", "annotator", "labeled_at"):
             if column == "labeled_at":
-                merged = _utc_nanoseconds(_utc_column(df[column]))
+                merged = _utc_nanoseconds(df[column])  # ensure_columns made it UTC times
                 merged[rows] = _utc_nanoseconds(state[column])[found]
                 df[column] = pd.Series(merged.view("M8[ns]"), index=df.index).dt.tz_localize("UTC")
                 continue
@@ -520,32 +520,6 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
         keep_rows = np.sort(ranked[last_of_record])
         keep_rows = keep_rows[np.argsort(event[keep_rows], kind="stable")]
     return state.iloc[keep_rows].set_index("record")[columns]
-
-
-def _utc_column(column: pd.Series) -> pd.Series:
-    """A frame's ``labeled_at`` as UTC timestamps, however a file reader left it.
-
-    A CSV or JSONL reader gives an all-missing column as floats or objects, timestamps as
-    ISO text, and dates without a zone as tz-naive (taken as UTC, as jlabel writes them).
-    """
-    if isinstance(column.dtype, pd.DatetimeTZDtype):
-        return column
-    if column.isna().all():
-        return pd.Series(pd.NaT, index=column.index, dtype="datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_dtype(column.dtype):
-        return column.dt.tz_localize("UTC")
-    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
-        raise ValueError(
-            f"The frame's labeled_at column holds {column.dtype} values such as {column.dropna().tolist()[0]!r}, not "
-            f"timestamps; drop the column or convert it with pd.to_datetime(..., utc=True)."
-        )
-    try:
-        return pd.to_datetime(column, utc=True, format="ISO8601")
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"The frame's labeled_at column holds values that are not timestamps ({error}); drop the column or "
-            f"convert it with pd.to_datetime(..., utc=True)."
-        ) from None
 
 
 def _utc_nanoseconds(column: pd.Series) -> np.ndarray:

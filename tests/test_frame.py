@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -132,3 +134,21 @@ def test_probs_from_text_that_is_not_a_list_is_a_clear_error(value):
     df = pd.DataFrame({"llm_probs": pd.Series(["[0.2, 0.8]", value], dtype=object)})
     with pytest.raises(ValueError, match=r"'llm_probs' holds text that is not a list of numbers, such as"):
         jl.probs(df, jl.Task(["World", "Sports"]))
+
+
+def test_columns_a_file_reader_left_in_other_dtypes_are_given_the_contract_ones():
+    task = jl.Task(["World", "Sports"])
+    saved = "key,text,label,labeled_at,llm_confidence,llm_error,llm_probs\nr0,a,,,,,\nr1,b,Sports,2026-01-01T09:00:00Z,0.5,,\n"
+    df = pd.read_csv(io.StringIO(saved), index_col=0)
+    assert df["llm_error"].dtype == "float64"  # an empty column reads as floats
+    ensure_columns(df, task)
+    # a decision can now be written into every column (a float label column refused 'World')
+    df.iloc[0, df.columns.get_loc("label")] = "World"
+    df.iloc[0, df.columns.get_loc("llm_error")] = "the model failed"
+    df.iloc[0, df.columns.get_loc("labeled_at")] = pd.Timestamp("2026-01-02", tz="UTC")
+    assert df["labeled_at"].iloc[1] == pd.Timestamp("2026-01-01T09:00", tz="UTC")
+    assert df["label"].tolist() == ["World", "Sports"]
+    with pytest.raises(ValueError, match="label column holds int64 values such as 3"):
+        ensure_columns(pd.DataFrame({"label": [3, 4]}), task)
+    with pytest.raises(ValueError, match="labeled_at column holds"):
+        ensure_columns(pd.DataFrame({"labeled_at": [1.5, 2.5]}), task)

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import traitlets
 
-from .frame import check_labels_match, ensure_columns, probs, record_keys, texts, unlabeled
+from .frame import check_labels_match, ensure_columns, key_strings, probs, record_keys, texts, unlabeled
 from .llm.base import LLM
 from .preannotate import ScoreCache, _open_cache, _score, cached_vectors, default_cache, gives_vectors
 from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
@@ -57,7 +57,7 @@ class Labeler(anywidget.AnyWidget):
         (the ``llm_*`` columns) gets one in a background thread while it is on screen; the
         next records are prefetched. The panel never waits for the model.
     store
-        A :class:`jlabel.Store` or the path of its SQLite file. Opening on an existing
+        A :class:`jlabel.Store` (opened with ``task=``) or the path of its SQLite file. Opening on an existing
         store first brings ``df`` up to date (``store.apply(df)``). Without a store the
         journal lives in memory (undo still works; nothing survives the kernel).
     order
@@ -184,9 +184,11 @@ class Labeler(anywidget.AnyWidget):
         self._seed = int(seed)
         self._queue, queue_name = _queue(df, keys, order)
         self._labeled = ~unlabeled(df)[self._queue]
-        # this session's decisions, for undo: (position, the row's label columns before, annotator)
-        self._history: list[tuple[int, tuple, str]] = []
-        self._examples: list[tuple[str, Any]] = []
+        # this session's decisions, for undo: (position, the row's label columns before, annotator, the
+        # few-shot example the decision gave the model or None)
+        self._history: list[tuple[int, tuple, str, tuple | None]] = []
+        self._examples: list[tuple[str, Any]] = []  # the session's decisions as examples (the last FEW_SHOT are used)
+        self._model_failure = ("", -1)  # the last model failure's message and queue position
         self._lock = threading.RLock()
         self._pending: set[int] = set()
         self._failed: dict[int, str] = {}
@@ -213,6 +215,8 @@ class Labeler(anywidget.AnyWidget):
         message = ""
         if len(df) == 0:
             message = "The frame is empty: there is nothing to label."
+        elif len(self._queue) == 0 and order is not None:
+            message = "order= is empty: the queue holds no record. Give the keys of the records to label."
         elif len(self._queue) == 0:
             message = "Every record is labeled: nothing is left in the queue. Pass order= to review records."
         super().__init__(
@@ -250,7 +254,8 @@ class Labeler(anywidget.AnyWidget):
         """Record a decision on the shown record and move on, as the panel's keys do.
 
         ``action`` is ``"label"`` (accept or edit is inferred from the suggestion shown),
-        ``"accept"``, ``"reject"`` (the suggestion is wrong; ``value`` is the right label),
+        ``"accept"``, ``"reject"`` (the suggestion is wrong; ``value`` is the right label; without
+        one the record stays unlabeled, as ``Store.apply`` replays it),
         ``"skip"`` or ``"confirm"`` (multi and spans). Returns the key of the decided record.
         """
         position = self.position
@@ -340,7 +345,7 @@ class Labeler(anywidget.AnyWidget):
         row = int(self._queue[position])
         key = self._keys[row]
         suggestion = self._suggestion(row)
-        hidden = self._hidden(key)
+        hidden = self._hidden(self._key(row))
         shown = suggestion is not None and not hidden
         if action == "accept":
             if not shown:
@@ -350,12 +355,14 @@ class Labeler(anywidget.AnyWidget):
             if value is None:
                 raise ValueError(f"A {action!r} decision needs a value: the chosen label(s).")
             value = self.task.check_value(value)
+            self._check_spans_fit(row, value)
             same = shown and value == self.task.check_value(suggestion["label"])  # compared in normal form
             action = "label" if not shown else ("accept" if same else "edit")
         elif action == "reject":
             if not shown:
                 raise ValueError(f"Record {key!r} shows no suggestion to reject: choose a label instead.")
             value = None if value is None else self.task.check_value(value)
+            self._check_spans_fit(row, value)
         elif value is not None:
             raise ValueError(f"A skip takes no value, got {value!r}.")
         if duration_ms is not None:
@@ -365,7 +372,7 @@ class Labeler(anywidget.AnyWidget):
             column = self.df.columns.get_loc
             before = tuple(self.df.iat[row, column(c)] for c in ("label", "label_source", "labeled_at", "annotator"))
             self._store.record(
-                str(key),
+                self._key(row),
                 action,
                 value,
                 annotator=self.annotator,
@@ -376,12 +383,13 @@ class Labeler(anywidget.AnyWidget):
                 duration_ms=duration_ms,
                 meta=meta,
             )
+            example = None
             if action != "skip":
                 self._write(position, value, SOURCE_OF[action], pd.Timestamp.now(tz="UTC"), self.annotator)
                 if value is not None and self._llm is not None:
-                    self._examples.append((self._text(row), value))
-                    del self._examples[:-FEW_SHOT]
-        self._history.append((position, before, self.annotator))
+                    example = (self._text(row), value)
+                    self._examples.append(example)
+        self._history.append((position, before, self.annotator, example))
         with self.hold_sync():  # done and position reach the front end as one message
             self.done = int(self._labeled.sum())
             self.position = min(position + 1, len(self._queue))
@@ -391,11 +399,14 @@ class Labeler(anywidget.AnyWidget):
     def _undo(self) -> int:
         if not self._history:
             raise ValueError("Nothing to undo: this session has made no decision yet.")
-        position, before, annotator = self._history.pop()
+        position, before, annotator, example = self._history[-1]
         row = int(self._queue[position])
-        key = str(self._keys[row])
+        key = self._key(row)
         with self._lock:
             self._store.record(key, "undo", annotator=annotator)
+            self._history.pop()  # only once the undo is journalled: a refused one can be tried again
+            if example is not None:  # an undone decision no longer teaches the model
+                self._examples[:] = [e for e in self._examples if e is not example]
             state = self._replay(key)
             if state is None:  # no decision survives in the store: back to what the frame held
                 label, source, when, who = before
@@ -432,7 +443,7 @@ class Labeler(anywidget.AnyWidget):
         column = self.df.columns.get_loc
         # iat sets one cell without validating the whole column: O(1) on a 1,000,000-row frame
         self.df.iat[row, column("label")] = _cell(self.df["label"].dtype, value)
-        self.df.iat[row, column("label_source")] = pd.NA if _missing(source) else source
+        self.df.iat[row, column("label_source")] = pd.NA if value is None or _missing(source) else source
         self.df.iat[row, column("annotator")] = pd.NA if value is None or _missing(annotator) else annotator
         self.df.iat[row, column("labeled_at")] = pd.NaT if value is None or _missing(when) else when
         self._labeled[position] = value is not None
@@ -450,13 +461,14 @@ class Labeler(anywidget.AnyWidget):
             text = texts(sub, self.task).tolist()
             columns = {c: sub[c].tolist() for c in ("label", "label_source", *self._context)}
             suggestions = self._suggestions(sub)
+        keys = key_strings(self._keys[rows])
         out = []
         for i, row in enumerate(rows.tolist()):
-            key = self._keys[row]
+            key = keys[i]
             label = columns["label"][i]
             record = {
                 "position": start + i,
-                "key": str(key),
+                "key": key,
                 "text": text[i],
                 "context": {c: _display(columns[c][i]) for c in self._context},
                 "label": None if _missing(label) else _plain(label),
@@ -505,7 +517,23 @@ class Labeler(anywidget.AnyWidget):
             )
         return out
 
-    def _hidden(self, key) -> bool:
+    def _key(self, row: int) -> str:
+        """The key of frame row ``row`` as the store writes it (what ``Store.apply`` looks up)."""
+        return key_strings(self._keys[[row]])[0]
+
+    def _check_spans_fit(self, row: int, value) -> None:
+        """Spans must lie inside the record's text (offsets in code points, as Python counts)."""
+        if self.task.kind != "spans" or not value:
+            return
+        length = len(self._text(row))
+        outside = [s for s in value if s["end"] > length]
+        if outside:
+            raise ValueError(
+                f"Span {outside[0]} ends past the end of record {self._key(row)!r}, whose text has {length} "
+                f"characters: every span must lie inside the text (0 <= start < end <= {length})."
+            )
+
+    def _hidden(self, key: str) -> bool:
         if self._blind <= 0:
             return False
         draw = zlib.crc32(f"{self._seed}:{key}".encode()) / 2**32
@@ -531,10 +559,10 @@ class Labeler(anywidget.AnyWidget):
             row = int(rows[offset])
             if row not in self._pending and row not in self._failed:
                 self._pending.add(row)
-                self._executor.submit(self._suggest, position + offset, row, list(self._examples))
+                self._executor.submit(self._suggest, position + offset, row, self._examples[-FEW_SHOT:])
 
     def _suggest(self, position: int, row: int, examples: list) -> None:
-        key = self._keys[row]
+        key = self._key(row)
         try:
             if self.task.kind == "spans":
                 result = self._llm.spans(self.task, [self._text(row)], examples=examples)[0]
@@ -566,6 +594,10 @@ class Labeler(anywidget.AnyWidget):
                             self._assistant.set_vector_rows([row], vector)
                         self._write_learned([row], record=False)
                     self._record_suggestion(row)
+            failure, failed_at = self._model_failure
+            if failure and self.message == failure and self.position != failed_at:  # the model works again
+                self.message = ""
+                self._model_failure = ("", -1)
         except Exception as error:
             with self._lock:
                 self._failed[row] = f"{type(error).__name__}: {error}"
@@ -574,6 +606,7 @@ class Labeler(anywidget.AnyWidget):
                 f"The model failed on record {key!r} ({type(error).__name__}: {error}). "
                 f"Label it yourself: the panel keeps working without the suggestion."
             )
+            self._model_failure = (self.message, position)
         finally:
             self._pending.discard(row)
         self.send({"type": "records", "id": None, "records": self._records(position, position + 1)})
@@ -743,7 +776,7 @@ class Labeler(anywidget.AnyWidget):
         """A ``suggest`` event for a live suggestion, as jl.preannotate writes for its own."""
         suggestion = self._suggestion(row)
         self._store.record(
-            str(self._keys[row]),
+            self._key(row),
             "suggest",
             suggestion=suggestion["label"],
             confidence=suggestion["confidence"],
@@ -759,9 +792,10 @@ class Labeler(anywidget.AnyWidget):
         (zero-copy chunks), compacted once in a while.
         """
         column = self.df["llm_probs"]
-        if not isinstance(column.dtype, pd.ArrowDtype):  # a user's object column: plain assignment
-            index = self.df.index[[row]]
-            self.df.loc[index, "llm_probs"] = pd.Series([p.tolist()], index=index, dtype=object)
+        if not isinstance(column.dtype, pd.ArrowDtype):  # a user's own column: one cell, by position
+            if column.dtype != object:  # e.g. all-missing floats: lists need an object column
+                self.df["llm_probs"] = column.astype(object)
+            self.df.iat[row, self.df.columns.get_loc("llm_probs")] = p.tolist()  # the index may repeat: no .loc
             return
         chunked = column.array.__arrow_array__()
         if isinstance(chunked, pa.Array):
@@ -816,6 +850,12 @@ def _open_store(store, task: Task, annotator: str | None) -> Store:
         return Store(store, task=task, annotator=annotator)
     if not isinstance(store, Store):
         raise TypeError(f"store must be a jl.Store or the path of its file, got {type(store).__name__}.")
+    if store.task is None:  # its events would be journalled under no task: invisible to Store(path, task=task)
+        raise ValueError(
+            f"The store {str(store.path)!r} was opened without a task: open it with "
+            f"jl.Store({str(store.path)!r}, task=task) (or pass store= the path) so the panel's decisions are "
+            f"journalled for this task."
+        )
     if store.task is not None and store.task.id != task.id:
         raise ValueError(
             f"The store {store.path} is for task {store.task.id} (labels {list(store.task.labels)}), "
@@ -831,14 +871,11 @@ def _queue(df: pd.DataFrame, keys: pd.Index, order) -> tuple[np.ndarray, str]:
     if isinstance(order, (str, bytes)) or not hasattr(order, "__len__"):
         raise TypeError(f"order must be a sequence of record keys (e.g. from jl.queue), got {order!r}.")
     wanted = pd.Index(list(order) if not isinstance(order, (pd.Index, np.ndarray, pd.Series)) else order)
-    if wanted.has_duplicates:
-        dups = wanted[wanted.duplicated()].unique()[:10].tolist()
-        raise ValueError(f"order lists keys more than once: {dups}. Give each record once.")
     rows = keys.get_indexer(wanted)
     missing = rows < 0
     if missing.any():
         # keys as the store writes them (strings) are accepted too
-        rows[missing] = pd.Index(keys.astype(str)).get_indexer(wanted[missing].astype(str))
+        rows[missing] = key_strings(keys).get_indexer(key_strings(wanted[missing]))
         missing = rows < 0
     if missing.any():
         unknown = wanted[missing][:10].tolist()
@@ -847,6 +884,10 @@ def _queue(df: pd.DataFrame, keys: pd.Index, order) -> tuple[np.ndarray, str]:
             f"order names {int(missing.sum())} key(s) that are not records of the frame: {unknown}{more}. "
             f"Use keys from the frame's index (or its id= column)."
         )
+    twice = pd.Index(rows).duplicated()  # after mapping to rows: 1 and "1" name one record
+    if twice.any():
+        dups = keys[pd.unique(rows[twice])[:10]].tolist()
+        raise ValueError(f"order lists records more than once: {dups}. Give each record once.")
     return rows.astype(np.int64), f"custom order ({len(rows)} records)"
 
 

@@ -68,12 +68,15 @@ function render({ model, el: host }) {
 
   const cache = new Map(); // queue position -> record
   const waiting = new Set(); // request ids of decisions in flight
-  const queued = []; // actions pressed while one was in flight
+  const queued = []; // keys pressed while a decision was in flight or the record loading, as functions
   const requested = new Set(); // positions asked for and not yet answered
+  const fetches = new Map(); // request id of a fetch -> [start, end) of the positions it asked for
+  let fetchError = ""; // why the last fetch failed; no new fetch until something changes
   let nextId = 1;
   let shownKey = null;
   let shownAt = performance.now();
   let chosen = []; // multi: toggled labels; spans: the spans being edited
+  let touched = false; // the user changed chosen on the shown record: a late suggestion leaves it alone
   let active = 0; // spans: index of the active label
   let rejected = false;
   let localError = "";
@@ -92,12 +95,13 @@ function render({ model, el: host }) {
   }
 
   function fetchWindow(from) {
+    if (fetchError) return;
     const end = Math.min(total(), from + WINDOW);
     let start = from;
     while (start < end && (cache.has(start) || requested.has(start))) start++;
     if (start >= end) return;
     for (let p = start; p < end; p++) requested.add(p);
-    send({ type: "fetch", start, count: end - start });
+    fetches.set(send({ type: "fetch", start, count: end - start }), [start, end]);
   }
 
   function onMessage(message) {
@@ -111,7 +115,17 @@ function render({ model, el: host }) {
         for (const p of cache.keys()) if (Math.abs(p - position()) > KEEP) cache.delete(p);
       }
       if (message.id && waiting.delete(message.id)) localError = "";
+      fetches.delete(message.id);
+      fetchError = ""; // the kernel answers again: records still missing are asked for anew
       if (message.position !== undefined) pos = message.position;
+      show();
+      runQueued();
+    } else if (message.type === "error" && fetches.has(message.id)) {
+      // a window that could not be loaded: ask again once something changes; keys pressed stay queued
+      const [start, end] = fetches.get(message.id);
+      fetches.delete(message.id);
+      for (let p = start; p < end; p++) requested.delete(p);
+      fetchError = message.error;
       show();
       runQueued();
     } else if (message.type === "error") {
@@ -127,11 +141,16 @@ function render({ model, el: host }) {
     shownAt = performance.now();
     rejected = false;
     active = 0;
-    chosen = [];
-    if (!r) return;
+    touched = false;
+    chosen = r ? initialChoice(r) : [];
+  }
+
+  // multi and spans start from the record's label, else from its suggestion
+  function initialChoice(r) {
     const suggested = r.suggestion ? r.suggestion.label : null;
-    if (kind() === "multi") chosen = [...(r.label || suggested || [])];
-    if (kind() === "spans") chosen = (r.label || suggested || []).map((s) => ({ ...s }));
+    if (kind() === "multi") return [...(r.label || suggested || [])];
+    if (kind() === "spans") return (r.label || suggested || []).map((s) => ({ ...s }));
+    return [];
   }
 
   function show() {
@@ -144,7 +163,7 @@ function render({ model, el: host }) {
     who.textContent = `annotator: ${model.get("annotator")}`;
     barFill.style.width = n ? `${(100 * done) / n}%` : "0%";
     instructions.textContent = model.get("_instructions");
-    const message = localError || model.get("message");
+    const message = localError || (fetchError && `Could not load records: ${fetchError}`) || model.get("message");
     notice.textContent = message;
     notice.hidden = !message;
     root.dataset.position = String(p);
@@ -167,11 +186,12 @@ function render({ model, el: host }) {
     fetchWindow(p);
     if (!r) {
       root.dataset.key = "";
-      keyLine.textContent = "loading…";
+      keyLine.textContent = fetchError ? "could not load this record (← → to move, z to undo)" : "loading…";
       text.textContent = "";
       return;
     }
     if (r.key !== shownKey) startRecord(r);
+    else if (!touched) chosen = initialChoice(r); // a suggestion that came while the record was on screen
     root.dataset.key = r.key;
     keyLine.textContent = `record ${r.key}`;
     showContext(r);
@@ -314,38 +334,41 @@ function render({ model, el: host }) {
 
   // -- actions ---------------------------------------------------------------
 
-  // Keys pressed while a decision is in flight wait their turn, in order: none is lost.
-  function dispatch(message) {
-    if (waiting.size) {
-      queued.push(message);
-      return;
-    }
-    if (message.type === "move") {
-      const p = Math.max(0, Math.min(total(), position() + message.step));
-      if (p !== position()) {
-        localError = "";
-        pos = p;
-        model.set("position", p);
-        model.save_changes();
-      }
+  // Keys act on the record shown when their turn comes. Pressed while a decision is in flight
+  // (or the record is loading), they wait, in order: none is lost, and each one reads the record,
+  // its suggestion and its selection when it runs, not when it was pressed.
+  function ready() {
+    if (waiting.size) return false;
+    const p = position();
+    // a record that could not be loaded lets the keys run (a move, an undo) rather than block them
+    return p >= total() || cache.has(p) || (fetchError !== "" && !requested.has(p));
+  }
+
+  function later(intent) {
+    if (!queued.length && ready()) intent();
+    else {
+      queued.push(intent);
       runQueued();
-      return;
     }
-    // a decision applies to the record on screen when it is sent (keys pressed ahead go to the next ones)
-    if (message.type === "decide") message.position = position();
+  }
+
+  function runQueued() {
+    while (queued.length && ready()) {
+      show(); // the record whose turn it is, with its selection
+      queued.shift()();
+    }
+  }
+
+  function sendDecision(message) {
     waiting.add(send(message));
     root.dataset.busy = "true";
   }
 
-  function runQueued() {
-    if (!waiting.size && queued.length) dispatch(queued.shift());
-  }
-
   function decide(action, value) {
-    if (!record() && !waiting.size) return;
+    if (!record()) return; // nothing shown to decide on
     const message = { type: "decide", position: position(), action, duration_ms: Math.round(performance.now() - shownAt) };
     if (value !== undefined) message.value = value;
-    dispatch(message);
+    sendDecision(message);
   }
 
   function choose(index) {
@@ -356,6 +379,7 @@ function render({ model, el: host }) {
       decide(rejected ? "reject" : "label", name);
     } else if (kind() === "multi") {
       chosen = chosen.includes(name) ? chosen.filter((x) => x !== name) : [...chosen, name];
+      touched = true;
       show();
     } else {
       active = index;
@@ -379,20 +403,31 @@ function render({ model, el: host }) {
     }
   }
 
+  function reject() {
+    if (kind() !== "single" || !record()?.suggestion) return;
+    rejected = true;
+    show();
+  }
+
   function move(step) {
-    dispatch({ type: "move", step });
+    const p = Math.max(0, Math.min(total(), position() + step));
+    if (p === position()) return;
+    localError = "";
+    fetchError = ""; // another record: try loading again
+    pos = p;
+    model.set("position", p);
+    model.save_changes();
+    show();
   }
 
   function undo() {
-    dispatch({ type: "undo" });
+    sendDecision({ type: "undo" });
   }
 
   function act(action) {
     if (action === "accept" || action === "confirm") confirm();
-    else if (action === "reject") {
-      rejected = true;
-      show();
-    } else if (action === "skip") decide("skip");
+    else if (action === "reject") reject();
+    else if (action === "skip") decide("skip");
     else if (action === "undo") undo();
     else if (action === "prev") move(-1);
     else if (action === "next") move(1);
@@ -404,7 +439,10 @@ function render({ model, el: host }) {
       event.stopPropagation();
       if (event.key === "Enter") {
         const first = buttons.querySelector(".jlabel-label");
-        if (first) choose(labels().indexOf(first.dataset.label));
+        if (first) {
+          const index = labels().indexOf(first.dataset.label);
+          later(() => choose(index));
+        }
         filter.value = "";
         root.focus();
         event.preventDefault();
@@ -423,15 +461,17 @@ function render({ model, el: host }) {
     }
     // the panel owns every plain key while focused: none reaches JupyterLab's command mode
     event.stopPropagation();
+    // Enter or Space on a button reached with Tab presses that button (its click), not the panel's Enter
+    if ((key === "Enter" || key === " ") && event.target instanceof Element && event.target.closest("button")) return;
     event.preventDefault();
     if (event.repeat && key !== "ArrowLeft" && key !== "ArrowRight") return;
-    if (/^[1-9]$/.test(key)) choose(Number(key) - 1);
-    else if (key === "Enter") confirm();
-    else if (key === "z" || key === "Backspace") undo();
-    else if (key === "s") decide("skip");
-    else if (key === "x" && kind() === "single" && record()?.suggestion) act("reject");
-    else if (key === "ArrowLeft") move(-1);
-    else if (key === "ArrowRight") move(1);
+    if (/^[1-9]$/.test(key)) later(() => choose(Number(key) - 1));
+    else if (key === "Enter") later(confirm);
+    else if (key === "z" || key === "Backspace") later(undo);
+    else if (key === "s") later(() => decide("skip"));
+    else if (key === "x") later(reject);
+    else if (key === "ArrowLeft") later(() => move(-1));
+    else if (key === "ArrowRight") later(() => move(1));
     else if (key === "/") filter.focus();
   }
 
@@ -445,12 +485,17 @@ function render({ model, el: host }) {
     const labelButton = target.closest(".jlabel-label");
     const actionButton = target.closest(".jlabel-action");
     const mark = target.closest(".jlabel-span");
-    if (labelButton) choose(labels().indexOf(labelButton.dataset.label));
-    else if (actionButton) act(actionButton.dataset.action);
-    else if (mark && window.getSelection().isCollapsed) {
+    if (labelButton) {
+      const index = labels().indexOf(labelButton.dataset.label);
+      later(() => choose(index));
+    } else if (actionButton) {
+      const action = actionButton.dataset.action;
+      later(() => act(action));
+    } else if (mark && window.getSelection().isCollapsed && ready()) {
       const start = Number(mark.dataset.start);
       const end = Number(mark.dataset.end);
       chosen = chosen.filter((s) => !(s.start === start && s.end === end && s.label === mark.dataset.label));
+      touched = true;
       show();
     }
     if (target !== filter) root.focus({ preventScroll: true });
@@ -477,7 +522,7 @@ function render({ model, el: host }) {
     if (kind() !== "spans") return;
     const r = record();
     const selection = window.getSelection();
-    if (!r || !selection.rangeCount || selection.isCollapsed) return;
+    if (!r || !ready() || !selection.rangeCount || selection.isCollapsed) return; // not on a record leaving the screen
     const range = selection.getRangeAt(0);
     if (!text.contains(range.startContainer) || !text.contains(range.endContainer)) return;
     const a = offsetOf(range.startContainer, range.startOffset);
@@ -494,16 +539,23 @@ function render({ model, el: host }) {
       localError = "Spans may not overlap: click the existing span to remove it first.";
     } else {
       chosen = [...chosen, { start, end, label: labels()[active] }];
+      touched = true;
       localError = "";
     }
     show();
     root.focus({ preventScroll: true });
   }
 
-  const onChange = () => show();
+  const onChange = () => {
+    fetchError = ""; // something changed: a record that failed to load is asked for again
+    show();
+    runQueued();
+  };
   const onPosition = () => {
     pos = model.get("position");
+    fetchError = "";
     show();
+    runQueued();
   };
   const onFilter = () => show();
   model.on("msg:custom", onMessage);

@@ -461,3 +461,117 @@ def test_live_suggestion_from_the_embedded_model(task, embedded_llm):
     event = p.w.store.events(actions=["accept"]).iloc[0]
     assert event["model"] == llm.id and event["suggestion"] == df["llm_label"].iloc[0]
     p.w.close()  # stops the suggestion thread: the shared model is idle for the next test
+
+
+def test_spans_past_the_end_of_the_text_are_refused():
+    task = jl.Task(["PER", "ORG"], kind="spans")
+    df = pd.DataFrame({"text": ["Bo left.", "Ana"]})
+    p = Panel(df, task, annotator="ana")
+    reply = p.decide("confirm", [{"start": 0, "end": 9, "label": "PER"}])
+    assert reply["type"] == "error" and "ends past the end of record '0'" in reply["error"]
+    assert "8 characters" in reply["error"]
+    assert p.w.position == 0 and _missing_cell(df.loc[0, "label"]) and p.w.store.events().empty
+    p.decide("confirm", [{"start": 0, "end": 8, "label": "PER"}])  # the whole text is fine
+    assert df.loc[0, "label"] == [{"start": 0, "end": 8, "label": "PER"}]
+
+
+def test_a_refused_undo_can_be_tried_again(small_df, task, tmp_path):
+    import sqlite3
+
+    p = Panel(small_df, task, store=tmp_path / "l.db", annotator="ana")
+    p.decide("label", "World")
+    real = p.w.store.record
+
+    def locked_once(*args, **kwargs):
+        p.w.store.record = real
+        raise sqlite3.OperationalError("database is locked")
+
+    p.w.store.record = locked_once
+    first = p.msg(type="undo")
+    assert first["type"] == "error" and "locked" in first["error"]
+    assert small_df.loc["r0", "label"] == "World" and p.w.position == 1  # nothing changed
+    assert p.msg(type="undo")["type"] == "records"
+    assert pd.isna(small_df.loc["r0", "label"]) and p.w.position == 0
+    assert p.w.store.state()["label"].isna().all()
+
+
+def test_a_reject_without_the_right_label_leaves_the_record_unlabeled(suggested, task):
+    p = Panel(suggested, task, annotator="ana")
+    assert p.decide("reject")["type"] == "records"
+    row = suggested.loc["r0"]
+    assert all(pd.isna(row[c]) for c in ("label", "label_source", "annotator", "labeled_at"))
+    state = p.w.store.state()
+    assert state["status"].tolist() == ["reject"] and state["label_source"].isna().all()
+    assert p.w.done == 0 and p.w.position == 1
+
+
+def test_an_undone_decision_no_longer_teaches_the_model(task):
+    llm = StandInLLM()
+    df = pd.DataFrame({"text": [f"text {i}" for i in range(10)]})
+    p = Panel(df, task, annotator="ana", llm=llm)
+    assert _wait_for(lambda: df["llm_label"].notna().sum() >= 3)
+    p.decide("label", "Sci/Tech")  # a slip
+    p.msg(type="undo")
+    assert p.w._examples == []
+    p.w.position = 6  # the next calls
+    assert _wait_for(lambda: sum(t in ("text 6", "text 7", "text 8") for t, _ in llm.calls) == 3)
+    assert [n for t, n in llm.calls if t in ("text 6", "text 7", "text 8")] == [0, 0, 0]
+    p.decide("label", "World")  # a kept decision still teaches
+    assert len(p.w._examples) == 1
+
+
+def test_a_frame_keyed_by_dates_comes_back_from_the_store(task, tmp_path):
+    index = pd.date_range("2024-01-01", periods=3, freq="D")
+    df = pd.DataFrame({"text": ["a", "b", "c"]}, index=index)
+    p = Panel(df, task, store=tmp_path / "l.db", annotator="ana")
+    assert p.msg(type="fetch", start=0, count=1)["records"][0]["key"] == "2024-01-01"
+    p.decide("label", "World")
+    assert p.w.store.events()["record"].tolist() == ["2024-01-01"]
+    fresh = pd.DataFrame({"text": ["a", "b", "c"]}, index=index)
+    again = Labeler(fresh, task, store=tmp_path / "l.db", annotator="ana")
+    assert fresh["label"].tolist()[0] == "World" and again.total == 2
+    assert Labeler(fresh, task, annotator="ana", order=["2024-01-02"]).current == index[1]
+
+
+def test_id_with_a_repeated_index_writes_the_suggestion_to_its_own_row(task):
+    df = pd.DataFrame(
+        {"rid": ["a", "b", "c"], "text": ["striker", "bank", "chip"], "llm_probs": [None, None, None]}, index=[0, 0, 0]
+    )
+    llm = StandInLLM()
+    Panel(df, task, annotator="ana", id="rid", llm=llm, order=["a"])
+    assert _wait_for(lambda: df["llm_label"].notna().any())
+    assert df["llm_probs"].iloc[0] == pytest.approx([0.1, 0.7, 0.1, 0.1])
+    assert df["llm_probs"].iloc[1:].isna().all() and df["llm_label"].iloc[1:].isna().all()
+
+
+def test_order_empty_or_naming_one_record_twice_is_explained(small_df, task):
+    w = Labeler(small_df, task, annotator="ana", order=[])
+    assert w.total == 0 and "order= is empty" in w.message and "Every record is labeled" not in w.message
+    ints = pd.DataFrame({"text": ["a", "b", "c"]}, index=[1, 2, 3])
+    with pytest.raises(ValueError, match=r"more than once: \[1\]"):
+        Labeler(ints, task, annotator="ana", order=[1, "1", 2])
+
+
+def test_a_store_opened_without_a_task_is_refused(small_df, task, tmp_path):
+    store = jl.Store(tmp_path / "l.db", annotator="ana")
+    with pytest.raises(ValueError, match=r"opened without a task: open it with jl\.Store\(.*task=task\)"):
+        Labeler(small_df, task, store=store)
+    assert "label" not in small_df.columns
+    Panel(small_df, task, store=jl.Store(tmp_path / "l.db", task=task)).decide("label", "World")
+    assert jl.Store(tmp_path / "l.db", task=task).state()["label"].tolist() == ["World"]
+
+
+def test_the_model_failure_message_goes_once_the_model_works_again(small_df, task):
+    llm = StandInLLM(fail_on=["central bank"])
+    llm.release.clear()
+    p = Panel(small_df, task, annotator="ana", llm=llm)
+    llm.release.set()
+    assert _wait_for(lambda: len(llm.calls) >= 3 and not p.w._pending)
+    assert "model failed on record 'r0'" in p.w.message  # r0 is on screen: the notice stays
+    p.decide("label", "Business")  # on to r1; r3 is prefetched and the model answers
+    assert _wait_for(lambda: len(llm.calls) >= 4 and not p.w._pending)
+    assert p.w.message == ""
+    p.w.message = "a notice of the user's own"  # other notices stay
+    p.decide("label", "Sports")
+    assert _wait_for(lambda: len(llm.calls) >= 5 and not p.w._pending)
+    assert p.w.message == "a notice of the user's own"

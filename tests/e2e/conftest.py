@@ -81,6 +81,7 @@ async ([src, css, state]) => {
     send: (content) => { window.pyMessage(content).then(deliver); },
   };
   window.jlabelListeners = listeners;
+  window.jlabelDeliver = deliver; // messages Python sent on its own (a live suggestion's push)
   const url = URL.createObjectURL(new Blob([src], { type: "text/javascript" }));
   const widget = (await import(url)).default;
   widget.initialize({ model });
@@ -113,6 +114,10 @@ class PanelPage:
     def _drain(self) -> list[dict]:
         out, self.out[:] = list(self.out), []
         return json.loads(json.dumps(out))
+
+    def deliver(self) -> None:
+        """Hand the page what the widget sent on its own since the last exchange (e.g. from its model thread)."""
+        self.page.evaluate("(out) => window.jlabelDeliver(out)", self._drain())
 
     def _message(self, content):
         self.w._on_message(self.w, content, [])

@@ -165,3 +165,190 @@ def test_the_suggestion_says_where_it_came_from(panel_page, frame):
     panel = panel_page(jl.Labeler(df, task, annotator="ana"))
     expect(panel.root.locator(".jlabel-source")).to_have_text("model + your labels")
     assert not panel.page.console_errors
+
+
+def _press_at_once(panel, keys) -> None:
+    """Keys pressed faster than the kernel answers: all dispatched before any answer comes back."""
+    panel.root.evaluate(
+        """(root, keys) => { for (const key of keys)
+                                root.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true})); }""",
+        keys,
+    )
+
+
+def _settled(panel, key: str) -> None:
+    expect(panel.root).to_have_attribute("data-key", key)
+    expect(panel.root).to_have_attribute("data-busy", "false")
+
+
+def test_confirm_pressed_ahead_sends_the_next_records_own_selection(panel_page, page):
+    task = jl.Task(["urgent", "billing", "bug"], kind="multi")
+    df = jl.set_suggestions(
+        pd.DataFrame({"text": ["pay now", "crash", "ok"]}),
+        task,
+        np.array([[0.9, 0.1, 0.8], [0.1, 0.9, 0.1], [0.1] * 3]),
+        model="m",
+    )
+    panel = panel_page(jl.Labeler(df, task, annotator="ana"))
+    _settled(panel, "0")
+    _press_at_once(panel, ["Enter", "Enter"])
+    _settled(panel, "2")
+    assert df["label"].iloc[:2].tolist() == [["urgent", "bug"], ["billing"]]
+    assert df["label_source"].iloc[:2].tolist() == ["llm_accepted", "llm_accepted"]
+
+    spans = jl.Task(["PER", "ORG"], kind="spans")
+    sdf = jl.frame.ensure_columns(
+        pd.DataFrame({"text": ["Ana Lopez joined Acme Corporation.", "Bo left.", "-"]}), spans
+    )
+    suggested = [[{"start": 0, "end": 9, "label": "PER"}, {"start": 17, "end": 33, "label": "ORG"}]]
+    sdf["llm_label"] = pd.Series([*suggested, [{"start": 0, "end": 2, "label": "PER"}], None], dtype=object)
+    page.goto("about:blank")
+    panel = panel_page(jl.Labeler(sdf, spans, annotator="ana"))
+    _settled(panel, "0")
+    _press_at_once(panel, ["Enter", "Enter"])
+    _settled(panel, "2")
+    assert sdf["label"].iloc[1] == [{"start": 0, "end": 2, "label": "PER"}]
+    assert sdf["label_source"].iloc[:2].tolist() == ["llm_accepted", "llm_accepted"]
+    assert not panel.root.locator(".jlabel-message").is_visible()
+
+
+class _SlowMultiModel:
+    """A multi-label model whose answers wait for ``release``."""
+
+    id = "slow@sha256:0"
+
+    def __init__(self):
+        import threading
+
+        self.release = threading.Event()
+
+    def score(self, task, texts, *, examples=()):
+        self.release.wait(10)
+        return np.array([[0.9, 0.1, 0.8]])
+
+
+def test_a_suggestion_that_comes_late_is_preselected_unless_the_user_chose(panel_page, page):
+    task = jl.Task(["urgent", "billing", "bug"], kind="multi")
+    df = pd.DataFrame({"text": ["pay now", "crash"]})
+    model = _SlowMultiModel()
+    w = jl.Labeler(df, task, annotator="ana", llm=model)
+    panel = panel_page(w)
+    expect(panel.root.locator(".jlabel-suggestion")).to_contain_text("suggestion coming")
+    model.release.set()
+    assert _wait(lambda: len(panel.out) >= 2)  # both records' pushes
+    panel.deliver()
+    expect(panel.root.locator(".jlabel-label.jlabel-on")).to_have_text(["1 urgent", "3 bug"])
+    panel.root.press("Enter")
+    _settled(panel, "1")
+    assert df["label"].iloc[0] == ["urgent", "bug"] and df["label_source"].iloc[0] == "llm_accepted"
+
+    # a choice made before the suggestion came is the user's: the suggestion does not replace it
+    df = pd.DataFrame({"text": ["pay now"]})
+    model = _SlowMultiModel()
+    page.goto("about:blank")
+    panel = panel_page(jl.Labeler(df, task, annotator="ana", llm=model))
+    panel.root.press("2")
+    model.release.set()
+    assert _wait(lambda: len(panel.out) >= 1)
+    panel.deliver()
+    expect(panel.root.locator(".jlabel-suggestion")).to_contain_text("urgent, bug")
+    expect(panel.root.locator(".jlabel-label.jlabel-on")).to_have_count(1)
+    panel.root.press("Enter")
+    expect(panel.root).to_have_attribute("data-position", "1")
+    assert df["label"].iloc[0] == ["billing"] and df["label_source"].iloc[0] == "llm_edited"
+
+
+def _wait(condition, timeout=10.0) -> bool:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_enter_and_space_on_a_tab_focused_button_press_that_button(panel_page, page, frame):
+    df, task = frame
+    w = jl.Labeler(df, task, annotator="ana")
+    panel = panel_page(w)
+    panel.root.focus()
+    page.keyboard.press("Tab")
+    world = panel.root.locator(".jlabel-label", has_text="World")
+    expect(world).to_be_focused()
+    page.keyboard.press("Enter")  # World, not the root's Enter (accept Sports)
+    _settled(panel, "k1")
+    panel.root.locator(".jlabel-action[data-action='skip']").focus()
+    page.keyboard.press(" ")
+    _settled(panel, "k2")
+    assert df["label"].iloc[0] == "World" and pd.isna(df["label"].iloc[1])
+    assert w.store.events()["action"].tolist() == ["edit", "skip"]
+
+
+def test_toggles_pressed_ahead_of_the_answer_are_kept(panel_page):
+    task = jl.Task(["urgent", "billing", "bug"], kind="multi")
+    df = pd.DataFrame({"text": ["pay now", "crash", "ok"]})
+    panel = panel_page(jl.Labeler(df, task, annotator="ana"))
+    _settled(panel, "0")
+    _press_at_once(panel, ["1", "Enter", "2", "3"])  # 2 and 3 are for record 1, pressed before it is shown
+    _settled(panel, "1")
+    expect(panel.root.locator(".jlabel-label.jlabel-on")).to_have_count(2)
+    panel.root.press("Enter")
+    _settled(panel, "2")
+    assert df["label"].iloc[:2].tolist() == [["urgent"], ["billing", "bug"]]
+
+
+def test_reject_pressed_ahead_of_the_answer_is_kept(panel_page, frame):
+    df, task = frame
+    w = jl.Labeler(df, task, annotator="ana")
+    panel = panel_page(w)
+    _settled(panel, "k0")
+    _press_at_once(panel, ["1", "x"])  # x rejects k1's suggestion
+    _settled(panel, "k1")
+    expect(panel.root.locator(".jlabel-suggestion")).to_contain_text("rejected")
+    panel.root.press("3")
+    _settled(panel, "k2")
+    assert w.store.events()["action"].tolist() == ["edit", "reject"]
+    assert df["label"].iloc[1] == "Business"
+
+
+def _fail_fetches(panel, reaching: int, times: int) -> list:
+    """The kernel answers an error to the first ``times`` fetches of records at ``reaching`` or later."""
+    from conftest import PanelPage
+
+    failures = []
+
+    def failing(content):
+        if content["type"] == "fetch" and content["start"] + content["count"] > reaching and len(failures) < times:
+            failures.append(content["start"])
+            return [{"method": "custom", "content": {"type": "error", "id": content["id"], "error": "boom"}}]
+        return PanelPage._message(panel, content)
+
+    panel._message = failing
+    return failures
+
+
+def test_a_failed_fetch_keeps_the_keys_waiting_their_turn(panel_page, frame):
+    df, task = frame
+    panel = panel_page(jl.Labeler(df, task, annotator="ana"))
+    failures = _fail_fetches(panel, 6, 2)
+    _settled(panel, "k0")
+    _press_at_once(panel, ["1", "1", "1"])  # fetches of records 6-7 fail while two decisions wait their turn
+    _settled(panel, "k3")
+    assert df["label"].iloc[:3].tolist() == ["World"] * 3 and len(failures) == 2
+
+
+def test_a_record_that_failed_to_load_is_asked_for_again(panel_page, frame):
+    df, task = frame
+    panel = panel_page(jl.Labeler(df, task, annotator="ana"))
+    failures = _fail_fetches(panel, 6, 1)
+    _settled(panel, "k0")
+    panel.root.press("ArrowRight")
+    expect(panel.root.locator(".jlabel-message")).to_contain_text("Could not load records: boom")
+    for key in ("k2", "k3", "k4", "k5", "k6", "k7"):
+        panel.root.press("ArrowRight")
+        _settled(panel, key)
+    expect(panel.root.locator(".jlabel-text")).to_have_text("Story number 7.")
+    expect(panel.root.locator(".jlabel-message")).to_be_hidden()
+    assert failures == [6]

@@ -99,6 +99,10 @@ class Store:
     task
         The task this store is for. A new store remembers it; an existing store for a
         different task (another ``task.id``) is refused unless ``allow_other_task=True``.
+        Without it the store takes the task its file holds; a store with no task at all
+        can be read but refuses ``record()``, since its events could be neither checked nor
+        found again by task. Events an older jlabel journalled without a task are checked
+        against the first task bound to the file and then belong to it.
     annotator
         The default annotator of ``record()``; see :func:`current_annotator`.
 
@@ -205,11 +209,37 @@ class Store:
         if task is not None:
             with self.conn:
                 self.conn.execute("BEGIN IMMEDIATE")
+                if self.conn.execute("SELECT 1 FROM jlabel_meta WHERE key = 'task'").fetchone() is None:
+                    self._adopt_taskless_events(task)
                 self.conn.execute(
                     "INSERT OR IGNORE INTO jlabel_meta VALUES ('task', ?), ('schema', ?)",
                     (json.dumps(task.to_dict()), str(SCHEMA_VERSION)),
                 )
         return task
+
+    def _adopt_taskless_events(self, task: Task) -> None:
+        """Give ``task`` the events journalled before the file had a task, once they are checked against it.
+
+        Such events (task ``''``) were written by jlabel versions that let a store without a task
+        record; left alone they would be invisible, and unchecked, once the store is opened with
+        its task. Runs inside the transaction that binds the task: an event that does not fit
+        leaves the file as it was.
+        """
+        rows = self.conn.execute(
+            f"SELECT id, record, action, value FROM events WHERE task = '' AND action IN "
+            f"({','.join('?' * len(DECISIONS))}) AND value IS NOT NULL",
+            DECISIONS,
+        ).fetchall()
+        for event, record, action, value in rows:
+            try:
+                task.check_value(json.loads(value))
+            except (TypeError, ValueError) as error:
+                raise StoreError(
+                    f"{self.path} holds decisions journalled before it had a task, and event {event} (record "
+                    f"{record!r}, {action} {value}) does not fit this task: {error} Open the store with the task "
+                    f"they were made for, or read them with jl.Store(path).events() and start a new store."
+                ) from None
+        self.conn.execute("UPDATE events SET task = ? WHERE task = ''", (task.id,))
 
     def close(self) -> None:
         """Close the connection (the file stays)."""
@@ -245,8 +275,10 @@ class Store:
         """Append one event in its own transaction; it is on disk when this returns.
 
         Returns the event id. ``value`` is the decision (a label for single, a list for
-        multi and spans); it is validated against the task.
+        multi and spans); it is validated against the task. A store without a task raises
+        :class:`StoreError`: open it with ``Store(path, task=task)``.
         """
+        self._require_task()
         row = self._row(record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta)
         cursor = self.conn.execute(_INSERT, row)
         return cursor.lastrowid
@@ -258,6 +290,7 @@ class Store:
         as columns (``record`` and ``action`` required). Validation is vectorised; if any
         event is invalid, nothing is written. Returns the number of events written.
         """
+        self._require_task()
         frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame.from_records(list(events))
         if frame.empty:
             return 0
@@ -323,6 +356,17 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.executemany(_INSERT, rows)
         return len(rows)
+
+    def _require_task(self) -> None:
+        """A store records only for a task: its events are checked against it and found by its id."""
+        if self.task is None:
+            self.task = self._bind_task(None, False)  # another process may have bound one since
+        if self.task is None:
+            raise StoreError(
+                f"{self.path} has no task, so it cannot record: its decisions could not be checked, and a "
+                f"store opened with its task would not show them. Open it with jl.Store({str(self.path)!r}, "
+                f"task=task)."
+            )
 
     def _row(self, record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta):
         if action not in ACTIONS:

@@ -315,6 +315,45 @@ def test_store_without_task(tmp_path):
         store.apply(pd.DataFrame({"text": ["a"]}))
 
 
+def test_a_store_without_task_refuses_to_record(tmp_path):
+    # its events would be journalled under no task: unchecked, and invisible to Store(path, task=task)
+    path = tmp_path / "x.db"
+    store = jl.Store(path, annotator="ana")
+    with pytest.raises(jl.StoreError, match=r"has no task, so it cannot record.* jl\.Store\(.*, task=task\)"):
+        store.record("r1", "label", "NotALabel")
+    with pytest.raises(jl.StoreError, match="has no task, so it cannot record"):
+        store.record_many([{"record": "r1", "action": "label", "value": "a"}])
+    assert store.events(all_tasks=True).empty
+    task = jl.Task(LABELS)
+    jl.Store(path, task=task)  # bound by another kernel meanwhile: the open store records for that task
+    store.record("r1", "label", "a")
+    assert store.task == task and jl.Store(path, task=task).state()["label"].tolist() == ["a"]
+
+
+def _taskless_events(path, values):
+    """A store as jlabel versions that let a store without a task record left it."""
+    jl.Store(path)
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            "INSERT INTO events (ts, record, task, annotator, action, value) VALUES (?, ?, '', 'ana', ?, ?)",
+            [(1.0 + i, f"r{i}", action, value) for i, (action, value) in enumerate(values)],
+        )
+
+
+def test_events_journalled_before_a_task_are_checked_and_adopted(tmp_path):
+    path = tmp_path / "old.db"
+    _taskless_events(path, [("label", '"a"'), ("skip", None), ("undo", None), ("label", '"c"')])
+    store = jl.Store(path, task=jl.Task(LABELS))
+    assert store.events()["record"].tolist() == ["r0", "r1", "r2", "r3"]
+    assert store.state()["label"].dropna().tolist() == ["a", "c"]
+    bad = tmp_path / "bad.db"
+    _taskless_events(bad, [("label", '"a"'), ("label", '"NotALabel"')])
+    with pytest.raises(jl.StoreError, match=r"journalled before it had a task, and event 2 \(record 'r1', label"):
+        jl.Store(bad, task=jl.Task(LABELS))
+    store = jl.Store(bad)  # nothing was changed: still no task, the events still readable
+    assert store.task is None and store.events()["task"].tolist() == ["", ""]
+
+
 def test_task_type_checked(tmp_path):
     with pytest.raises(TypeError, match=r"must be a jl\.Task"):
         jl.Store(tmp_path / "x.db", task=["a", "b"])

@@ -20,11 +20,33 @@ if getattr(inspect.signature(pd.read_json).parameters.get("convert_dates"), "def
     _JSON_AS_WRITTEN["convert_dates"] = False
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+# jlabel's own columns that hold text: a label "1" or a model id "7" must not be read as a number
+_TEXT_COLUMNS = (
+    "text",
+    "label",
+    "label_source",
+    "annotator",
+    "llm_label",
+    "llm_model",
+    "llm_prompt",
+    "llm_error",
+    "llm_source",
+)
+# a number written with a leading zero or a plus sign is an identifier (a record key, a zip or
+# phone number): read as a number it would lose what makes it itself
+_WRITTEN_AS_TEXT = r"^\s*(?:[+-]?0\d|\+)"
+
+
+def read_table(path: str | Path, *, text: Sequence[str] = ()) -> pd.DataFrame:
     """Read a CSV, Parquet or JSONL file as it is written; a clear error for anything else.
 
-    Values are not reinterpreted: text such as ``"007"``, ``"1.50"`` or ``"N/A"`` stays
-    text (only an empty CSV cell is missing), and no column is guessed to be a date.
+    Values are not reinterpreted: text such as ``"N/A"`` stays text (only an empty CSV cell is
+    missing), and no column is guessed to be a date. JSONL and Parquet keep the types they
+    were written with. A CSV column is read as numbers only where numbers lose nothing, so
+    the numeric columns a template or a model's confidence rely on stay numbers, but these
+    columns are read as text: the ``text`` columns given (the ``--id`` column, the task's text
+    columns), jlabel's own text columns (``text``, ``label``, ``llm_label``, ...) and any
+    column holding a number written with a leading zero or a plus sign (``"007"``, ``"+44"``).
     """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
@@ -33,7 +55,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise SystemExit(f"jlabel: no input file at {str(path)!r}.")
     if kind == "csv":
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        return _read_csv(path, {*text, *_TEXT_COLUMNS})
     if kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -41,6 +63,24 @@ def read_table(path: str | Path) -> pd.DataFrame:
         # list columns (llm_probs) come back as Arrow lists, as jlabel writes them
         return pq.read_table(path).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
     return pd.read_json(path, lines=True, **_JSON_AS_WRITTEN)
+
+
+def _read_csv(path: Path, text: set[str]) -> pd.DataFrame:
+    """A CSV file with the numbers pandas finds, except the columns that must stay as written."""
+    frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    numeric = [
+        i
+        for i in range(frame.shape[1])
+        if pd.api.types.is_numeric_dtype(frame.iloc[:, i]) and not pd.api.types.is_bool_dtype(frame.iloc[:, i])
+    ]
+    if not numeric:
+        return frame
+    raw = pd.read_csv(path, usecols=numeric, dtype=str, keep_default_na=False, na_values=[""])
+    for j, i in enumerate(numeric):
+        written = raw.iloc[:, j]
+        if frame.columns[i] in text or written.str.match(_WRITTEN_AS_TEXT).fillna(False).any():
+            frame.isetitem(i, written)
+    return frame
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
@@ -150,14 +190,14 @@ def preannotate_command(args: argparse.Namespace) -> int:
 
     if FORMATS.get(Path(args.out).suffix.lower()) is None:
         raise SystemExit(f"jlabel: --out {args.out!r} must end in .csv, .parquet or .jsonl.")
-    df = read_table(args.input)
+    task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
+    df = read_table(args.input, text=(*([args.id] if args.id else []), *task.text_columns))
     if args.id:
         if args.id not in df.columns:
             raise SystemExit(
                 f"jlabel preannotate: --id {args.id!r} is not a column of {args.input}; it has {list(df.columns)}."
             )
         df = df.set_index(args.id, drop=True)
-    task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
     store = None
     if args.store:
         from .store import Store

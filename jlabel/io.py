@@ -6,7 +6,11 @@ Which columns each format carries (and so round-trips exactly):
 - ``labelstudio``: a JSON list of Label Studio tasks: ``data`` (the text and other plain
   columns), ``annotations`` (the human label, its time), ``predictions`` (the model's
   suggestion with ``score`` and ``model_version``) and ``meta`` (the record key, annotator,
-  label source, prompt hash and label probabilities). Every record, labeled or not.
+  label source, prompt hash, label probabilities and the task itself, ``jlabel_task``, which
+  Label Studio keeps with each task and :func:`read` prefers to guessing the labels and the
+  kind). Every record, labeled or not. With a text template (``text="{title}. {body}"``) the
+  record's text goes under ``data["text"]``, or under ``data["jlabel_text"]`` when the frame
+  has its own ``text`` column (point the labeling config's ``<Text value=...>`` at it).
 - ``prodigy``: Prodigy JSONL (``answer`` accept/reject/ignore; ``accept`` options for
   single and multi-label tasks, ``spans`` for span tasks), labeled records only.
 - ``parquet``: every column, with the task in the file's metadata.
@@ -47,6 +51,8 @@ FORMATS = ("jsonl", "labelstudio", "prodigy", "parquet")
 PRODIGY_ANSWERS = ("accept", "reject", "ignore")
 _SUFFIXES = {".jsonl": "jsonl", ".json": "labelstudio", ".parquet": "parquet", ".pq": "parquet"}
 _TASK_META = b"jlabel_task"
+_LS_TASK = "jlabel_task"  # the task, in each Label Studio task's meta
+_LS_TEXT = "jlabel_text"  # the rendered text of a template task, when the frame has its own 'text'
 _JLABEL_COLUMNS = (*LABEL_COLUMNS, *LLM_COLUMNS)
 
 
@@ -150,7 +156,8 @@ def read(
         ``.jsonl`` = training JSONL unless its lines look like Prodigy's).
     task
         Validates the labels (unknown labels are an error) and the kind of the file's
-        results; by default inferred from the file.
+        labels, in every format; by default the task jlabel wrote into the file (Parquet
+        metadata, Label Studio ``meta``), else inferred from the file.
     annotations
         Label Studio only: ``"latest"`` (one row per task, labeled with its latest
         annotation; ``annotations`` counts them) or ``"all"``: one row per annotation with
@@ -161,7 +168,9 @@ def read(
     -------
     pandas.DataFrame
         One row per record in the file, indexed by the record key when the file has unique
-        keys (else 0..n-1), with ``text`` and jlabel's label columns.
+        keys, with ``text`` and jlabel's label columns. When keys repeat (two annotators'
+        labels of one record) or some rows have none, the index is 0..n-1 and the keys are
+        kept in a ``record`` column (``jlabel_record`` if the file has a ``record`` field).
 
     Raises
     ------
@@ -175,10 +184,10 @@ def read(
     if task is not None and not isinstance(task, Task):
         raise TypeError(f"task must be a jl.Task, got {type(task).__name__}.")
     format = _format_of(path, format)
-    if format == "parquet":
-        return _read_parquet(path)
     if annotations not in ("latest", "all"):
         raise ValueError(f"annotations must be 'latest' or 'all', got {annotations!r}.")
+    if format == "parquet" and annotations == "latest":
+        return _read_parquet(path, task)
     if annotations == "all" and format != "labelstudio":
         raise ValueError(f"annotations='all' reads Label Studio files (one row per annotation), not {format!r}.")
     if format == "labelstudio":
@@ -415,8 +424,16 @@ def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
     data = json.loads(
         frame[data_columns].to_json(orient="records", date_format="iso", force_ascii=False, double_precision=15)
     )
-    # the record's text always as a string (a missing text is ""): Label Studio and read() need one
-    text_key = "text" if task.is_template else task.text
+    # the record's text always as a string (a missing text is ""): Label Studio and read() need one.
+    # A template's text must not overwrite a column of its own name: it then goes under its own key.
+    text_key = task.text
+    if task.is_template:
+        text_key = _LS_TEXT if "text" in data_columns else "text"
+        if _LS_TEXT in data_columns:
+            raise ValueError(
+                f"The frame has a column {_LS_TEXT!r}, the key a Label Studio export gives the text of a template "
+                f"task ({task.text!r}); rename that column."
+            )
     for row, t in zip(data, text.to_numpy()):
         row[text_key] = t
     matrix = probs_matrix(frame, task) if task.kind != "spans" and frame["llm_probs"].notna().any() else None
@@ -427,8 +444,9 @@ def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
     confidence = frame["llm_confidence"].to_numpy(dtype=float)
     stamps = _iso(frame["labeled_at"])
     tasks = []
+    task_dict = task.to_dict()
     for i, (key, t) in enumerate(zip(_plain(keys.to_numpy()), text.to_numpy())):
-        meta = {"jlabel_key": key}
+        meta = {"jlabel_key": key, _LS_TASK: task_dict}
         entry = {"data": data[i], "meta": meta, "annotations": [], "predictions": []}
         label = columns["label"][i]
         if label is not None:
@@ -489,10 +507,28 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def _unique_keys(keys: list, n: int) -> bool:
+    return len(keys) == n and all(k is not None for k in keys) and len(set(map(repr, keys))) == n
+
+
 def _index(keys: list, n: int) -> pd.Index:
-    if len(keys) == n and all(k is not None for k in keys) and len(set(map(repr, keys))) == n:
+    if _unique_keys(keys, n):
         return pd.Index(keys, dtype=object if any(isinstance(k, str) for k in keys) else None)
     return pd.RangeIndex(n)
+
+
+def _keep_keys(frame: pd.DataFrame, keys: list) -> pd.DataFrame:
+    """Keys that cannot index the frame (repeated, or missing on some rows) go into a ``record`` column.
+
+    A file with two annotators' labels of one record has that record's key twice; the key must
+    survive the 0..n-1 index (``jl.agreement`` takes the ``record``, ``annotator``, ``label`` table).
+    The column is ``jlabel_record`` when the file has a ``record`` field of its own.
+    """
+    if _unique_keys(keys, len(frame)) or all(k is None for k in keys):
+        return frame
+    name = "record" if "record" not in frame.columns else "jlabel_record"
+    frame.insert(0, name, pd.Series(keys, index=frame.index, dtype=object))
+    return frame
 
 
 def _finish(frame: pd.DataFrame, task: Task, where: list[str]) -> pd.DataFrame:
@@ -560,7 +596,7 @@ def _read_training(path: Path, rows: list[tuple[int, dict]], task: Task | None) 
         labels.append(value)
         where.append(f"{path}, line {number}")
     task = _task_for(found, kind, task, path)
-    frame = pd.DataFrame({"text": text}, index=_index(keys, len(rows)))
+    frame = _keep_keys(pd.DataFrame({"text": text}, index=_index(keys, len(rows))), keys)
     frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
     return _finish(frame, task, where)
 
@@ -657,7 +693,7 @@ def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -
         stamps.append(when if value is not None else None)
         where.append(here)
     task = _task_for(found, kind, task, path)
-    frame = pd.DataFrame({"text": text}, index=_index(keys, len(rows)))
+    frame = _keep_keys(pd.DataFrame({"text": text}, index=_index(keys, len(rows))), keys)
     frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
     frame["label_source"] = sources
     frame["annotator"] = pd.Series(annotators, index=frame.index, dtype=object).where(frame["label"].notna(), None)
@@ -712,6 +748,30 @@ def _labelstudio_kind(tasks: list) -> str:
     return "multi" if 2 in choices else ""
 
 
+def _labelstudio_task(tasks: list, path: Path) -> Task | None:
+    """The task jlabel's export wrote into each task's ``meta`` (None if no task has one)."""
+    first, where = None, None
+    for number, entry in enumerate(tasks):
+        meta = entry.get("meta") if isinstance(entry, dict) else None
+        if not isinstance(meta, dict) or meta.get(_LS_TASK) is None:
+            continue
+        if first is None:
+            first, where = meta[_LS_TASK], number
+        elif meta[_LS_TASK] != first:
+            raise ValueError(
+                f"{path}: tasks {where} and {number} were exported for different jlabel tasks (meta.{_LS_TASK}); "
+                f"pass task=jl.Task(...) to read them as one task."
+            )
+    if first is None:
+        return None
+    try:
+        return Task.from_dict(first)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(
+            f"{path}, task {where}: meta.{_LS_TASK} is not a jlabel task ({error}); pass task=jl.Task(...)."
+        ) from None
+
+
 def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "latest") -> pd.DataFrame:
     raw = path.read_text(encoding="utf-8")
     try:
@@ -725,6 +785,9 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
         tasks = [tasks]
     if not isinstance(tasks, list):
         raise ValueError(f"{path}: a Label Studio export is a JSON list of tasks, got {type(tasks).__name__}.")
+    written = None  # the task jlabel wrote into the file, when none is given: better than a guess
+    if task is None:
+        task = written = _labelstudio_task(tasks, path)
     kind = task.kind if task is not None else _labelstudio_kind(tasks)
     text_key = task.text if task is not None and not task.is_template else "text"
     records, found, where, every = [], [], [], []
@@ -733,9 +796,14 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
             raise ValueError(f"{here}: a Label Studio task is an object with a 'data' object.")
         data = dict(entry["data"])
-        if text_key not in data or not isinstance(data[text_key], str):
+        if _LS_TEXT in data and (task is None or task.is_template):  # a template's text, apart from 'text'
+            text = data.pop(_LS_TEXT)
+            if not isinstance(text, str):
+                raise ValueError(f"{here}: data field {_LS_TEXT!r} is not text: {text!r}.")
+        elif text_key not in data or not isinstance(data[text_key], str):
             raise ValueError(f"{here}: data has no text field {text_key!r} (fields: {sorted(data)}); pass task=.")
-        text = data[text_key]
+        else:
+            text = data[text_key]
         meta = entry.get("meta") or {}
         row = {**data, "_key": meta.get("jlabel_key", entry.get("id"))}
         # Label Studio's own exports may list predictions (or annotations) by id only: not readable, skipped
@@ -781,6 +849,14 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
             row["_probs"] = meta.get("llm_probs")
         records.append(row)
         where.append(here)
+    if written is not None:
+        unknown = [name for name in dict.fromkeys(found) if name not in written.labels]
+        if unknown:
+            raise ValueError(
+                f"{path}: label {unknown[0]!r} is not one of the labels {list(written.labels)} of the task jlabel "
+                f"wrote into the file (meta.{_LS_TASK}); it was labeled with another label set. Pass "
+                f"task=jl.Task([...]) with every label."
+            )
     task = _task_for(found, kind, task, path)
     if annotations_mode == "all":
         long = pd.DataFrame(every, columns=["record", "annotator", "label", "labeled_at", "where"])
@@ -791,6 +867,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
     keys = [r.pop("_key") for r in records]
     probs = [r.pop("_probs", None) for r in records]
     frame = pd.DataFrame.from_records(records, index=_index(keys, len(records))) if records else pd.DataFrame()
+    frame = _keep_keys(frame, keys)
     for column in ("label", "llm_label"):
         if column in frame.columns:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
@@ -805,7 +882,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
     return frame
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(path: Path, task: Task | None = None) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as error:
@@ -837,7 +914,32 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     meta = table.schema.metadata or {}
     if _TASK_META in meta:
         frame.attrs["jlabel_task"] = json.loads(meta[_TASK_META])
+    if task is not None:
+        _check_parquet(frame, task, path)
+        frame.attrs["jlabel_task"] = task.to_dict()
     return frame
+
+
+def _check_parquet(frame: pd.DataFrame, task: Task, path: Path) -> None:
+    """Refuse a Parquet file whose labels are of another kind than ``task``'s, or not among its labels."""
+    columns = [c for c in ("label", "llm_label") if c in frame.columns]
+    kind = (frame.attrs.get("jlabel_task") or {}).get("kind")
+    if kind is None:  # a file jlabel did not write: the kind of its first label that says one
+        telling = (v for c in columns for v in frame[c].dropna() if isinstance(v, str) or len(v) > 0)
+        first = next(telling, None)
+        kind = None if first is None else _kind_of(first)
+    if kind is not None and kind != task.kind:
+        raise ValueError(f"{path} holds {kind} labels but the task is a {task.kind!r} task.")
+    if not columns:
+        return
+    needed = [*columns, *(task.text_columns if task.kind == "spans" else ())]
+    checked = ensure_columns(frame[[c for c in dict.fromkeys(needed) if c in frame.columns]].copy(), task)
+    keys = frame.index.astype(object)  # Python scalars, for the message
+    text = record_texts(checked, task) if task.kind == "spans" else pd.Series("", index=frame.index)
+    try:
+        _validate(checked, task, keys, text, checked["label"].notna().to_numpy())
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 # -- the `jlabel export` command --------------------------------------------------------
@@ -870,7 +972,8 @@ def export_command(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"No data file at {data}: --data names the records (.csv, .parquet, .jsonl) that were labeled."
         )
-    df = read_table(data)  # the reader `jlabel preannotate` uses: its output is valid --data
+    # the reader `jlabel preannotate` uses (its output is valid --data); keys such as "007" stay text
+    df = read_table(data, text=(*([args.id] if args.id else []), *store.task.text_columns))
     if args.id:
         if args.id not in df.columns:
             raise SystemExit(f"--id {args.id!r} is not a column of {data}; its columns are {list(df.columns)}.")

@@ -193,3 +193,34 @@ def test_store_errors_are_messages_not_tracebacks(tmp_path, capsys):
         assert cli.main(argv) == 2
         assert f"jlabel {argv[0]}: {notes} is not a SQLite file" in capsys.readouterr().err
     assert notes.read_text() == "hello world, not sqlite"
+
+
+def test_csv_keys_and_text_columns_are_read_as_written(tmp_path, keyword_model, capsys):
+    csv = tmp_path / "records.csv"
+    csv.write_text(
+        "key,text,zip,price,n,ok,label,version\n"
+        "1.10,The bank cut rates.,02134,1.50,3,True,1,1.10\n"
+        "007,The striker scored.,10001,2,4,False,2,1.2\n"
+        "12,A faster chip.,99999,3.25,5,True,,2\n"
+    )
+    frame = cli.read_table(csv, text=["version"])
+    # kept as written: a number with a leading zero, jlabel's text columns, the columns asked for
+    assert frame["key"].tolist() == ["1.10", "007", "12"] and frame["zip"].tolist() == ["02134", "10001", "99999"]
+    assert frame["label"].tolist()[:2] == ["1", "2"] and frame["version"].tolist() == ["1.10", "1.2", "2"]
+    # the numbers users compute with stay numbers
+    assert frame["price"].tolist() == [1.5, 2.0, 3.25] and frame["n"].tolist() == [3, 4, 5]
+    assert frame["ok"].tolist() == [True, False, True]
+    assert cli.read_table(csv)["version"].tolist() == [1.1, 1.2, 2.0]
+
+    csv.write_text("key,text\n1.10,The bank cut rates.\n1.2,The striker scored.\n12,A faster chip.\n")  # --id: text
+    store = tmp_path / "labels.db"
+    labels = ["World", "Sports", "Business", "Sci/Tech"]
+    argv = ["preannotate", str(csv), "--labels", *labels, "--out", str(tmp_path / "out.csv"), "--id", "key"]
+    assert cli.main([*argv, "--store", str(store), "--no-cache", "--quiet"]) == 0
+    task = jl.Task(labels)
+    with jl.Store(store, task=task, annotator="ana") as journal:
+        assert journal.events()["record"].tolist() == ["1.10", "1.2", "12"]
+        journal.record("1.10", "label", "Business")
+    out = tmp_path / "train.jsonl"
+    assert cli.main(["export", str(store), str(out), "--data", str(csv), "--id", "key"]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["1.10"]

@@ -530,3 +530,109 @@ def test_label_studio_keeps_fifteen_digits(tmp_path):
     df = pd.DataFrame({"text": ["a", "b"], "score": [0.123456789012345, 1234567.89123456], "label": ["World"] * 2})
     back = jl.read(jl.export(df, tmp_path / "out.json"))
     assert back["score"].tolist() == df["score"].tolist()
+
+
+def test_label_studio_round_trip_keeps_the_task_without_task(tmp_path):
+    # no record has two labels and one has none: only the task written into the file says "multi"
+    task = jl.Task({"a": "first", "b": "second", "c": "third"}, kind="multi", instructions="Tag it.")
+    df = pd.DataFrame({"text": ["x one", "y two", "z three"]}, index=["r1", "r2", "r3"])
+    df["label"] = pd.Series([["a"], ["b"], []], index=df.index)
+    path = jl.export(df, tmp_path / "out.json", task=task)
+    assert all(entry["meta"]["jlabel_task"] == task.to_dict() for entry in json.loads(path.read_text()))
+    back = jl.read(path)
+    assert back["label"].tolist() == [["a"], ["b"], []]
+    assert jl.Task.from_dict(back.attrs["jlabel_task"]).id == task.id  # labels in order, "c" included
+    assert jl.read(path, annotations="all")["label"].tolist() == [["a"], ["b"], []]
+    tasks = json.loads(path.read_text())
+    tasks[1]["meta"]["jlabel_task"] = jl.Task(["a", "b"], kind="multi").to_dict()
+    path.write_text(json.dumps(tasks))
+    with pytest.raises(ValueError, match=r"tasks 0 and 1 were exported for different jlabel tasks"):
+        jl.read(path)
+    tasks[1]["meta"]["jlabel_task"] = task.to_dict()
+    tasks[1]["annotations"][0]["result"][0]["value"]["choices"] = ["d"]  # a label added in Label Studio
+    path.write_text(json.dumps(tasks))
+    with pytest.raises(ValueError, match=r"label 'd' is not one of the labels \['a', 'b', 'c'\] of the task jlabel"):
+        jl.read(path)
+    assert jl.read(path, task=jl.Task(["a", "b", "c", "d"], kind="multi"))["label"].tolist()[1] == ["d"]
+
+
+@pytest.mark.parametrize("kind", ["single", "spans"])
+def test_label_studio_template_text_does_not_overwrite_the_text_column(tmp_path, kind):
+    task = jl.Task(["World", "Sports"], kind=kind, text="{title}. {text}")
+    label = "Sports" if kind == "single" else [{"start": 0, "end": 9, "label": "Sports"}]
+    df = pd.DataFrame({"title": ["Cup final"], "text": ["Spain wins"], "label": pd.Series([label], dtype=object)})
+    path = jl.export(df, tmp_path / "out.json", task=task)
+    data = json.loads(path.read_text())[0]["data"]
+    assert data == {"title": "Cup final", "text": "Spain wins", "jlabel_text": "Cup final. Spain wins"}
+    for back in (jl.read(path), jl.read(path, task=task)):
+        assert back.columns[:2].tolist() == ["title", "text"] and "jlabel_text" not in back.columns
+        assert back[["title", "text"]].values.tolist() == [["Cup final", "Spain wins"]]
+        assert back["label"].tolist() == [label]
+    body = jl.Task(["World", "Sports"], kind=kind, text="{title}. {body}")
+    plain = jl.export(df.rename(columns={"text": "body"}), tmp_path / "plain.json", task=body)
+    assert json.loads(plain.read_text())[0]["data"]["text"] == "Cup final. Spain wins"  # no collision: under 'text'
+    with pytest.raises(ValueError, match="The frame has a column 'jlabel_text'"):
+        jl.export(df.assign(jlabel_text=["mine"]), tmp_path / "out.json", task=task)
+    own = jl.export(
+        df.assign(jlabel_text=["mine"]), tmp_path / "own.json", task=jl.Task(["World", "Sports"], kind=kind)
+    )
+    assert jl.read(own)[["text", "jlabel_text"]].values.tolist() == [["Spain wins", "mine"]]  # not a template's
+
+
+def test_parquet_read_checks_the_task(tmp_path):
+    df = pd.DataFrame({"text": ["Goal!", "War"], "label": ["Sports", "World"]})
+    path = jl.export(df, tmp_path / "out.parquet")
+    with pytest.raises(ValueError, match=r"out.parquet holds single labels but the task is a 'multi' task"):
+        jl.read(path, task=jl.Task(["Sports", "World"], kind="multi"))
+    with pytest.raises(ValueError, match=r"out.parquet: Record 0 has label 'Sports', which is not one of the task's"):
+        jl.read(path, task=jl.Task(["spam", "ham"]))
+    with pytest.raises(ValueError, match="annotations must be 'latest' or 'all', got 'nonsense'"):
+        jl.read(path, annotations="nonsense")
+    with pytest.raises(ValueError, match="annotations='all' reads Label Studio files"):
+        jl.read(path, annotations="all")
+    wider = jl.Task(["World", "Sports", "Business"])
+    back = jl.read(path, task=wider)
+    assert back["label"].tolist() == ["Sports", "World"] and back.attrs["jlabel_task"] == wider.to_dict()
+    # a file jlabel did not write: the kind from its values, spans checked against the text
+    spans = pd.DataFrame({"text": ["Goal!", "War"], "label": [[{"start": 0, "end": 4, "label": "a"}], []]})
+    spans.to_parquet(tmp_path / "spans.parquet")
+    with pytest.raises(ValueError, match=r"holds spans labels but the task is a 'multi' task"):
+        jl.read(tmp_path / "spans.parquet", task=jl.Task(["a"], kind="multi"))
+    spans.loc[1, "label"] = [{"start": 0, "end": 9, "label": "a"}]
+    spans.to_parquet(tmp_path / "spans.parquet")
+    with pytest.raises(ValueError, match=r"spans.parquet: Record 1: label span .* lies outside its text"):
+        jl.read(tmp_path / "spans.parquet", task=jl.Task(["a"], kind="spans"))
+
+
+def test_repeated_record_keys_are_kept_in_a_record_column(tmp_path):
+    options = [{"id": "pos", "text": "pos"}, {"id": "neg", "text": "neg"}]
+    rows = [("doc-17", "ana", "pos"), ("doc-17", "bob", "neg"), ("doc-18", "ana", "neg")]
+    path = tmp_path / "prodigy.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "text": f"t {key}",
+                    "meta": {"id": key},
+                    "options": options,
+                    "accept": [label],
+                    "answer": "accept",
+                    "_annotator_id": who,
+                }
+            )
+            + "\n"
+            for key, who, label in rows
+        )
+    )
+    back = jl.read(path)
+    assert back.index.tolist() == [0, 1, 2]
+    assert back[["record", "annotator", "label"]].values.tolist() == [list(row) for row in rows]
+    train = tmp_path / "train.jsonl"  # some lines without an id: those keys are missing, the others kept
+    train.write_text('{"id": 7, "text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n')
+    assert jl.read(train)["record"].tolist() == [7, None]
+    train.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\n')  # no keys at all: no column
+    assert "record" not in jl.read(train).columns
+    ls = [{"id": 3, "data": {"text": "a", "record": "mine"}, "annotations": []}] * 2
+    (tmp_path / "ls.json").write_text(json.dumps(ls))
+    back = jl.read(tmp_path / "ls.json", task=jl.Task(["x"]))
+    assert back["record"].tolist() == ["mine", "mine"] and back["jlabel_record"].tolist() == [3, 3]

@@ -178,6 +178,12 @@ class Store:
             if "events" not in tables:
                 conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as error:
+            text = str(error).lower()
+            if isinstance(error, sqlite3.OperationalError) and ("readonly" in text or "unable to open" in text):
+                raise StoreError(
+                    f"{self.path} cannot be opened for writing ({error}): the store needs to write there. Check "
+                    f"that you may write to the file and its folder {self.path.parent}, or choose another path."
+                ) from None
             raise StoreError(
                 f"{self.path} cannot be read as a jlabel store ({error}). The file may be corrupt; it was left "
                 f"untouched. Restore it from a backup or choose another path."

@@ -389,6 +389,10 @@ def test_store_in_a_missing_folder_says_so(tmp_path):
     with pytest.raises(jl.StoreError, match=r"folder .*missing does not exist"):
         jl.Store(tmp_path / "missing" / "labels.db", task=jl.Task(LABELS))
     assert not (tmp_path / "missing").exists()
+    # a place no one may write to (root may write anywhere else, so /proc stands in): not "corrupt"
+    with pytest.raises(jl.StoreError, match="cannot be opened for writing") as error:
+        jl.Store("/proc/jlabel-labels.db", task=jl.Task(LABELS))
+    assert "corrupt" not in str(error.value)
 
 
 @pytest.mark.parametrize(

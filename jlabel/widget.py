@@ -186,7 +186,7 @@ class Labeler(anywidget.AnyWidget):
         self._labeled = ~unlabeled(df)[self._queue]
         # this session's decisions, for undo: (position, the row's label columns before, annotator, the
         # few-shot example the decision gave the model or None)
-        self._history: list[tuple[int, tuple, str, tuple | None]] = []
+        self._history: list[tuple[int, tuple, str, tuple | None, int]] = []
         self._examples: list[tuple[str, Any]] = []  # the session's decisions as examples (the last FEW_SHOT are used)
         self._model_failure = ("", -1)  # the last model failure's message and queue position
         self._lock = threading.RLock()
@@ -371,7 +371,7 @@ class Labeler(anywidget.AnyWidget):
         with self._lock:
             column = self.df.columns.get_loc
             before = tuple(self.df.iat[row, column(c)] for c in ("label", "label_source", "labeled_at", "annotator"))
-            self._store.record(
+            event = self._store.record(
                 self._key(row),
                 action,
                 value,
@@ -389,7 +389,7 @@ class Labeler(anywidget.AnyWidget):
                 if value is not None and self._llm is not None:
                     example = (self._text(row), value)
                     self._examples.append(example)
-        self._history.append((position, before, self.annotator, example))
+        self._history.append((position, before, self.annotator, example, event))
         with self.hold_sync():  # done and position reach the front end as one message
             self.done = int(self._labeled.sum())
             self.position = min(position + 1, len(self._queue))
@@ -399,10 +399,15 @@ class Labeler(anywidget.AnyWidget):
     def _undo(self) -> int:
         if not self._history:
             raise ValueError("Nothing to undo: this session has made no decision yet.")
-        position, before, annotator, example = self._history[-1]
+        position, before, annotator, example, event = self._history[-1]
         row = int(self._queue[position])
         key = self._key(row)
         with self._lock:
+            if self._top_decision(key, annotator) != event:  # undo pops the top one: it would undo another's
+                raise ValueError(
+                    f"Record {key} was decided again as {annotator} after this panel's decision (in another panel "
+                    f"or kernel on the same store): undo it there first."
+                )
             self._store.record(key, "undo", annotator=annotator)
             self._history.pop()  # only once the undo is journalled: a refused one can be tried again
             if example is not None:  # an undone decision no longer teaches the model
@@ -421,6 +426,21 @@ class Labeler(anywidget.AnyWidget):
             self.position = position
         self._schedule_refit()
         return position
+
+    def _top_decision(self, key: str, annotator: str) -> int | None:
+        """The id of ``annotator``'s surviving decision on ``key`` that an undo would pop."""
+        rows = self._store.conn.execute(
+            f"SELECT id, action FROM events WHERE record = ? AND task = ? AND annotator = ? "
+            f"AND action IN ({','.join('?' * (len(DECISIONS) + 1))}) ORDER BY id",
+            (key, self.task.id, annotator, *DECISIONS, "undo"),
+        ).fetchall()
+        stack: list[int] = []
+        for event, action in rows:
+            if action != "undo":
+                stack.append(event)
+            elif stack:
+                stack.pop()
+        return stack[-1] if stack else None
 
     def _replay(self, key: str) -> Mapping | None:
         """The store's state of one record (None when no decision survives)."""

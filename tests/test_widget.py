@@ -495,6 +495,21 @@ def test_a_refused_undo_can_be_tried_again(small_df, task, tmp_path):
     assert p.w.store.state()["label"].isna().all()
 
 
+def test_two_panels_on_one_store_do_not_undo_each_others_decisions(small_df, task, tmp_path):
+    # e.g. the panel's cell run twice: both panels show r0 to the same annotator
+    a = Panel(small_df, task, store=tmp_path / "l.db", annotator="ana")
+    b = Panel(small_df, task, store=tmp_path / "l.db", annotator="ana")
+    a.decide("label", "World")
+    b.decide("label", "Sports")
+    refused = a.msg(type="undo")  # it would pop b's Sports (the store's stack), not a's World
+    assert refused["type"] == "error" and "decided again as ana" in refused["error"]
+    assert small_df.loc["r0", "label"] == "Sports" and b.w.store.state()["label"].tolist() == ["Sports"]
+    assert b.msg(type="undo")["type"] == "records"  # b's own: back to a's World
+    assert small_df.loc["r0", "label"] == "World" and b.w.store.state()["label"].tolist() == ["World"]
+    assert a.msg(type="undo")["type"] == "records"  # now a's decision is the one on top
+    assert pd.isna(small_df.loc["r0", "label"]) and a.w.store.state()["label"].isna().all()
+
+
 def test_a_reject_without_the_right_label_leaves_the_record_unlabeled(suggested, task):
     p = Panel(suggested, task, annotator="ana")
     assert p.decide("reject")["type"] == "records"

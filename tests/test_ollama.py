@@ -210,6 +210,19 @@ def test_check_spans_keeps_repairs_and_drops():
     assert len(notes) == 5
     assert "repaired to 20:24" in notes[0] and "'Paris' does not occur" in notes[1]
     assert "label 'ORG' is not one of" in notes[2] and "same as an earlier" in notes[3] and "not an object" in notes[4]
+    # overlapping spans (the panel can neither show nor take them): the more confident one stays
+    overlapping = [
+        {"text": "Ana met", "label": "PER", "start": 0, "end": 7},
+        {"text": "met Bo", "label": "PER", "start": 4, "end": 10},
+        {"text": "Oslo", "label": "LOC", "start": 14, "end": 18},
+        {"text": "Bo in Oslo", "label": "LOC", "start": 8, "end": 18},
+    ]
+    spans, notes = check_spans(text, overlapping, ["PER", "LOC"], [0.6, 0.9, 0.5, float("nan")])
+    assert [(s["start"], s["end"]) for s in spans] == [(4, 10), (14, 18)]
+    assert notes == [
+        "span 0 'Ana met' dropped: it overlaps span 1 'met Bo'",
+        "span 3 'Bo in Oslo' dropped: it overlaps span 1 'met Bo'",
+    ]
 
 
 # --- the backend, end to end through the official client -------------------------------------

@@ -506,7 +506,8 @@ def check_spans(
     -------
     spans, notes
         ``[{start, end, label, confidence}]`` sorted by offset, and one note per span that
-        was repaired (moved to where its quote occurs) or dropped (with the reason).
+        was repaired (moved to where its quote occurs) or dropped (with the reason). Spans do
+        not overlap: of two that do, the more confident one stays (the earlier one on a tie).
 
     Examples
     --------
@@ -542,5 +543,19 @@ def check_spans(
         notes += [repaired] if repaired else []
         seen.add((start, end, label))
         conf = float(confidence[n]) if n < len(confidence) else float("nan")
-        spans.append({"start": start, "end": end, "label": label, "confidence": conf})
-    return sorted(spans, key=lambda s: (s["start"], s["end"])), notes
+        spans.append({"start": start, "end": end, "label": label, "confidence": conf, "n": n})
+    # spans may not overlap (the panel shows and takes none that do): the more confident one stays
+    kept: list[dict[str, Any]] = []
+    for span in sorted(
+        spans, key=lambda s: (-s["confidence"] if s["confidence"] == s["confidence"] else np.inf, s["n"])
+    ):
+        other = next((k for k in kept if span["start"] < k["end"] and k["start"] < span["end"]), None)
+        if other is not None:
+            notes.append(
+                f"span {span['n']} {text[span['start'] : span['end']]!r} dropped: it overlaps span {other['n']} "
+                f"{text[other['start'] : other['end']]!r}"
+            )
+            continue
+        kept.append(span)
+    kept = [{k: v for k, v in span.items() if k != "n"} for span in kept]
+    return sorted(kept, key=lambda s: (s["start"], s["end"])), notes

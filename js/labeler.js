@@ -278,7 +278,7 @@ function render({ model, el: host }) {
       meter.append(fill);
       line.append(meter, el("span", "jlabel-confidence-text", `${Math.round(100 * s.confidence)}%`));
     }
-    if (s.source) line.append(el("span", "jlabel-source", SOURCE_NAMES[s.source] || s.source));
+    if (s.source) line.append(el("span", "jlabel-source", (Object.hasOwn(SOURCE_NAMES, s.source) ? SOURCE_NAMES[s.source] : s.source)));
     if (s.model) line.title = `model ${s.model}`;
     suggestion.append(line);
     if (rejected) suggestion.append(el("div", "jlabel-error", "rejected: choose the right label"));
@@ -312,7 +312,8 @@ function render({ model, el: host }) {
         kind() === "single" ? r.label === name : kind() === "multi" ? chosen.includes(name) : i === active;
       button.classList.toggle("jlabel-on", on);
       if (r.suggestion && kind() === "single" && r.suggestion.label === name) button.classList.add("jlabel-is-suggested");
-      const description = model.get("_descriptions")[name];
+      const descriptions = model.get("_descriptions");
+      const description = Object.hasOwn(descriptions, name) ? descriptions[name] : "";
       if (description) button.title = description;
       buttons.append(button);
     });

@@ -89,6 +89,16 @@ def test_text_is_text_never_html(panel_page, page):
     assert page.evaluate("document.querySelectorAll('img').length") == 0
 
 
+def test_label_descriptions_are_the_buttons_tooltips_whatever_the_names(panel_page):
+    # names of JavaScript's Object members must not pick up its functions as their tooltip
+    task = jl.Task({"constructor": "", "toString": "", "World": "politics, governments, wars"})
+    panel = panel_page(jl.Labeler(pd.DataFrame({"text": ["a"]}), task, annotator="ana"))
+    buttons = panel.root.locator(".jlabel-label")
+    expect(buttons).to_have_count(3)
+    titles = [buttons.nth(i).get_attribute("title") for i in range(3)]
+    assert titles[:2] in ([None, None], ["", ""]) and titles[2] == "politics, governments, wars"
+
+
 def test_more_than_nine_labels_through_filter_and_buttons(panel_page):
     labels = [f"topic-{i:02d}" for i in range(12)]
     df = pd.DataFrame({"text": ["a", "b", "c"]})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -82,3 +86,84 @@ def test_ollama_public_host_refused_before_any_connection(monkeypatch):
     with pytest.raises(jl.EgressError, match=r"8\.8\.8\.8"):
         jl.llm("ollama:qwen2.5:7b-instruct", host="http://8.8.8.8:11434")
     assert opened == []
+
+
+@pytest.mark.parametrize("host", ["2001:0:4136:e378:8000:63bf:3fff:fdd2", "198.18.0.1", "240.0.0.1", "255.255.255.255"])
+def test_special_purpose_blocks_python_calls_private_are_not_local(host):
+    # Teredo (2001::/32) is routed to the internet through relays; none of these is a local network
+    assert not is_local_address(host)
+
+
+class _LanServer(BaseHTTPRequestHandler):
+    """An "Ollama" on the LAN that lists one model and redirects every POST to a public address."""
+
+    hosts: ClassVar[list[str]] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        type(self).hosts.append(self.headers["Host"])
+        body = {"models": [{"name": "m:latest", "model": "m:latest", "digest": "ab" * 32, "size": 1}]}
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(307)
+        self.send_header("Location", "http://8.8.8.8:11434/api/chat")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def lan(monkeypatch):
+    """The LAN server, and every address a socket connects to (anything but loopback is refused)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LanServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connected = []
+    real = socket.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        ip = socket.getaddrinfo(address[0], address[1])[0][4][0]
+        connected.append(ip)
+        if ip != "127.0.0.1":
+            raise ConnectionRefusedError(f"the test refuses {ip}")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.delenv("JLABEL_ALLOWED_HOSTS", raising=False)
+    _LanServer.hosts = []
+    yield server.server_address[1], connected
+    server.shutdown()
+    server.server_close()
+
+
+def test_ollama_follows_no_redirect_and_no_proxy_from_the_environment(lan, monkeypatch):
+    from jlabel.prompts import default_prompt
+
+    port, connected = lan
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://8.8.8.8:3128")  # a proxy would get every record
+    llm = jl.llm("ollama:m", host=f"http://127.0.0.1:{port}")
+    with pytest.raises(RuntimeError, match="a redirect: jlabel follows none"):
+        llm.score_one(default_prompt(jl.Task(["World", "Sports"])), "a record that must stay here")
+    assert connected and set(connected) == {"127.0.0.1"}  # was: the proxy, or 8.8.8.8 after the redirect
+
+
+def test_ollama_connects_to_the_address_it_checked_not_a_later_dns_answer(lan, monkeypatch):
+    port, connected = lan
+    answers = iter(["127.0.0.1"])  # the first answer is checked; every later one is public (DNS rebinding)
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "ollama.lan":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers, "8.8.8.8"), port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    llm = jl.llm("ollama:m", host=f"http://ollama.lan:{port}")
+    assert llm.digest and set(connected) == {"127.0.0.1"}
+    assert _LanServer.hosts and set(_LanServer.hosts) == {f"ollama.lan:{port}"}  # the name still in Host

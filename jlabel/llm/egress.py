@@ -1,9 +1,10 @@
 """Zero egress: every network endpoint is checked before a single byte is sent.
 
 Loopback, private (RFC 1918), link-local, unique-local (fc00::/7) and carrier-grade NAT
-addresses pass. A hostname passes when every address it resolves to passes. Anything else
-raises :class:`EgressError`, unless the host is named in ``JLABEL_ALLOWED_HOSTS``
-(comma-separated host names or addresses). jlabel has no telemetry.
+addresses pass. A hostname passes when every address it resolves to passes, and the
+connection then goes to the address that was checked (:func:`pinned_address`), never to a
+later DNS answer. Anything else raises :class:`EgressError`, unless the host is named in
+``JLABEL_ALLOWED_HOSTS`` (comma-separated host names or addresses). jlabel has no telemetry.
 """
 
 from __future__ import annotations
@@ -13,7 +14,22 @@ import os
 import socket
 
 ENV = "JLABEL_ALLOWED_HOSTS"
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# the networks named above, and no other: Python's is_private also holds special-purpose
+# blocks that are routed to the internet (Teredo 2001::/32, benchmarking 198.18.0.0/15, ...)
+LOCAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "100.64.0.0/10",
+        "::1/128",
+        "fe80::/10",
+        "fc00::/7",
+    )
+)
 
 
 class EgressError(PermissionError):
@@ -37,9 +53,7 @@ def is_local_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_unspecified or ip.is_multicast:
-        return False
-    return bool(ip.is_loopback or ip.is_link_local or ip.is_private or (ip.version == 4 and ip in _CGNAT))
+    return any(ip in network for network in LOCAL_NETWORKS if network.version == ip.version)
 
 
 def check(host: str | None) -> str:
@@ -67,11 +81,33 @@ def check(host: str | None) -> str:
     ...
     jlabel.llm.egress.EgressError: jlabel refuses to connect to '1.1.1.1' (public address 1.1.1.1): ...
     """
+    _vetted(host)
+    return host
+
+
+def pinned_address(host: str) -> str | None:
+    """Check ``host`` and return the checked address to connect to; ``None`` when nothing needs pinning.
+
+    A name is resolved once, here: connecting by the name would resolve it again, and a DNS answer
+    that changed since the check (DNS rebinding) would send the data to an address never checked.
+    ``None`` for an IP address (it cannot change) and for a host in ``JLABEL_ALLOWED_HOSTS``.
+
+    Examples
+    --------
+    >>> pinned_address("localhost"), pinned_address("10.0.0.5")
+    ('127.0.0.1', None)
+    """
+    addresses = _vetted(host)
+    return addresses[0] if addresses else None
+
+
+def _vetted(host: str | None) -> list[str] | None:
+    """The addresses ``host`` resolved to, all checked (``None``: an IP address or an allowed host)."""
     if not isinstance(host, str) or not host.strip():
         raise EgressError(f"No host to check (got {host!r}): give a host name or address such as '127.0.0.1'.")
     name = host.strip().lower().strip("[]")
     if name in allowed_hosts():
-        return host
+        return None
     hint = (
         f"only loopback, private and link-local addresses are reached without asking; if this host is "
         f"yours and trusted, add it to the environment variable {ENV} (for example {ENV}={name})."
@@ -83,7 +119,7 @@ def check(host: str | None) -> str:
     public = [a for a in addresses if not is_local_address(a)]
     if public:
         raise EgressError(f"jlabel refuses to connect to {host!r} (public address {public[0]}): {hint}")
-    return host
+    return None if _is_ip(name) else addresses
 
 
 def _is_ip(name: str) -> bool:

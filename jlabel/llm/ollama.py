@@ -62,7 +62,7 @@ import numpy as np
 from ..prompts import Prompt
 from ..task import Task
 from .base import LLM, Scores, SpanResult, narrow_vector, span_item_confidences
-from .egress import check
+from .egress import EgressError, pinned_address
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 MAX_LABELS = 20
@@ -83,7 +83,10 @@ def resolve_host(host: str | None = None) -> str:
     Returns
     -------
     str
-        ``scheme://host:port`` (port 11434 unless given).
+        ``scheme://host:port`` (port 11434 unless given), and a path prefix when given (a
+        server behind a reverse proxy). ``0.0.0.0``, ``::`` and an empty host (``":11434"``,
+        as a server's own ``OLLAMA_HOST`` often reads) mean this machine, as to the ``ollama``
+        client.
 
     Examples
     --------
@@ -91,6 +94,8 @@ def resolve_host(host: str | None = None) -> str:
     'http://10.0.0.5:11434'
     >>> resolve_host("https://gpu-box.lan:8443/")
     'https://gpu-box.lan:8443'
+    >>> resolve_host("0.0.0.0"), resolve_host(":8080"), resolve_host("http://gpu.lan:8080/ollama/")
+    ('http://127.0.0.1:11434', 'http://127.0.0.1:8080', 'http://gpu.lan:8080/ollama')
     """
     raw = host if host is not None else os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
     if not isinstance(raw, str) or not raw.strip():
@@ -101,10 +106,37 @@ def resolve_host(host: str | None = None) -> str:
         port = parsed.port
     except ValueError:
         port = -1
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or port == -1:
+    name = parsed.hostname
+    if not name and parsed.netloc.startswith(":"):  # ":11434": this machine
+        name = "127.0.0.1"
+    if parsed.scheme not in ("http", "https") or not name or port == -1:
         raise ValueError(f"Ollama host {raw!r} is not a URL such as {DEFAULT_HOST!r}.")
-    hostname = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-    return f"{parsed.scheme}://{hostname}:{port or 11434}"
+    if name in ("0.0.0.0", "::"):  # where a server listens on every address: reached here on loopback
+        name = "127.0.0.1"
+    hostname = f"[{name}]" if ":" in name else name
+    return f"{parsed.scheme}://{hostname}:{port or 11434}{parsed.path.rstrip('/')}"
+
+
+def _pinned_transport(host: str, address: str | None):
+    """An httpx transport that sends every request to ``address`` (the one checked for ``host``).
+
+    TLS still checks the certificate against ``host`` (sent as the SNI name), and the Host header
+    keeps the name. A request for any other host is refused: nothing else was checked.
+    """
+    import httpx
+
+    class Pinned(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.host != host:
+                raise EgressError(
+                    f"jlabel refuses to send a request to {request.url.host!r}: only {host!r} was checked."
+                )
+            if address is not None:
+                request.url = request.url.copy_with(host=address)
+                request.extensions = {**request.extensions, "sni_hostname": host}
+            return super().handle_request(request)
+
+    return Pinned(trust_env=False)
 
 
 def label_codes(k: int) -> list[str]:
@@ -238,13 +270,21 @@ class OllamaLLM(LLM):
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}.")
         self.model = model.strip()
         self.host = resolve_host(host)
-        check(urllib.parse.urlsplit(self.host).hostname)
+        pinned = pinned_address(urllib.parse.urlsplit(self.host).hostname)
         self.num_ctx = num_ctx
         self.max_chars = max_chars if max_chars is not None else 3 * (num_ctx - 512)
         self.max_spans = max_spans
         self.seed = seed
         self._ollama = ollama
-        self._client = ollama.Client(host=self.host, timeout=timeout)
+        # data goes to the checked address and nowhere else: no redirect is followed, no proxy from
+        # the environment (HTTP_PROXY) is used, and a host name is not resolved again (DNS rebinding)
+        self._client = ollama.Client(
+            host=self.host,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            transport=_pinned_transport(urllib.parse.urlsplit(self.host).hostname, pinned),
+        )
         self._new_tokens = 0
         self._embeds = True  # until the server says it cannot embed with this model
         self.digest = self._digest()
@@ -264,6 +304,11 @@ class OllamaLLM(LLM):
                 raise LookupError(
                     f"Ollama at {self.host} has no model {self.model!r}: run `ollama pull {self.model}` "
                     f"on that machine (`ollama list` shows the models it has)."
+                ) from exc
+            if 300 <= exc.status_code < 400:
+                raise RuntimeError(
+                    f"Ollama at {self.host} answered {exc.status_code}, a redirect: jlabel follows none (the data "
+                    f"would go to an address it never checked); give host= the address that serves the API."
                 ) from exc
             raise RuntimeError(f"Ollama at {self.host} answered {exc.status_code}: {exc.error}") from exc
 

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import threading
 import weakref
 from collections.abc import Sequence
@@ -172,6 +173,7 @@ class LlamaCppLLM(LLM):
 
         self._template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(template)
         self._end = self._turn_end()
+        self._control = self._control_tokens()
 
     @property
     def id(self) -> str:
@@ -188,8 +190,33 @@ class LlamaCppLLM(LLM):
     # --- rendering and tokens --------------------------------------------------------------------
 
     def render(self, messages: list[dict[str, str]]) -> str:
-        """The prompt text for ``messages``, ending where the assistant's answer starts."""
-        return self._template.render(messages=messages, add_generation_prompt=True, bos_token="", eos_token="")
+        """The prompt text for ``messages``, ending where the assistant's answer starts.
+
+        The messages' text cannot open or close a turn: a control token's text in it (a record
+        quoting ``<|im_end|>``) is broken up by a zero-width space, so it is read as plain text.
+        """
+        safe = [{**m, "content": self._inert(m["content"])} for m in messages]
+        return self._template.render(messages=safe, add_generation_prompt=True, bos_token="", eos_token="")
+
+    def _control_tokens(self) -> re.Pattern | None:
+        """A pattern matching the text of the model's control tokens (``<|im_start|>``, ...)."""
+        import llama_cpp
+
+        model = self._model
+        vocab = llama_cpp.llama_model_get_vocab(model.model)
+        special = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+        texts = {
+            model.detokenize([i], special=True).decode("utf-8", errors="ignore")
+            for i in range(model.n_vocab())
+            if llama_cpp.llama_vocab_get_attr(vocab, i) & special
+        }
+        texts = sorted((t for t in texts if len(t) > 1), key=len, reverse=True)
+        return re.compile("|".join(map(re.escape, texts))) if texts else None
+
+    def _inert(self, text: str) -> str:
+        if self._control is None or not isinstance(text, str):
+            return text
+        return self._control.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:], text)
 
     def _turn_end(self) -> str:
         probe = [{"role": "user", "content": "x"}]

@@ -471,6 +471,10 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
     if cache is not None:
         todo = np.flatnonzero(np.isnan(raw).any(axis=1))
         cached, cached_notes = cache.get(model.id, prompt.hash, hashes[todo].tolist(), k)
+        cut_as = getattr(model, "cuts_as", None)
+        if cut_as is not None:  # cut under another context setting: scored again, so a larger context counts
+            stale = [i for i, note in enumerate(cached_notes) if note and " cut to " in note and cut_as not in note]
+            cached[stale] = np.nan
         raw[todo], notes[todo] = cached, cached_notes
         if vectors:
             V = cache.get_vectors(model.id, prompt.hash, hashes.tolist())

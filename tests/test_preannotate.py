@@ -98,6 +98,33 @@ def test_cache_hits_skip_the_model_and_give_the_same_output(df, task, tmp_path):
     assert second.calls == first.calls  # another prompt hash: not a cache hit
 
 
+def test_a_record_cut_to_fit_is_scored_again_once_the_context_is_larger(df, task, tmp_path):
+    class Cutting(KeywordLLM):  # cuts records over 40 characters to fit its context, as llama.cpp does
+        def __init__(self, n_ctx):
+            super().__init__()
+            self.n_ctx = n_ctx
+
+        @property
+        def cuts_as(self):
+            return f"to fit n_ctx={self.n_ctx}"
+
+        def score_one(self, prompt, text):
+            row, _ = super().score_one(prompt, text)
+            cut = len(text) > 40 and self.n_ctx < 1000
+            return row, f"text of 20 tokens cut to 8 to fit n_ctx={self.n_ctx}" if cut else None
+
+    cache = tmp_path / "c.sqlite"
+    small = jl.preannotate(df, task, Cutting(256), cache=cache, calibrate=None, progress=False)
+    long = [t for t in df["text"] if len(t) > 40]
+    assert small["llm_error"].notna().sum() == len(long) > 0
+    same = Cutting(256)
+    jl.preannotate(df, task, same, cache=cache, calibrate=None, progress=False)
+    assert same.calls == []  # the same setting: every cached row is still right
+    larger = Cutting(2048)  # what the warning advises
+    out = jl.preannotate(df, task, larger, cache=cache, calibrate=None, progress=False)
+    assert larger.calls == long and out["llm_error"].isna().all()  # was: the cut scores and their warnings
+
+
 def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
     frame = pd.DataFrame({"text": [f"record {i} about the bank" for i in range(7)]})
     interrupted = KeywordLLM(interrupt_after=5)

@@ -109,6 +109,11 @@ class LLM(ABC):
         normalised over the label set; multi: P(yes) per label.
         """
 
+    #: Text in every "text cut to fit" warning under the backend's current context setting
+    #: (``None``: it cuts no text). A cached score whose warning says the text was cut under
+    #: another setting is scored again, so a larger context takes effect.
+    cuts_as: str | None = None
+
     @property
     def gives_vectors(self) -> bool:
         """Whether :meth:`score_vector_one` gives record vectors: a backend that overrides it, until it finds

@@ -189,6 +189,10 @@ class LlamaCppLLM(LLM):
 
     # --- rendering and tokens --------------------------------------------------------------------
 
+    @property
+    def cuts_as(self) -> str:
+        return f"to fit n_ctx={self.n_ctx}"
+
     def render(self, messages: list[dict[str, str]]) -> str:
         """The prompt text for ``messages``, ending where the assistant's answer starts.
 

@@ -396,6 +396,10 @@ class OllamaLLM(LLM):
     def gives_vectors(self) -> bool:
         return self._embeds
 
+    @property
+    def cuts_as(self) -> str:
+        return f"cut to {self.max_chars} to fit num_ctx={self.num_ctx}"
+
     def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         """:meth:`score_one`, and the record's vector from the server's ``/api/embed`` (a second request).
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,9 @@ def preannotate(
     prompt
         A :class:`~jlabel.prompts.Prompt`; default built from the task.
     examples
-        Few-shot examples: ``"auto"`` takes a balanced, shuffled set of the frame's human
-        labels (none while nothing is labeled), ``None`` for zero-shot, or ``(text, value)`` pairs.
+        Few-shot examples: ``"auto"`` keeps those of a ``prompt`` that has its own, else takes a
+        balanced, shuffled set of the frame's human labels (none while nothing is labeled);
+        ``None`` for none but the prompt's; or ``(text, value)`` pairs.
     calibrate
         Label-bias correction of single-label probabilities: ``"batch"`` (divide by the mean
         distribution over the frame; needs no labels), ``"content_free"`` (divide by the
@@ -188,7 +190,10 @@ def preannotate(
     batch
         Records per model call and per cache write (an interrupt loses at most one batch).
     resume
-        Keep the suggestions ``df`` already holds from the same model and prompt.
+        With ``calibrate=None``: keep the zero-shot suggestions ``df`` already holds from the same
+        model and prompt, with their warnings (a grown frame scores only its new records). They
+        are taken as raw scores, so resume a frame that was pre-annotated with ``calibrate=None``
+        too. With a calibration, the score cache is what resumes a run (``cache=``).
     cache
         ``True`` for :func:`default_cache`, a path, or ``None``/``False`` for no cache.
     store
@@ -241,7 +246,9 @@ def preannotate(
     if isinstance(examples, str):
         if examples != "auto":
             raise ValueError(f"examples must be 'auto', None or a list of (text, value) pairs, got {examples!r}.")
-        examples = choose_examples(df, task, text_of=record_text)
+        # a prompt that brings its own examples keeps them; else a balanced set of the frame's labels
+        has_own = isinstance(prompt, Prompt) and bool(prompt.examples)
+        examples = None if has_own else choose_examples(df, task, text_of=record_text)
     prompt = model.prompt_for(task, prompt if prompt is not None else default_prompt(task), examples or ())
     out = ensure_columns(df.copy(), task)
     if task.kind == "spans":
@@ -255,7 +262,10 @@ def preannotate(
     try:
         held = _without_done(df, task, model, prompt) if resume and calibrate is None and "llm_probs" in df else None
         raw, notes, errors, _ = _score(model, task, prompt, record_text, store_cache, batch, progress, held)
-        prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate)
+        if held is not None and "llm_error" in df:  # the kept suggestions keep their warnings
+            kept = ~np.isnan(held).any(axis=1)
+            notes[kept] = df["llm_error"].astype(object).where(df["llm_error"].notna(), None).to_numpy()[kept]
+        prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate, len(record_text))
     finally:
         if store_cache is not None:
             store_cache.close()
@@ -274,14 +284,24 @@ def _finish(filled: pd.DataFrame, task: Task, keys: pd.Index, failed, errors, no
     return filled
 
 
-def _content_free_prior(model, task, prompt, store_cache, batch, calibrate) -> np.ndarray | None:
-    """The model's mean distribution over content-free inputs, where ``calibrate`` may use it."""
+def _content_free_prior(model, task, prompt, store_cache, batch, calibrate, n: int) -> np.ndarray | None:
+    """The model's mean distribution over content-free inputs, where ``calibrate`` will use it.
+
+    ``"auto"`` on ``n`` records uses it only below :data:`AUTO_BATCH_PER_LABEL` records per label, and
+    falls back to the batch mean (with a warning) when the model fails on those inputs.
+    """
     if task.kind != "single" or calibrate not in ("content_free", "auto"):
+        return None
+    if calibrate == "auto" and n >= AUTO_BATCH_PER_LABEL * len(task.labels):
         return None
     free = pd.Series(list(calibration.CONTENT_FREE), dtype=object)
     free_raw, _, free_errors, _ = _score(model, task, prompt, free, store_cache, batch, False, None)
     if any(e is not None for e in free_errors):
-        raise RuntimeError(f"scoring the content-free inputs failed: {free_errors}")
+        failed = f"scoring the content-free inputs {list(calibration.CONTENT_FREE)} failed: {free_errors}"
+        if calibrate == "content_free":
+            raise RuntimeError(f"{failed}; pass calibrate='batch' or None.")
+        warnings.warn(f"{failed}; the label-bias correction uses the batch mean instead.", stacklevel=3)
+        return None
     return np.clip(free_raw.mean(axis=0), 1e-12, None)
 
 
@@ -305,7 +325,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
     store_cache = _open_cache(cache)
     assistant = None
     try:
-        prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate)
+        prior = _content_free_prior(model, task, prompt, store_cache, batch, calibrate, len(record_text))
 
         def score(rows: np.ndarray) -> None:
             nonlocal vectors
@@ -437,12 +457,14 @@ def _open_cache(cache) -> ScoreCache | None:
 
 
 def _without_done(df, task, model, prompt) -> np.ndarray:
-    """The frame's own suggestions from this model and prompt (NaN rows elsewhere)."""
+    """The frame's own zero-shot suggestions from this model and prompt (NaN rows elsewhere)."""
     from .frame import probs as probs_of
 
     same = df["llm_model"].eq(model.id).fillna(False).to_numpy(dtype=bool) & df["llm_prompt"].eq(prompt.hash).fillna(
         False
     ).to_numpy(dtype=bool)
+    if "llm_source" in df:  # learned suggestions are not the model's scores
+        same &= df["llm_source"].isna().to_numpy() | df["llm_source"].eq("zero-shot").fillna(False).to_numpy(dtype=bool)
     held = probs_of(df, task)
     held[~same] = np.nan
     return held
@@ -517,7 +539,9 @@ def _calibrate(raw: np.ndarray, task: Task, calibrate, prior: np.ndarray | None)
     if isinstance(calibrate, calibration.Fitted):
         return calibrate.apply(raw)
     scored = int((~np.isnan(raw).any(axis=1)).sum())
-    if calibrate == "batch" or (calibrate == "auto" and scored >= AUTO_BATCH_PER_LABEL * len(task.labels)):
+    if calibrate == "batch" or (
+        calibrate == "auto" and (prior is None or scored >= AUTO_BATCH_PER_LABEL * len(task.labels))
+    ):
         return calibration.rescale(raw, calibration.batch_prior(raw))
     return calibration.rescale(raw, prior)
 

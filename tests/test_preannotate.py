@@ -125,6 +125,35 @@ def test_a_record_cut_to_fit_is_scored_again_once_the_context_is_larger(df, task
     assert larger.calls == long and out["llm_error"].isna().all()  # was: the cut scores and their warnings
 
 
+def test_content_free_inputs_are_scored_only_where_the_correction_uses_them(df, task):
+    class NoAnswerToNothing(KeywordLLM):  # a backend that fails on the content-free inputs
+        def score_one(self, prompt, text):
+            if text in calibration.CONTENT_FREE and text:
+                raise ValueError("no answer among the model's top tokens")
+            return super().score_one(prompt, text)
+
+    many = pd.DataFrame({"text": [f"record {i} about the bank" for i in range(40)]})  # 10 per label: batch mean
+    llm = NoAnswerToNothing()
+    out = jl.preannotate(many, task, llm, cache=None, progress=False)
+    assert out["llm_probs"].notna().all() and len(llm.calls) == 40  # none spent on inputs it would not use
+    with pytest.warns(UserWarning, match="uses the batch mean instead"):
+        few = jl.preannotate(df, task, NoAnswerToNothing(), cache=None, progress=False)
+    assert few["llm_probs"].notna().all()  # was: RuntimeError after every record had been scored
+    with pytest.raises(RuntimeError, match=r"content-free inputs .* failed"):
+        jl.preannotate(df, task, NoAnswerToNothing(), cache=None, calibrate="content_free", progress=False)
+
+
+def test_a_prompt_with_its_own_examples_keeps_them(df, task):
+    from jlabel.prompts import default_prompt
+
+    mine = default_prompt(task, examples=[("Rates rose at the central bank.", "Business")])
+    labeled = df.assign(label=["Sports", None, None, None, None])  # "auto" would draw this one
+    out = jl.preannotate(labeled, task, KeywordLLM(), prompt=mine, cache=None, progress=False)
+    assert out["llm_prompt"].eq(mine.hash).fillna(False).all()  # was: the frame's label replaced them
+    drawn = jl.preannotate(labeled, task, KeywordLLM(), cache=None, progress=False)
+    assert not drawn["llm_prompt"].eq(mine.hash).fillna(False).any()
+
+
 def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
     frame = pd.DataFrame({"text": [f"record {i} about the bank" for i in range(7)]})
     interrupted = KeywordLLM(interrupt_after=5)
@@ -140,12 +169,21 @@ def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
 
 def test_resume_from_the_frame_without_a_cache(df, task):
     model = KeywordLLM()
+    df = pd.concat(
+        [df, pd.DataFrame({"text": ["a record about the bank, long enough to be cut to fit " * 2]}, index=["r5"])]
+    )
     first = jl.preannotate(df, task, model, cache=None, calibrate=None, progress=False)
     grown = pd.concat([first, pd.DataFrame({"text": ["new bank record"]}, index=["r9"])])
     again = KeywordLLM()
     out = jl.preannotate(grown, task, again, cache=None, calibrate=None, progress=False)
     assert again.calls == ["new bank record"]
     assert out.loc["r9", "llm_label"] == "Business"
+    assert out["llm_error"].iloc[:6].tolist() == first["llm_error"].tolist()  # the kept rows' warnings too
+    assert first.loc["r5", "llm_error"] == "cut to fit"
+    learned = grown.assign(llm_source="head")  # a learned suggestion is not the model's raw score
+    again = KeywordLLM()
+    jl.preannotate(learned, task, again, cache=None, calibrate=None, progress=False)
+    assert len(again.calls) == len(grown)
     again = KeywordLLM()
     jl.preannotate(grown, task, again, cache=None, calibrate=None, resume=False, progress=False)
     assert len(again.calls) == len(grown)

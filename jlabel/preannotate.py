@@ -256,7 +256,7 @@ def preannotate(
 
     if learn:
         return _learned(
-            out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade
+            out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade, id
         )
     store_cache = _open_cache(cache)
     try:
@@ -305,7 +305,7 @@ def _content_free_prior(model, task, prompt, store_cache, batch, calibrate, n: i
     return np.clip(free_raw.mean(axis=0), 1e-12, None)
 
 
-def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade):
+def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, cache, progress, store, cascade, id):
     """Pre-annotation with a learned head (and optionally the cascade); see :mod:`jlabel.learn`.
 
     The head reads the model's record vectors of the scored records too. The cascade decides what to skip
@@ -340,7 +340,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
             labeled = np.flatnonzero(~unlabeled(out))
             score(labeled)  # the head learns with the model's scores (and vectors) of the labeled records
             # no self-training yet: the unlabeled records have no scores or vectors to guess from
-            assistant = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior), self_train=False)
+            assistant = Assistant(out, task, probs=_calibrate(raw, task, calibrate, prior), self_train=False, id=id)
             assistant.fit(select=True)
             # skip where the words-only head is right as often as the suggestion that reads the vectors too
             threshold = assistant.threshold_against(assistant.with_vectors(vectors).fit(select=True))
@@ -357,7 +357,7 @@ def _learned(out, df, task, model, prompt, record_text, keys, calibrate, batch, 
             store_cache.close()
     probs = _calibrate(raw, task, calibrate, prior)
     if assistant is None:
-        assistant = Assistant(out, task, probs=probs)
+        assistant = Assistant(out, task, probs=probs, id=id)
     else:  # the cascade's assistant: its text features are computed already
         assistant.set_base(np.arange(n), probs)
     learner = assistant.with_vectors(vectors, self_train=True)  # the cascade's assistant was built without

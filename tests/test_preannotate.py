@@ -154,6 +154,17 @@ def test_a_prompt_with_its_own_examples_keeps_them(df, task):
     assert not drawn["llm_prompt"].eq(mine.hash).fillna(False).any()
 
 
+def test_learning_takes_the_keys_from_id_when_the_index_repeats(task):
+    frame = pd.DataFrame({"text": [f"record {i} about the bank" for i in range(8)], "key": [f"k{i}" for i in range(8)]})
+    frame.index = [0, 1, 2, 3] * 2  # two frames concatenated: the keys are in the id column
+    frame["label"] = pd.Series(["Business", "Business", None, None] * 2, index=frame.index, dtype="string")
+    for cascade in (False, True):
+        out = jl.preannotate(
+            frame, task, KeywordLLM(), id="key", learn=True, cascade=cascade, cache=None, progress=False
+        )
+        assert out["llm_probs"].notna().all()  # was: "the frame's index has 4 duplicate key(s)... pass id="
+
+
 def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
     frame = pd.DataFrame({"text": [f"record {i} about the bank" for i in range(7)]})
     interrupted = KeywordLLM(interrupt_after=5)

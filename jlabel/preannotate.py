@@ -229,6 +229,11 @@ def preannotate(
                 "learn=True learns from the labels of the whole frame: call it on a pandas DataFrame "
                 "(e.g. ddf.compute()), or pre-annotate the Dask frame without it."
             )
+        if store is not None:
+            raise ValueError(
+                "store= is not written from Dask workers: pre-annotate the Dask frame without it, then journal "
+                "the suggestions of the computed frame (or call jl.preannotate on a pandas DataFrame)."
+            )
         return _preannotate_dask(
             df, task, llm, prompt=prompt, examples=examples, calibrate=calibrate, batch=batch, cache=cache, id=id
         )

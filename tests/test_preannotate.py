@@ -339,3 +339,19 @@ def test_dask_dataframe_on_a_local_cluster(embedded_llm, task, small_df):
     np.testing.assert_allclose(jl.probs(result, task), jl.probs(expected, task), atol=1e-6)
     with pytest.raises(ValueError, match="calibrate='batch' needs every record"):
         jl.preannotate(dd.from_pandas(frame, npartitions=2), task, None, calibrate="batch")
+    with pytest.raises(ValueError, match="store= is not written from Dask workers"):  # was silently ignored
+        jl.preannotate(dd.from_pandas(frame, npartitions=2), task, None, store=jl.Store(":memory:", task=task))
+    mine = jl.llm(None, max_spans=3, max_span_tokens=128)  # a worker loads the model with the same options
+    assert jl.llm(mine.spec[0], **mine.spec[1]).spec == mine.spec
+
+
+def test_an_ollama_backend_gives_dask_workers_its_host():
+    from jlabel.llm.ollama import OllamaLLM
+
+    backend = OllamaLLM.__new__(OllamaLLM)  # no server here: the spec is set from the arguments alone
+    with pytest.raises(Exception):  # noqa: B017 - it stops at the first request to the (absent) server
+        OllamaLLM.__init__(backend, "m", host="http://127.0.0.1:9", num_ctx=4096, timeout=1)
+    assert backend.spec == (
+        "ollama:m",
+        {"host": "http://127.0.0.1:9", "num_ctx": 4096, "max_chars": None, "max_spans": 16, "seed": 0, "timeout": 1},
+    )

@@ -147,7 +147,16 @@ class LlamaCppLLM(LLM):
         #: how a Dask worker loads the same model: (spec, options)
         self.spec: tuple[str | None, dict] = (
             f"llamacpp:{self.path}",
-            {"n_ctx": n_ctx, "n_threads": n_threads, "n_gpu_layers": n_gpu_layers, "sha256": self.digest, "name": name},
+            {
+                "n_ctx": n_ctx,
+                "n_threads": n_threads,
+                "n_gpu_layers": n_gpu_layers,
+                "sha256": self.digest,
+                "name": name,
+                "max_span_tokens": max_span_tokens,
+                "max_spans": max_spans,
+                "seed": seed,
+            },
         )
         self.max_span_tokens = max_span_tokens
         self.max_spans = max_spans

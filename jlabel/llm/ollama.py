@@ -275,6 +275,18 @@ class OllamaLLM(LLM):
         self.max_chars = max_chars if max_chars is not None else 3 * (num_ctx - 512)
         self.max_spans = max_spans
         self.seed = seed
+        #: how a Dask worker reaches the same model: (spec, options)
+        self.spec: tuple[str, dict] = (
+            f"ollama:{self.model}",
+            {
+                "host": self.host,
+                "num_ctx": num_ctx,
+                "max_chars": max_chars,
+                "max_spans": max_spans,
+                "seed": seed,
+                "timeout": timeout,
+            },
+        )
         self._ollama = ollama
         # data goes to the checked address and nowhere else: no redirect is followed, no proxy from
         # the environment (HTTP_PROXY) is used, and a host name is not resolved again (DNS rebinding)

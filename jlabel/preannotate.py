@@ -8,6 +8,7 @@ and the run goes on.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -21,7 +22,7 @@ import pandas as pd
 
 from . import calibration
 from .frame import STRING_DTYPE, ensure_columns, record_keys, set_suggestions, texts
-from .llm.base import LLM, put_rows
+from .llm.base import LLM, SpanResult, put_rows
 from .prompts import Prompt, choose_examples, default_prompt
 from .task import Task
 
@@ -37,6 +38,11 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE TABLE IF NOT EXISTS vectors (
     model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,
     vector BLOB NOT NULL,
+    PRIMARY KEY (model, prompt, text)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS spans (
+    model TEXT NOT NULL, prompt TEXT NOT NULL, text TEXT NOT NULL,
+    spans TEXT NOT NULL, notes TEXT NOT NULL,
     PRIMARY KEY (model, prompt, text)
 ) WITHOUT ROWID;
 """
@@ -114,6 +120,20 @@ class ScoreCache:
         ok = ~np.isnan(vectors).any(axis=1)
         half = np.asarray(vectors, dtype=np.float16)
         self._insert("vectors", [(model, prompt, key, row.tobytes()) for key, row, good in zip(keys, half, ok) if good])
+
+    def get_spans(self, model: str, prompt: str, keys: Sequence[str]) -> dict[str, SpanResult]:
+        """The span results cached for ``keys`` (a key that is not cached is absent)."""
+        rows = self._select("spans", "spans, notes", model, prompt, keys)
+        return {key: SpanResult(json.loads(spans), json.loads(notes)) for key, spans, notes in rows}
+
+    def put_spans(self, model: str, prompt: str, keys: Sequence[str], results: Sequence[SpanResult]) -> None:
+        """Store span results (failed records are skipped: they are tried again next time)."""
+        rows = [
+            (model, prompt, key, json.dumps(r.spans), json.dumps(r.notes))
+            for key, r in zip(keys, results)
+            if r.error is None
+        ]
+        self._insert("spans", rows)
 
     def _insert(self, table: str, rows: list[tuple]) -> None:
         marks = ",".join("?" * len(rows[0])) if rows else ""
@@ -257,7 +277,7 @@ def preannotate(
     prompt = model.prompt_for(task, prompt if prompt is not None else default_prompt(task), examples or ())
     out = ensure_columns(df.copy(), task)
     if task.kind == "spans":
-        return _spans(out, task, model, prompt, record_text, keys, batch, progress, store)
+        return _spans(out, task, model, prompt, record_text, keys, batch, progress, store, cache)
 
     if learn:
         return _learned(
@@ -579,15 +599,28 @@ def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, fai
     store.record_many(events)
 
 
-def _spans(out, task, model, prompt, record_text, keys, batch, progress, store) -> pd.DataFrame:
-    bar = _progress(len(out), progress, model)
-    results = []
-    for start in range(0, len(out), batch):
-        results += model.spans(task, record_text.iloc[start : start + batch].tolist(), prompt=prompt)
+def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, cache) -> pd.DataFrame:
+    store_cache = _open_cache(cache)
+    hashes = text_hashes(record_text)
+    try:
+        found = store_cache.get_spans(model.id, prompt.hash, hashes.tolist()) if store_cache is not None else {}
+        results: list[SpanResult | None] = [found.get(h) for h in hashes]
+        todo = [i for i, r in enumerate(results) if r is None]
+        bar = _progress(len(todo), progress, model)
+        for start in range(0, len(todo), batch):
+            rows = todo[start : start + batch]
+            made = model.spans(task, record_text.iloc[rows].tolist(), prompt=prompt)
+            for i, result in zip(rows, made):
+                results[i] = result
+            if store_cache is not None:  # batch by batch: an interrupted run keeps what it made
+                store_cache.put_spans(model.id, prompt.hash, hashes[rows].tolist(), made)
+            if bar is not None:
+                bar.update(len(rows))
         if bar is not None:
-            bar.update(min(batch, len(out) - start))
-    if bar is not None:
-        bar.close()
+            bar.close()
+    finally:
+        if store_cache is not None:
+            store_cache.close()
     ok = np.array([r.error is None for r in results], dtype=bool)
     spans = [
         [{k: s[k] for k in ("start", "end", "label")} for s in r.spans] if r.error is None else None for r in results

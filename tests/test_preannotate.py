@@ -266,6 +266,27 @@ def test_spans_are_written_as_lists():
     assert out["llm_label"].tolist() == [[{"start": 10, "end": 14, "label": "PLACE"}], []]
 
 
+def test_span_runs_are_cached_and_resume_where_they_stopped(tmp_path):
+    class Counting(KeywordLLM):
+        def spans_one(self, prompt, text):
+            if self.interrupt_after is not None and len(self.calls) == self.interrupt_after:
+                raise KeyboardInterrupt
+            self.calls.append(text)
+            return super().spans_one(prompt, text)
+
+    task = jl.Task(["PLACE"], kind="spans")
+    frame = pd.DataFrame({"text": [f"Day {i} in Oslo." for i in range(5)]})
+    cache = tmp_path / "c.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        jl.preannotate(frame, task, Counting(interrupt_after=3), batch=2, cache=cache, progress=False)
+    resumed = Counting()
+    out = jl.preannotate(frame, task, resumed, batch=2, cache=cache, progress=False)
+    assert resumed.calls == frame["text"].tolist()[2:]  # the first batch came from the cache (was: every record)
+    again = Counting()
+    assert jl.preannotate(frame, task, again, cache=cache, progress=False).equals(out) and again.calls == []
+    assert out["llm_label"].map(len).tolist() == [1] * 5 and out["llm_confidence"].notna().all()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

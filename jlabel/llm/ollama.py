@@ -42,7 +42,10 @@ Limits
 - Whether logprobs are taken before or after the ``format`` grammar depends on the server;
   the ratios between the codes it lists are the same either way.
 - Records are cut to ``max_chars`` characters so that the prompt fits ``num_ctx`` (Ollama
-  itself would silently drop the start of the prompt, instructions included).
+  itself would silently drop the start of the prompt, instructions included). It is a budget
+  in characters, as the client cannot count the server's tokens: the default assumes about 3
+  characters per token, as in English. Text with more tokens per character (Chinese,
+  Japanese, emoji) can still overflow: give such data a smaller ``max_chars``.
 - The server keeps the shared prompt prefix in its cache between requests; the record sits
   at the end of the prompt so that the instructions and label list are evaluated once.
 """
@@ -229,7 +232,8 @@ class OllamaLLM(LLM):
         The context window asked of the server, in tokens.
     max_chars
         Records longer than this are cut (with a warning) so the prompt fits ``num_ctx``;
-        default ``3 * (num_ctx - 512)``.
+        default ``3 * (num_ctx - 512)``, which assumes about 3 characters per token (English):
+        lower it for text with more tokens per character (Chinese, Japanese, emoji).
     max_spans
         The most spans asked for per record (a bound on generation time).
     seed

@@ -33,11 +33,17 @@ def record_keys(df: pd.DataFrame, id: str | None = None) -> pd.Index:
     Raises
     ------
     ValueError
-        If a key appears more than once (the message names the duplicates) or a key is missing.
+        If a key appears more than once (the message names the duplicates), a key is missing, or the index
+        is a MultiIndex (and no ``id`` is given).
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"Expected a pandas DataFrame, got {type(df).__name__}.")
     if id is None:
+        if isinstance(df.index, pd.MultiIndex):
+            raise ValueError(
+                f"The frame's index is a MultiIndex (levels {list(df.index.names)}); records need one key each: "
+                f"pass id= a column with unique values, or use df.reset_index() first."
+            )
         keys, where = df.index, "the frame's index"
     else:
         if id not in df.columns:

@@ -16,20 +16,25 @@
 
 Why ridge and not logistic regression for the head: on the news-topic set, with 50-200 labels, the ridge
 head was more accurate than scikit-learn's logistic regression on the same features (0.58/0.78 against
-0.35/0.77 held-out at 50/200 labels), it is solved in closed form (deterministic, ~30 ms for 1,000
-labels) and its leave-one-out predictions are exact and free. The logistic regression is the layer on top.
+0.35/0.77 held-out at 50/200 labels), it is solved in closed form (deterministic: a refit on 1,000 labels
+takes about 80 ms in ``benchmarks/bench_learn.py``) and its leave-one-out predictions are exact and free. The logistic regression is the layer on top.
 
 Three candidates compete by cross-validation on the labels so far: ``zero-shot`` (the LLM alone,
 temperature-scaled: its labels are exactly the LLM's), ``head`` and ``combined``. A candidate replaces the
 zero-shot LLM only when its cross-validated accuracy is not lower and its log loss or accuracy beats the
 LLM's by at least ``margin`` paired standard errors, so the suggestions do not get worse than the LLM's.
-The winner is calibrated by temperature scaling on its out-of-fold predictions.
+The comparison runs on the labeled records the LLM scored (and needs ``min_labels`` of them); only when it
+scored none of them does the head learn at once. The winner is calibrated by temperature scaling on its
+out-of-fold predictions. A label nobody has given yet keeps the LLM's probability: the labels teach how
+the labels they contain share the rest.
 
-Model selection (the cross-validation) runs on the first fit, at every fit while the LLM alone is chosen,
-and then whenever the number of labels has grown by ``reselect`` (default 25 %) or by 25 labels since the
-last selection (about 100 ms for 1,000 labels, in the panel's background thread); the fits in between
-only re-solve the head with every label and re-use the chosen candidate, its weights and temperature.
-That refit is one dense solve of the size of the number of labels (a few tens of ms for 1,000 labels).
+Model selection (the cross-validation) runs on the first fit, at every fit while the LLM alone is chosen
+(and the labels changed), and then whenever the labels new or changed since the last selection reach
+``reselect - 1`` of its labels (default 25 %) or 25 (about 0.15 s for 1,000 labels in
+``benchmarks/bench_learn.py``, in the panel's background thread); the fits in between only re-solve the
+head with every label and re-use the chosen candidate, its weights and temperature. That refit is one
+dense solve of the size of the number of labels (about 80 ms for 1,000 labels, the same benchmark).
+Out-of-fold predictions (:meth:`Assistant.oof`) always come from a selection on the labels as they are.
 
 Self-training (single-label tasks, from ``SELF_TRAIN_MIN`` labels on): at each model selection the
 unlabeled records the suggestion is sure of join the labels with its own guess and a *student* learns from
@@ -261,10 +266,21 @@ def _fit_fusion(F: np.ndarray, y: np.ndarray, *, bias: bool = True, l2: float = 
 
     Convex; damped Newton steps (deterministic). A source whose weight comes out negative is dropped and
     the rest refitted: a source counts for its own label or not at all.
+
+    A label absent from ``y`` (nobody has given it yet) gets no bias of its own: the fit runs on the labels
+    seen (their probabilities given that the label is one of them) and the others keep a bias of 0, the
+    mean of the biases learned, so the sources keep their say on them. Fitted on all labels, an absent
+    label's bias would fall as far as the penalty lets it and the suggestion would never propose it.
     """
-    m = F.shape[2]
+    m, c = F.shape[2], F.shape[1]
     if not bias:  # a temperature: positive, within [1/20, 20], so the labels stay the source's own
-        return _Fusion(np.array([1.0 / fit_temperature(F[:, :, 0], y, prior=TEMPERATURE_PRIOR)]), np.zeros(F.shape[1]))
+        return _Fusion(np.array([1.0 / fit_temperature(F[:, :, 0], y, prior=TEMPERATURE_PRIOR)]), np.zeros(c))
+    seen = np.unique(y)
+    if len(seen) < c:
+        fusion = _fit_fusion(F[:, seen], np.searchsorted(seen, y), bias=True, l2=l2, steps=steps)
+        full = np.zeros(c)
+        full[seen] = fusion.bias
+        return _Fusion(fusion.weights, full)
     active = np.ones(m, dtype=bool)
     while True:
         fusion = _newton(F[:, :, active], y, bias=bias, l2=l2, steps=steps)
@@ -333,8 +349,11 @@ class _Student:
 class _Problem:
     """``c`` classes; base log-probabilities ``L`` (n, c) with NaN rows where the LLM has not scored."""
 
-    def __init__(self, c: int, folds: int, seed: int, margin: float, min_labels: int) -> None:
+    def __init__(self, c: int, folds: int, seed: int, margin: float, min_labels: int, *, prior: bool = False) -> None:
         self.c, self.folds, self.seed, self.margin, self.min_labels = c, folds, seed, margin, min_labels
+        #: one label of a multi-label task: with one class in its labels and no LLM, it predicts their smoothed
+        #: frequency (a NaN would drop the record's whole suggestion, the other labels' with it)
+        self.prior = prior
         self.choice: _Choice | None = None
         self.oof: dict[str, np.ndarray] = {}  # candidate -> out-of-fold probabilities of the compared records
         self.y = np.zeros(0, dtype=np.int64)  # the compared records' labels
@@ -367,9 +386,11 @@ class _Problem:
         fold = _folds(y, k, self.seed)
         oof = {name: np.full((n, self.c), np.nan) for name in _CANDIDATES}
         zero_shot = bool(has_llm.all() and n > 0)
-        # with the LLM's probabilities of every labeled record, learning starts at min_labels; without, at once
+        # with the LLM's probabilities of the compared records, learning starts at min_labels; without, at once
         learned = classes >= 2 and (n >= self.min_labels or not zero_shot)
         usable = {ZERO_SHOT: zero_shot, HEAD: learned, COMBINED: learned and zero_shot}
+        if self.prior and classes == 1 and not zero_shot:
+            return self._constant(y)
         specs = {ZERO_SHOT: ([0], False), HEAD: ([1, 2], True), COMBINED: ([0, 1, 2], True)}
         for name, (sources, bias) in specs.items():
             if not usable[name]:
@@ -382,7 +403,8 @@ class _Problem:
                     oof[name][test] = np.full(self.c, 1 / self.c)
                     continue
                 fusion = _fit_fusion(F[train][:, :, sources], y[train], bias=bias)
-                oof[name][test] = _softmax(fusion.logits(F[test][:, :, sources]))
+                p = _softmax(fusion.logits(F[test][:, :, sources]))
+                oof[name][test] = p if name == ZERO_SHOT else _keep_unseen(p, L[test], y[train])
         rows = []
         for name in _CANDIDATES:
             if not usable[name]:
@@ -398,7 +420,7 @@ class _Problem:
                     "losses": -_log(oof[name][np.arange(n), y]),
                 }
             )
-        if not rows:  # one label seen and the LLM has not scored every labeled record: the LLM as it is
+        if not rows:  # one label seen and the LLM scored none of the labeled records: the LLM as it is
             fusion = {ZERO_SHOT: _Fusion(np.array([1.0, 0.0, 0.0]), np.zeros(self.c))}
             self.choice, self.oof = _Choice(ZERO_SHOT, fusion, 1.0, pd.DataFrame()), {}
             return self.choice
@@ -416,6 +438,29 @@ class _Problem:
         table = table.drop(columns=["correct", "losses"]).assign(chosen=lambda t: t["candidate"] == chosen)
         self.choice = _Choice(chosen, fusion, temperature, table)
         self.oof = {name: oof[name] for name in oof if usable[name]}
+        return self.choice
+
+    def _constant(self, y: np.ndarray) -> _Choice:
+        """The head of a one-class problem without the LLM: the labels' frequencies, smoothed (add one).
+
+        Out of fold, each record's comes from the other records' labels.
+        """
+        n, counts = len(y), np.bincount(y, minlength=self.c)
+        prior = (counts + 1) / (n + self.c)
+        oof = (counts - np.eye(self.c)[y] + 1) / (n - 1 + self.c)
+        fusion = {HEAD: _Fusion(np.zeros(3), np.log(prior))}
+        table = pd.DataFrame(
+            [
+                {
+                    "candidate": HEAD,
+                    "accuracy": float((oof.argmax(axis=1) == y).mean()),
+                    "log_loss": float(-_log(oof[np.arange(n), y]).mean()),
+                    "n": n,
+                    "chosen": True,
+                }
+            ]
+        )
+        self.choice, self.oof = _Choice(HEAD, fusion, 1.0, table), {HEAD: oof}
         return self.choice
 
     def _choose(self, table: pd.DataFrame, weights: np.ndarray) -> str:
@@ -463,9 +508,28 @@ class _Problem:
             z = choice.fusion[name].logits(F[todo])
             if name == choice.source:
                 z = z / choice.temperature
-            out[todo] = _softmax(z)
+            out[todo] = _softmax(z) if name == ZERO_SHOT else _keep_unseen(_softmax(z), L[todo], self.y)
             used[todo] = name
         return out, used
+
+
+def _keep_unseen(p: np.ndarray, L: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Learned probabilities ``p`` where the labels absent from ``y`` (nobody gave them) keep the LLM's say.
+
+    The labels teach which of the labels they contain a record has, not how likely the others are: a record
+    the LLM scored (log-probabilities ``L``) keeps the LLM's probability of each absent label, and the
+    learned ones share the rest in their own proportions. Unchanged when every label is in ``y``.
+    """
+    unseen = np.bincount(y, minlength=p.shape[1]) == 0
+    if not unseen.any() or unseen.all():
+        return p
+    out = p.copy()
+    scored = ~np.isnan(L).any(axis=1)
+    llm = np.exp(L[scored][:, unseen])
+    seen = p[scored][:, ~unseen]
+    out[np.ix_(scored, ~unseen)] = seen / seen.sum(axis=1, keepdims=True) * (1 - llm.sum(axis=1, keepdims=True))
+    out[np.ix_(scored, unseen)] = llm
+    return out
 
 
 def _ahead(gain: np.ndarray, margin: float, weights: np.ndarray | None = None) -> bool:
@@ -563,14 +627,16 @@ class Assistant:
         Paired standard errors by which a learned candidate must beat the zero-shot LLM in
         cross-validated log loss or accuracy (with an accuracy not lower) to replace it.
     min_labels
-        Labels needed (with at least two distinct labels) before anything is learned when there are
-        LLM probabilities; below, the suggestions are the LLM's. With 20 labels picked by a
+        Labels of records the LLM scored needed (with at least two distinct labels) before anything is
+        learned when the LLM scored some labeled records; below, the suggestions are the LLM's (with
+        none scored, the head learns at once). With 20 labels picked by a
         least-confidence queue on a 120-record news demo, cross-validation chose a head that was
         right on 0.53 of held-out records against the LLM's 0.85: so few labels, picked where the
         LLM is weakest, cannot tell a better source from a lucky one. From 50 on it chose well.
     reselect
-        Model selection runs again once the number of labels has grown by this factor (or by 25 labels)
-        since the last selection, and at every fit while the LLM alone is chosen (``1.0``: at every fit).
+        Model selection runs again once the labels new or changed since the last selection number
+        ``reselect - 1`` times the labels it had (or 25), and at every fit that sees other labels while
+        the LLM alone is chosen (``1.0``: at every fit).
     cascade_min
         The cascade's threshold leaves at least this many labeled records above it.
     vectors
@@ -690,11 +756,12 @@ class Assistant:
             self.set_vectors(vectors)
         self._problems = [_Problem(k if task.kind == "single" else 2, folds, seed, margin, min_labels)]
         if task.kind == "multi":
-            self._problems = [_Problem(2, folds, seed, margin, min_labels) for _ in task.labels]
+            self._problems = [_Problem(2, folds, seed, margin, min_labels, prior=True) for _ in task.labels]
         self._ridge: _Ridge | None = None
         self._rows = np.zeros(0, dtype=np.int64)
         self._y = np.zeros((0, len(self._problems)), dtype=np.int64)
         self._selected_at = 0
+        self._selected_rows, self._selected_y = self._rows, self._y  # the labels of the last model selection
         self._vectored_at = 0  # labeled records with a vector at the last model selection
         self._held = np.zeros(0, dtype=np.int64)  # labeled rows beyond TRAIN_MAX, not trained on
         self._priority = np.random.default_rng(seed).permutation(len(df))  # which labels TRAIN_MAX keeps
@@ -768,9 +835,12 @@ class Assistant:
         and students of self-training do not (their caller suggests for those records).
         """
         twin = copy.copy(self)
-        twin._problems = [_Problem(p.c, self.folds, self.seed, self.margin, self.min_labels) for p in self._problems]
+        twin._problems = [
+            _Problem(p.c, self.folds, self.seed, self.margin, self.min_labels, prior=p.prior) for p in self._problems
+        ]
         twin._ridge, twin._selected_at, twin._vectored_at, twin.selections = None, 0, 0, 0
         twin._rows, twin._y, twin._held = self._rows[:0], self._y[:0], self._held[:0]
+        twin._selected_rows, twin._selected_y = twin._rows, twin._y
         twin.self_train, twin._student, twin._self_training = self_train, None, None
         twin._words, twin._fallback = None, fallback
         twin._lock = threading.RLock()
@@ -869,9 +939,11 @@ class Assistant:
         with self._lock:  # predictions from another thread see the old model or the new one, never a mix
             self._rows, self._y, self._ridge, self._held = rows, y, ridge, held
             if select is None:
-                grown = len(rows) >= self.reselect * max(self._selected_at, 1) or len(rows) >= self._selected_at + 25
+                # labels new or changed since the last selection (only new ones while labels only arrive)
+                new = self._changed_since_selection()
+                grown = self._selected_at + new >= self.reselect * max(self._selected_at, 1) or new >= 25
                 # while the LLM alone is chosen, every new label may be the one that lets the head in
-                waiting = self.selections and self.source == ZERO_SHOT and len(rows) != self._selected_at
+                waiting = self.selections and self.source == ZERO_SHOT and not self._selection_current()
                 # vectors that arrived for labeled records (asked for after their labels) change what the head
                 # learns as much as new labels do: for a quarter of the labels (or 25), choose again
                 arrived = self._labeled_with_vector() - self._vectored_at
@@ -995,7 +1067,14 @@ class Assistant:
             n = len(self._rows) if loo else len(np.arange(len(self.df))[rows])
             return np.zeros((n, c))
         scores = self._ridge.loo if loo else self._ridge.scores(rows)
-        return scores[:, start : start + c]
+        scores = scores[:, start : start + c]
+        unseen = np.bincount(self._y[:, j], minlength=c) == 0
+        if unseen.any() and not unseen.all():
+            # a label no one has given yet: the head learned nothing of it (its target column is all zeros, so
+            # it would always say "not this one"); it scores it as the mean of the labels it saw, no opinion
+            scores = scores.copy()
+            scores[:, unseen] = scores[:, ~unseen].mean(axis=1, keepdims=True)
+        return scores
 
     def _distil(self) -> None:
         """A TF-IDF ridge fitted to the LLM's own probabilities on the scored records (no human label).
@@ -1049,10 +1128,9 @@ class Assistant:
         for j, problem in enumerate(self._problems):
             L = self._base_log(rows, j)
             scored = ~np.isnan(L).any(axis=1)
-            problem.compared = np.arange(len(rows))
-            if len(rows) and not scored.all() and scored.sum() >= self.min_labels:
-                # labeled records the LLM has not scored do not take part in the comparison
-                problem.compared = np.flatnonzero(scored)
+            # the LLM is a candidate whenever it scored some labeled records: they alone are compared (and
+            # count towards min_labels); the head learns at once only when it scored none of them
+            problem.compared = np.flatnonzero(scored) if scored.any() else np.arange(len(rows))
             L, yj = L[problem.compared], y[problem.compared, j]
             S, D = self._head(rows, j, loo=True)[problem.compared], self._distilled_of(rows, j)[problem.compared]
             if len(yj) == 0:
@@ -1066,8 +1144,21 @@ class Assistant:
                 weights = representative_weights(everyone[~np.isnan(everyone)], np.exp(L).max(axis=1))
             problem.select(L, S, D, yj, weights)
         self._selected_at = len(rows)
+        self._selected_rows, self._selected_y = rows, y
         self._vectored_at = self._labeled_with_vector()
         self.selections += 1
+
+    def _selection_current(self) -> bool:
+        """Whether the last model selection ran on the labeled rows and labels the assistant holds now."""
+        return np.array_equal(self._selected_rows, self._rows) and np.array_equal(self._selected_y, self._y)
+
+    def _changed_since_selection(self) -> int:
+        """How many labeled rows are new, or carry another label, since the last model selection."""
+        if not len(self._selected_rows):
+            return len(self._rows)
+        position = np.minimum(np.searchsorted(self._selected_rows, self._rows), len(self._selected_rows) - 1)
+        same = (self._selected_rows[position] == self._rows) & (self._selected_y[position] == self._y).all(axis=1)
+        return int((~same).sum())
 
     def _labeled_with_vector(self) -> int:
         """How many of the labeled records trained on have a record vector."""
@@ -1180,7 +1271,7 @@ class Assistant:
         """
         self._need_fit()
         with self._lock:
-            if len(self._rows) != self._selected_at:
+            if not self._selection_current():  # labels arrived, were taken back or changed since the last one
                 self._select()
             rows, out, used = self._oof()
             lacking = self._lacking(rows)
@@ -1254,11 +1345,9 @@ def write_suggestions(
     out = set_suggestions(frame, task, matrix, model=model or "", prompt=prompt, source=source)
     valid = ~np.isnan(matrix).any(axis=1)
     for column, given in (("llm_model", model), ("llm_prompt", prompt)):
-        if given is None and column in frame.columns:
-            old = frame[column]
-            out[column] = out[column].where(~(old.notna().to_numpy() & valid), old)
-    if model is None and "llm_model" not in frame.columns:
-        out["llm_model"] = pd.Series(pd.NA, index=frame.index, dtype=STRING_DTYPE)
+        if given is None:  # the frame's, on the rows with a suggestion (NA where it names none)
+            old = frame[column] if column in frame.columns else pd.Series(pd.NA, index=frame.index)
+            out[column] = old.astype(STRING_DTYPE).where(valid, pd.NA)
     return out
 
 
@@ -1294,7 +1383,8 @@ def learning_curve(
         The model, used for labeled records without LLM probabilities (scored through ``jl.preannotate``
         and its cache); ``None`` uses the frame's ``probs`` column as it is.
     sizes
-        Numbers of labels (default: 10, 20, 50, 100, 200, ... up to 80 % of the labels).
+        Numbers of labels (default: 10, 20, 50, 100, 200, ... up to 80 % of the labels; with fewer than 13
+        labels, 80 % of them).
     cache
         The score cache that ``llm``'s scores go to and the record vectors come from (``True``: the
         default; a path, as given to ``preannotate``; ``False``: none).
@@ -1328,7 +1418,7 @@ def learning_curve(
         base[missing] = probs_of(scored, task)
     n = len(labeled)
     if sizes is None:
-        sizes = [s for s in (10, 20, 50, 100, 200, 400, 800, 1600, 3200) if s <= 0.8 * n]
+        sizes = [s for s in (10, 20, 50, 100, 200, 400, 800, 1600, 3200) if s <= 0.8 * n] or [int(0.8 * n)]
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 2 or sizes[-1] >= n:
         raise ValueError(f"sizes must be between 2 and {n - 1} (the labeled records minus one), got {sizes!r}.")

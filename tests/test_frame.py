@@ -152,3 +152,11 @@ def test_columns_a_file_reader_left_in_other_dtypes_are_given_the_contract_ones(
         ensure_columns(pd.DataFrame({"label": [3, 4]}), task)
     with pytest.raises(ValueError, match="labeled_at column holds"):
         ensure_columns(pd.DataFrame({"labeled_at": [1.5, 2.5]}), task)
+
+
+def test_a_multi_index_is_refused_with_what_to_do():
+    df = pd.DataFrame({"text": list("abcd"), "key": [1, 2, 3, 4]})
+    df.index = pd.MultiIndex.from_arrays([[0, 0, 1, 1], [0, 1, 0, 1]])
+    with pytest.raises(ValueError, match=r"MultiIndex.*pass id=.*reset_index\(\)"):
+        record_keys(df)
+    assert record_keys(df, id="key").tolist() == [1, 2, 3, 4]

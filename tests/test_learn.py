@@ -931,3 +931,85 @@ def test_labels_beyond_train_max_are_predicted_out_of_sample(monkeypatch):
     a.fit(labels=pd.Series(np.asarray(LABELS, dtype=object)[y], dtype=STRING_DTYPE).where(df.index < 200))
     assert len(a._rows) == 60 and len(a._held) == 140
     assert set(a._rows) - kept <= set(range(150, 200))  # the sample stays put: only new labels may enter it
+
+
+def test_one_labeled_record_the_llm_did_not_score_keeps_it_a_candidate_and_the_min_labels_gate():
+    df, task, _ = synthetic(600, seed=1, labeled=10, text_signal=False)  # the words say nothing
+    P = jl.probs(df, task)
+    P[3] = np.nan  # one labeled record the model did not score (a failed call, not scored yet)
+    a = Assistant(df, task, probs=P).fit()
+    assert a.source == "zero-shot"  # 9 scored labels: below min_labels, the LLM stays
+    assert a.scores["candidate"].tolist() == ["zero-shot"] and a.scores["n"].tolist() == [9]
+    rest = np.arange(10, 600)
+    np.testing.assert_array_equal(a.predict(rest)[0].argmax(axis=1), P[rest].argmax(axis=1))
+    P[:10] = np.nan  # the model scored none of the labeled records: the head learns at once
+    assert Assistant(df, task, probs=P).fit().source == "head"
+
+
+def test_a_label_no_one_has_given_keeps_the_llms_say():
+    df, task, y = synthetic(1000, seed=15)
+    labeled = np.flatnonzero(y != 3)[:150]  # 150 labels, none of them "d"
+    df.loc[df.index[labeled], "label"] = np.asarray(LABELS, dtype=object)[y[labeled]]
+    a = Assistant(df, task).fit()
+    assert a.source in ("head", "combined")
+    rest = np.setdiff1d(np.arange(1000), labeled)
+    P = jl.probs(df, task)[rest]
+    for source in (None, "head"):
+        learned, _ = a.predict(rest, source=source)
+        np.testing.assert_allclose(learned[:, 3], P[:, 3])  # the LLM's probability of "d", unchanged
+        sure = P[:, 3] > 0.5
+        assert sure.sum() > 20 and (learned[sure].argmax(axis=1) == 3).all()
+    assert a._problems[0].choice.fusion[a.source].bias[3] == 0  # no bias learned for a label never seen
+
+
+def test_out_of_fold_predictions_follow_labels_taken_back_or_changed():
+    df, task, y = synthetic(400, seed=2, labeled=120, llm_signal=False)
+    a = Assistant(df, task).fit()
+    df.loc[df.index[0], "label"] = pd.NA  # undo one label, give another: the count stays 120
+    df.loc[df.index[300], "label"] = LABELS[y[300]]
+    df.loc[df.index[5], "label"] = LABELS[(y[5] + 1) % 4]  # and correct one in place
+    a.fit()  # as the panel calls it: too few changes for a new selection
+    rows, oof, _ = a.oof()
+    fresh_rows, fresh, _ = Assistant(df, task).fit().oof()
+    np.testing.assert_array_equal(rows, fresh_rows)
+    np.testing.assert_allclose(oof, fresh)
+    assert a._problems[0].y[np.flatnonzero(rows == 5)[0]] == (y[5] + 1) % 4  # compared on the label as it is now
+    np.testing.assert_allclose(a.probs()[0], Assistant(df, task).fit().probs()[0])
+
+
+def test_multi_label_with_a_label_never_given_and_no_llm_predicts_its_smoothed_frequency():
+    rng = np.random.default_rng(8)
+    n, names = 300, ["x", "y", "z"]
+    Y = rng.random((n, 3)) < 0.4
+    Y[:, 2] = False  # nobody has used label z yet
+    texts = [" ".join([f"{names[j]}{rng.integers(5)}" for j in range(3) if Y[i, j]] + ["the", "a"]) for i in range(n)]
+    task = jl.Task(names, kind="multi")
+    df = pd.DataFrame({"text": texts})
+    df["label"] = pd.Series(
+        [list(np.asarray(names)[row]) if i < 100 else None for i, row in enumerate(Y)], dtype=object
+    )
+    a = Assistant(df, task, probs=None).fit()
+    p, source = a.predict(np.arange(100, n))
+    assert not np.isnan(p).any() and set(source) == {"head"}
+    np.testing.assert_allclose(p[:, 2], 1 / 102)  # add-one smoothing of 0 of 100
+    assert ((p[:, :2] > 0.5) == Y[100:, :2]).mean() > 0.9
+    _, oof, _ = a.oof()
+    np.testing.assert_allclose(oof[:, 2], 1 / 101)  # each labeled record's from the 99 others
+    assert a.suggest()["llm_label"].notna().all()
+
+
+def test_learning_curve_defaults_fit_few_labels():
+    df, task, _ = synthetic(100, seed=14, labeled=10)
+    table = jl.learning_curve(df, task, repeats=1).data
+    assert set(table["labels"]) == {8}
+
+
+def test_suggestions_name_no_model_where_the_model_never_scored():
+    df, task, _ = synthetic(300, seed=17, labeled=120, llm_signal=False)
+    P = jl.probs(df, task)
+    P[250:] = np.nan
+    df = jl.set_suggestions(df, task, P, model="m@sha256:0", source="zero-shot")
+    out = Assistant(df, task).fit().suggest()
+    assert set(out["llm_source"].iloc[250:]) == {"head"}
+    assert out["llm_model"].iloc[250:].isna().all()
+    assert out["llm_model"].iloc[:250].eq("m@sha256:0").all()

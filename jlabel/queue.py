@@ -186,9 +186,10 @@ def queue(
                 f"strategy='disagreement' compares several probability columns, got probs={probs!r}; "
                 "pass e.g. probs=['llm_probs', 'llm_probs_v2']."
             )
-        mats = [matrix(df, c) for c in columns]
-        if learn:
+        if learn:  # the learner reads the column when there is one, else the words alone
             mats = [_learned(df, task, columns[0], id, strategy, cache)]
+        else:
+            mats = [matrix(df, c) for c in columns]
         if n < len(df):
             mats = [m[candidates] for m in mats]
         score = scores(mats if strategy == "disagreement" else mats[0], strategy, multi=_is_multi(task, mats[0]))
@@ -239,7 +240,8 @@ def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str,
             "learn=True ranks with one learned probability matrix; use another strategy than 'disagreement'."
         )
     vectors = cached_vectors(df, task, cache)
-    return Assistant(df, task, probs=column, vectors=vectors, id=id).fit(select=True).probs()[0]
+    probs = column if column in df.columns else None
+    return Assistant(df, task, probs=probs, vectors=vectors, id=id).fit(select=True).probs()[0]
 
 
 def _round_robin(df: pd.DataFrame, column: str, candidates: np.ndarray, ranked: np.ndarray) -> np.ndarray:

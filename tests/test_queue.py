@@ -137,3 +137,14 @@ def test_assign_gives_every_record_once_and_the_overlap_twice():
         jl.assign(df, ["ana", "ana"])
     with pytest.raises(ValueError, match="duplicate keys"):
         jl.assign(["a", "a"], ["ana", "ben"])
+
+
+def test_learning_ranks_a_frame_nothing_pre_annotated():
+    # labels and words, no model column: the learner reads the words alone (was: "run jl.preannotate first")
+    task = jl.Task(["x", "y"])
+    rng = np.random.default_rng(0)
+    first = rng.random(200) < 0.5
+    df = pd.DataFrame({"text": [("alpha beta " if f else "gamma delta ") + str(i) for i, f in enumerate(first)]})
+    df["label"] = pd.Series([("x" if f else "y") if i < 80 else None for i, f in enumerate(first)], dtype="string")
+    order = jl.queue(df, task=task, learn=True, explore=0)
+    assert len(order) == 120 and set(order) == set(range(80, 200))

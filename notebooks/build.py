@@ -279,8 +279,8 @@ ACTIVE_LEARNING = [
 
 Label the records the model is least sure about first, and let every label improve the
 suggestions: `learn=True` combines the model's probabilities with a small head trained on the
-labels so far, chosen by cross-validation so it never does worse than the model alone. A
-held-out sample whose topics nobody labels tells whether the suggestions got better.""",
+labels so far, chosen by cross-validation so that it does no worse than the model alone on the
+labels given so far. A held-out sample whose topics nobody labels tells whether the suggestions got better.""",
     ),
     ("code", SETUP),
     (

@@ -166,7 +166,9 @@ def _annotators(trail: pd.DataFrame) -> pd.DataFrame:
     made = trail[trail["action"].isin(DECISIONS) & ~trail["undone"]]
     if made.empty:
         return pd.DataFrame()
-    with_suggestion = made["suggestion"].notna() & made["value"].notna()
+    # a blind decision's suggestion was journalled but hidden from the annotator: not accepted or edited
+    hidden = made["blind"].fillna(False).to_numpy(dtype=bool)
+    with_suggestion = made["suggestion"].notna() & made["value"].notna() & ~hidden
     same = made["value"].astype(str).eq(made["suggestion"].astype(str)) & with_suggestion
     frame = pd.DataFrame(
         {
@@ -239,7 +241,9 @@ def report(
         )
     labeled = decisions.table["record"].nunique() if not decisions.empty else 0
     annotators = decisions.table["annotator"].nunique() if not decisions.empty else 0
-    parts.append(f"<p>{len(trail)} decisions; {labeled} records labeled by {annotators} annotator(s).</p>")
+    made = int(trail["action"].ne("undo").sum()) if len(trail) else 0
+    undos = len(trail) - made
+    parts.append(f"<p>{made} decisions and {undos} undos; {labeled} records labeled by {annotators} annotator(s).</p>")
     parts.append("<h2>Dashboard</h2>")
     if decisions.empty:
         parts.append('<p class="note">No labeled records yet.</p>')
@@ -259,12 +263,16 @@ def report(
     parts.append("<h2>Annotators</h2>")
     parts.append(_table(_annotators(trail)))
     parts.append("<h2>Checks</h2>")
-    parts.append(_table(_checks(store, checks), caption="Labels flagged as likely wrong."))
+    found = _checks(store, checks)
+    if found.empty and checks is None:  # nothing was checked, which is not "nothing suspect"
+        parts.append('<p class="note">No check was run: pass checks=jl.check(df, task) to jl.report.</p>')
+    else:
+        parts.append(_table(found, caption="Labels flagged as likely wrong."))
     parts.append("<h2>Audit trail</h2>")
     latest = trail.tail(REPORT_ROWS).iloc[::-1].copy()
     latest["ts"] = pd.to_datetime(latest["ts"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S")
     parts.append(
-        _table(latest, caption=f"The latest {len(latest)} of {len(trail)} decisions, newest first (jl.audit has all).")
+        _table(latest, caption=f"The latest {len(latest)} of {len(trail)} events, newest first (jl.audit has all).")
     )
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")

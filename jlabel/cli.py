@@ -144,6 +144,13 @@ def _cache(args: argparse.Namespace):
     return None if args.no_cache else (args.cache or True)
 
 
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
 def demo(args: argparse.Namespace) -> int:
     """Pre-annotate the bundled news demo with the embedded model and print a short table."""
     from . import calibration
@@ -152,6 +159,8 @@ def demo(args: argparse.Namespace) -> int:
     from .preannotate import preannotate
     from .task import Task
 
+    if FORMATS.get(Path(args.out).suffix.lower()) is None:  # before the model runs, not after
+        raise SystemExit(f"jlabel: --out {args.out!r} must end in .csv, .parquet or .jsonl.")
     df = news_demo().head(args.n)
     task = Task(list(NEWS_TOPICS), instructions="Classify the news article by topic.", text="{title}. {description}")
     model = _model(args)
@@ -169,11 +178,15 @@ def demo(args: argparse.Namespace) -> int:
     written = write_table(out, args.out)
     gold = df["topic"].map({label: i for i, label in enumerate(task.labels)}).to_numpy()
     matrix = probs(out, task)
+    scored = ~np.isnan(matrix).any(axis=1)  # a failed record has no suggestion: it is not right
+    accuracy = (
+        f"{calibration.accuracy(matrix[scored], gold[scored]):.2f} of {scored.sum()} scored" if scored.any() else "n/a"
+    )
     rows = [
         ("records", f"{len(out)}"),
         ("model", model.id.split("@")[0]),
-        ("accuracy vs gold topics", f"{calibration.accuracy(matrix, gold):.2f}"),
-        ("mean confidence", f"{np.nanmean(out['llm_confidence']):.2f}"),
+        ("accuracy vs gold topics", accuracy),
+        ("mean confidence", f"{np.nanmean(out['llm_confidence']):.2f}" if scored.any() else "n/a"),
         ("records/s", f"{len(out) / seconds:.1f} (cached records count as done)"),
         ("errors or warnings", f"{int(out['llm_error'].notna().sum())}"),
         ("output", str(written)),
@@ -228,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="pre-annotate the bundled news demo with the embedded model")
     p.add_argument("--out", default="jlabel_demo.csv", help="where to write the result (.csv, .parquet, .jsonl)")
-    p.add_argument("--n", type=int, default=120, help="how many of the 120 demo records")
+    p.add_argument("--n", type=_positive, default=120, help="how many of the 120 demo records")
     _add_model_options(p)
     p.set_defaults(func=demo)
 
@@ -277,9 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ValueError,
         TypeError,
         KeyError,
-        FileNotFoundError,
         ModuleNotFoundError,
-        PermissionError,
+        OSError,
         StoreError,
     ) as error:
         print(f"jlabel {args.command}: {error}", file=sys.stderr)

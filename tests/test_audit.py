@@ -167,3 +167,20 @@ def test_report_shows_checks_given_to_it(store, tmp_path):
     assert "the model is 0.97 sure of Sports" in page
     with pytest.raises(TypeError, match=r"checks must be the DataFrame jl\.check returned"):
         jl.report(store, tmp_path / "r.html", checks=[1])
+
+
+def test_report_counts_blind_labels_apart_and_says_when_no_check_ran(tmp_path, task):
+    from jlabel.audit import _annotators
+
+    store = jl.Store(tmp_path / "l.db", task=task, annotator="ana")
+    label = task.labels[0]
+    for i in range(4):  # blind: the suggestion was journalled but hidden, so the label cannot accept it
+        store.record(f"b{i}", "label", label, suggestion=label, confidence=0.9, meta={"blind": True, "shown": False})
+    store.record("s0", "edit", task.labels[1], suggestion=label, confidence=0.9, meta={"blind": False, "shown": True})
+    store.record("s0", "undo")
+    store.record("s0", "edit", task.labels[1], suggestion=label, confidence=0.9, meta={"blind": False, "shown": True})
+    row = _annotators(jl.audit(store)).iloc[0]
+    assert row["with_suggestion"] == 1 and row["accept_rate"] == 0.0  # was 4 of 5 "accepted"
+    page = jl.report(store, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "6 decisions and 1 undos" in page  # was "7 decisions": the undo counted as one
+    assert "No check was run" in page  # was "None.", read as "nothing suspect"

@@ -85,6 +85,27 @@ def test_demo_with_a_stand_in_model(tmp_path, keyword_model, capsys):
     assert len(keyword_model.calls) == 15  # and the 3 content-free inputs of the label-bias correction
 
 
+def test_demo_checks_its_options_first_and_counts_only_scored_records(tmp_path, keyword_model, capsys, monkeypatch):
+    with pytest.raises(SystemExit, match=r"must end in \.csv"):
+        cli.main(["demo", "--out", str(tmp_path / "demo.txt"), "--no-cache", "--quiet"])
+    assert keyword_model.calls == []  # was: refused only after the whole run
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--n", "-100", "--no-cache", "--quiet"])  # was: 20 records (head(-100))
+    assert "must be at least 1" in capsys.readouterr().err
+
+    def fails(prompt, text):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(keyword_model, "score_one", fails)
+    assert (
+        cli.main(["demo", "--n", "4", "--out", str(tmp_path / "d.csv"), "--no-cache", "--quiet", "--calibrate", "none"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "accuracy vs gold topics  n/a" in printed  # was 0.25: a failed record counted as "World"
+    assert "errors or warnings       4" in printed
+
+
 def test_news_demo_is_balanced_and_original():
     df = news_demo()
     assert df.index.is_unique and len(df) == 120

@@ -211,6 +211,8 @@ class Labeler(anywidget.AnyWidget):
             blas_controller()  # found here, in the caller's thread: scanning libraries from a thread can deadlock
 
         not_done = np.flatnonzero(~self._labeled)
+        if order is not None:  # a queue of one's own (jl.assign): records another annotator labeled are still to do
+            not_done = self._not_decided_by(annotator)
         start = int(not_done[0]) if len(not_done) else len(self._queue)
         message = ""
         if len(df) == 0:
@@ -426,6 +428,18 @@ class Labeler(anywidget.AnyWidget):
             self.position = position
         self._schedule_refit()
         return position
+
+    def _not_decided_by(self, annotator: str) -> np.ndarray:
+        """Queue positions still to do for ``annotator``: unlabeled, or labeled in the store by others only.
+
+        A label the frame had from elsewhere (no decision in the store) counts as done.
+        """
+        state = self._store.state(per_annotator=True)
+        alive = state[state["status"].notna()]
+        mine = set(alive.index[alive["annotator"] == annotator].astype(str))
+        others = set(alive.index[alive["annotator"] != annotator].astype(str)) - mine
+        queued = key_strings(self._keys[self._queue])
+        return np.flatnonzero([not done or key in others for key, done in zip(queued, self._labeled)])
 
     def _top_decision(self, key: str, annotator: str) -> int | None:
         """The id of ``annotator``'s surviving decision on ``key`` that an undo would pop."""

@@ -510,6 +510,17 @@ def test_two_panels_on_one_store_do_not_undo_each_others_decisions(small_df, tas
     assert pd.isna(small_df.loc["r0", "label"]) and a.w.store.state()["label"].isna().all()
 
 
+def test_a_second_annotator_starts_at_the_first_record_of_their_queue_they_have_not_decided(small_df, task, tmp_path):
+    # jl.assign gave r0 to both: ana labels it first, then bo opens his own queue on the same store
+    ana = Panel(small_df.copy(), task, store=tmp_path / "team.db", annotator="ana", order=["r0", "r2"])
+    ana.decide("label", "World")
+    bo = Panel(small_df.copy(), task, store=tmp_path / "team.db", annotator="bo", order=["r0", "r1"])
+    assert bo.w.position == 0 and bo.w.current == "r0"  # was r1: ana's label made r0 look done for bo
+    bo.decide("label", "World")
+    again = Panel(small_df.copy(), task, store=tmp_path / "team.db", annotator="bo", order=["r0", "r1"])
+    assert again.w.current == "r1"  # a new session resumes after bo's own decisions
+
+
 def test_a_reject_without_the_right_label_leaves_the_record_unlabeled(suggested, task):
     p = Panel(suggested, task, annotator="ana")
     assert p.decide("reject")["type"] == "records"

@@ -7,6 +7,7 @@ multinomial draw of pattern counts: exact, and independent of the number of reco
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,6 +99,13 @@ def agreement(
             f"agreement needs at least two raters, got only {list(raters)}; "
             "pass a table with more annotators, or include_llm=True to compare with the model."
         )
+    if not long.groupby("record")["annotator"].nunique().gt(1).any():
+        where = (
+            " A frame holds one label per record: pass the store (jl.agreement(store)), which keeps every annotator's."
+            if isinstance(data, pd.DataFrame) and "annotator" in data.columns and "record" not in data.columns
+            else ""
+        )
+        warnings.warn(f"No record has ratings from two raters, so agreement cannot be measured.{where}", stacklevel=2)
     rng = np.random.default_rng(seed)
     if task is not None and task.kind == "spans":
         return _span_agreement(long, rng=rng, n_boot=n_boot, ci=ci)

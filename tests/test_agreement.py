@@ -299,3 +299,11 @@ def test_span_f1_with_integer_raters_and_a_repeated_span():
     )
     out = jl.agreement(repeated, n_boot=0).set_index("label")["value"]
     assert out["exact"] == 1.0 and out["overlap"] == 1.0
+
+
+def test_a_frame_after_assign_warns_that_agreement_needs_the_store():
+    # jl.assign gave r0 to two people, but a frame keeps one label per record: nothing to compare
+    df = pd.DataFrame({"label": ["a", "b", "a"], "annotator": ["ana", "bo", "bo"]}, index=["r0", "r1", "r2"])
+    with pytest.warns(UserWarning, match=r"pass the store \(jl.agreement\(store\)\)"):
+        out = jl.agreement(df, n_boot=0)
+    assert out["n"].fillna(0).eq(0).all()  # was: NaN everywhere, without a word

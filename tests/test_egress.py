@@ -167,3 +167,44 @@ def test_ollama_connects_to_the_address_it_checked_not_a_later_dns_answer(lan, m
     llm = jl.llm("ollama:m", host=f"http://ollama.lan:{port}")
     assert llm.digest and set(connected) == {"127.0.0.1"}
     assert _LanServer.hosts and set(_LanServer.hosts) == {f"ollama.lan:{port}"}  # the name still in Host
+
+
+def test_ollama_over_https_on_a_private_ca_keeps_the_name_for_tls(lan, monkeypatch, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the private CA's certificate")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=ollama.lan"),
+            *("-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")),
+            *("-addext", "subjectAltName=DNS:ollama.lan"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LanServer)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    real = socket.getaddrinfo
+    monkeypatch.setattr(
+        socket,
+        "getaddrinfo",
+        lambda host, *a, **k: (
+            [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+            if host == "ollama.lan"
+            else real(host, *a, **k)
+        ),
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # how httpx users trust a private CA
+    try:
+        llm = jl.llm("ollama:m", host=f"https://ollama.lan:{port}")  # pinned to 127.0.0.1, TLS checks the name
+        assert llm.digest and _LanServer.hosts[-1] == f"ollama.lan:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -944,6 +944,16 @@ def test_one_labeled_record_the_llm_did_not_score_keeps_it_a_candidate_and_the_m
     np.testing.assert_array_equal(a.predict(rest)[0].argmax(axis=1), P[rest].argmax(axis=1))
     P[:10] = np.nan  # the model scored none of the labeled records: the head learns at once
     assert Assistant(df, task, probs=P).fit().source == "head"
+    # 120 labels, of which the model scored 5: too few to compare it, so the head learns from all 120,
+    # and records the model never scored still get a suggestion
+    many, task, y = synthetic(300, seed=3, labeled=120, llm_signal=False)
+    P = jl.probs(many, task)
+    P[5:120] = np.nan
+    P[220:] = np.nan
+    a = Assistant(many, task, probs=P).fit()
+    assert a.source == "head"
+    unscored = a.predict(np.arange(220, 300))[0]
+    assert not np.isnan(unscored).any() and accuracy(unscored, y[220:]) > 0.7
 
 
 def test_a_label_no_one_has_given_keeps_the_llms_say():

@@ -139,7 +139,8 @@ def _pinned_transport(host: str, address: str | None):
                 request.extensions = {**request.extensions, "sni_hostname": host}
             return super().handle_request(request)
 
-    return Pinned(trust_env=False)
+    # trust_env here reads only SSL_CERT_FILE / SSL_CERT_DIR (a private CA); proxies are the client's, turned off
+    return Pinned(trust_env=True)
 
 
 def label_codes(k: int) -> list[str]:

@@ -75,11 +75,11 @@ def _read_csv(path: Path, text: set[str]) -> pd.DataFrame:
     ]
     if not numeric:
         return frame
-    raw = pd.read_csv(path, usecols=numeric, dtype=str, keep_default_na=False, na_values=[""])
-    for j, i in enumerate(numeric):
-        written = raw.iloc[:, j]
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # the same layout, as text
+    for i in numeric:
+        written = raw.iloc[:, i]
         if frame.columns[i] in text or written.str.match(_WRITTEN_AS_TEXT).fillna(False).any():
-            frame.isetitem(i, written)
+            frame.isetitem(i, pd.Series(written.to_numpy(), index=frame.index, dtype=written.dtype))  # by position
     return frame
 
 

@@ -230,6 +230,10 @@ def test_csv_keys_and_text_columns_are_read_as_written(tmp_path, keyword_model, 
     assert frame["label"].tolist()[:2] == ["1", "2"] and frame["version"].tolist() == ["1.10", "1.2", "2"]
     # the numbers users compute with stay numbers
     assert frame["price"].tolist() == [1.5, 2.0, 3.25] and frame["n"].tolist() == [3, 4, 5]
+    implicit = tmp_path / "implicit.csv"  # rows one field longer than the header: the first is the index
+    implicit.write_text("zip,n\nr1,007,1\nr2,008,2\n")
+    read = cli.read_table(implicit)
+    assert read["zip"].tolist() == ["007", "008"] and read["n"].tolist() == [1, 2]  # n was wiped to NaN
     assert frame["ok"].tolist() == [True, False, True]
     assert cli.read_table(csv)["version"].tolist() == [1.1, 1.2, 2.0]
 

@@ -144,9 +144,12 @@ def _as_contract(column: pd.Series, dtype) -> pd.Series:
     and so on: a decision written into such a column would fail after the journal took it.
     """
     name = column.name
+    if dtype is PROBS_DTYPE and not column.isna().all() and pd.api.types.infer_dtype(column, skipna=True) == "string":
+        # lists written as text (a CSV file): parsed once, so that lists written later do not mix with text
+        return pd.Series(pd.arrays.ArrowExtensionArray(_parse_list_text(column, name)), index=column.index)
     if dtype is object or dtype is PROBS_DTYPE:
         if column.dtype == object or isinstance(column.dtype, pd.ArrowDtype) or not column.isna().all():
-            return column  # lists, or text that reads as them (probs() parses it)
+            return column  # lists
         if dtype is PROBS_DTYPE:
             return pd.Series(pd.NA, index=column.index, dtype=PROBS_DTYPE)
         return pd.Series([None] * len(column), index=column.index, dtype=object)
@@ -165,6 +168,10 @@ def _as_contract(column: pd.Series, dtype) -> pd.Series:
     if isinstance(column.dtype, pd.StringDtype):
         return column
     present = column.dropna()
+    numbers = pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
+    if len(present) and numbers and (present == present.round()).all():
+        # label names that are numbers (ratings "1".."5"), read back from a file as 5 or 5.0
+        return column.astype("Int64").astype(dtype)
     if len(present) and not present.map(lambda v: isinstance(v, str)).all():
         raise ValueError(
             f"The frame's {name} column holds {column.dtype} values such as {present.tolist()[0]!r}, and jlabel "

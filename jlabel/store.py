@@ -462,13 +462,15 @@ class Store:
         """Write the store's state into ``df``'s label columns, in place; returns ``df``.
 
         Records in the store but not in ``df`` are ignored; records in ``df`` but not in
-        the store keep what they have.
+        the store keep what they have, and so do records the store holds only skips of, or
+        decisions all undone (as the panel leaves them).
         """
         if self.task is None:
             raise StoreError(f"{self.path} has no task yet: open it with Store(path, task=task) before apply().")
         keys = key_strings(record_keys(df, id))
         ensure_columns(df, self.task)
         state = self.state()
+        state = state[state["status"].notna() & state["status"].ne("skip")]  # those set no label
         if state.empty:
             return df
         positions = keys.get_indexer(state.index)

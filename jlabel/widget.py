@@ -311,11 +311,11 @@ class Labeler(anywidget.AnyWidget):
                 first = self._undo()
             else:
                 raise ValueError(f"unknown message type {kind!r}")
-        except Exception as error:  # the panel shows the error and stays usable
+            # the decided record, the next one and one ahead; the front end tops up its window by itself
+            records = self._records(first, self.position + 2)
+        except Exception as error:  # the panel shows the error and stays usable (every request gets its answer)
             self.send({"type": "error", "id": request, "error": str(error)})
             return
-        # the decided record, the next one and one ahead; the front end tops up its window by itself
-        records = self._records(first, self.position + 2)
         self.send({"type": "records", "id": request, "records": records, "position": self.position})
 
     @traitlets.validate("position")
@@ -437,7 +437,8 @@ class Labeler(anywidget.AnyWidget):
         state = self._store.state(per_annotator=True)
         alive = state[state["status"].notna()]
         mine = set(alive.index[alive["annotator"] == annotator].astype(str))
-        others = set(alive.index[alive["annotator"] != annotator].astype(str)) - mine
+        labeled = alive[alive["label"].notna() & (alive["annotator"] != annotator)]  # a skip labels nothing
+        others = set(labeled.index.astype(str)) - mine
         queued = key_strings(self._keys[self._queue])
         return np.flatnonzero([not done or key in others for key, done in zip(queued, self._labeled)])
 

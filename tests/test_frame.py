@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import jlabel as jl
-from jlabel.frame import ensure_columns, probs_column, record_keys, texts
+from jlabel.frame import PROBS_DTYPE, ensure_columns, probs_column, record_keys, texts
 
 
 def test_record_keys_from_index_or_id_column():
@@ -148,8 +148,14 @@ def test_columns_a_file_reader_left_in_other_dtypes_are_given_the_contract_ones(
     df.iloc[0, df.columns.get_loc("labeled_at")] = pd.Timestamp("2026-01-02", tz="UTC")
     assert df["labeled_at"].iloc[1] == pd.Timestamp("2026-01-01T09:00", tz="UTC")
     assert df["label"].tolist() == ["World", "Sports"]
-    with pytest.raises(ValueError, match="label column holds int64 values such as 3"):
-        ensure_columns(pd.DataFrame({"label": [3, 4]}), task)
+    stars = ensure_columns(pd.DataFrame({"label": [5.0, np.nan, 3.0]}), jl.Task(["1", "2", "3", "4", "5"]))
+    assert stars["label"].tolist()[::2] == ["5", "3"]  # label names that are numbers, as a CSV gives them back
+    with pytest.raises(ValueError, match=r"label column holds float64 values such as 2\.5"):
+        ensure_columns(pd.DataFrame({"label": [2.5, 4.0]}), task)
+    # suggestions stored as text are parsed once, so a list written later does not mix with text
+    probs_text = ensure_columns(pd.DataFrame({"llm_probs": ["[0.25, 0.75]", None]}), jl.Task(["a", "b"]))
+    assert probs_text["llm_probs"].dtype == PROBS_DTYPE
+    np.testing.assert_allclose(jl.probs(probs_text, jl.Task(["a", "b"]))[0], [0.25, 0.75])
     with pytest.raises(ValueError, match="labeled_at column holds"):
         ensure_columns(pd.DataFrame({"labeled_at": [1.5, 2.5]}), task)
 

@@ -521,6 +521,31 @@ def test_a_second_annotator_starts_at_the_first_record_of_their_queue_they_have_
     assert again.w.current == "r1"  # a new session resumes after bo's own decisions
 
 
+def test_suggestions_read_back_from_csv_take_live_ones_too(suggested, task, tmp_path):
+    import io
+
+    suggested.loc["r4", ["llm_probs", "llm_label", "llm_confidence"]] = None
+    saved = suggested.assign(
+        llm_probs=[None if pd.isna(v) is True else str(list(v)) for v in suggested["llm_probs"].tolist()]
+    )
+    df = pd.read_csv(io.StringIO(saved.to_csv()), index_col=0)  # suggestions as text, r4 without one
+    llm = StandInLLM()
+    p = Panel(df, task, annotator="ana", llm=llm, order=["r4", "r0"])
+    assert _wait_for(lambda: not pd.isna(df.loc["r4", "llm_label"]))
+    assert jl.probs(df, task).shape == (5, 4)  # text and a live list no longer mix in one column
+    assert p.msg(type="fetch", start=0, count=2)["type"] == "records"
+    assert p.decide("label", "World")["type"] == "records"  # was: no answer at all, and the page waited forever
+
+
+def test_a_skip_by_another_annotator_does_not_undo_a_label_the_frame_brought(small_df, task, tmp_path):
+    small_df["label"] = ["Business", None, None, None, None]  # r0: a gold label, not in the store
+    bo = Panel(small_df.copy(), task, annotator="bo", store=tmp_path / "s.db", order=["r0", "r1"])
+    bo.w.position = 0
+    bo.decide("skip")
+    ana = Panel(small_df.copy(), task, annotator="ana", store=tmp_path / "s.db", order=["r0", "r1"])
+    assert ana.w.current == "r1" and ana.w.df.loc["r0", "label"] == "Business"  # was r0, its label cleared
+
+
 def test_a_reject_without_the_right_label_leaves_the_record_unlabeled(suggested, task):
     p = Panel(suggested, task, annotator="ana")
     assert p.decide("reject")["type"] == "records"

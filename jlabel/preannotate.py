@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import warnings
@@ -518,10 +519,8 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
     if cache is not None:
         todo = np.flatnonzero(np.isnan(raw).any(axis=1))
         cached, cached_notes = cache.get(model.id, prompt.hash, hashes[todo].tolist(), k)
-        cut_as = getattr(model, "cuts_as", None)
-        if cut_as is not None:  # cut under another context setting: scored again, so a larger context counts
-            stale = [i for i, note in enumerate(cached_notes) if note and " cut to " in note and cut_as not in note]
-            cached[stale] = np.nan
+        stale = [i for i, note in enumerate(cached_notes) if _cut_elsewhere(model, [note])]
+        cached[stale] = np.nan  # cut under another context setting: scored again, so a larger context counts
         raw[todo], notes[todo] = cached, cached_notes
         if vectors:
             V = cache.get_vectors(model.id, prompt.hash, hashes.tolist())
@@ -556,6 +555,15 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
     if bar is not None:
         bar.close()
     return raw, notes, errors, V
+
+
+def _cut_elsewhere(model: LLM, notes) -> bool:
+    """Whether ``notes`` say a text was cut to fit another context setting than ``model``'s now."""
+    cut_as = getattr(model, "cuts_as", None)
+    if cut_as is None:
+        return False
+    now = re.compile(re.escape(cut_as) + r"(?!\d)")  # n_ctx=4096 is not n_ctx=40960
+    return any(note and " cut to " in note and not now.search(note) for note in notes)
 
 
 def _calibrate(raw: np.ndarray, task: Task, calibrate, prior: np.ndarray | None) -> np.ndarray:
@@ -602,9 +610,13 @@ def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, fai
 def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, cache) -> pd.DataFrame:
     store_cache = _open_cache(cache)
     hashes = text_hashes(record_text)
+    # what a span run makes depends on how many spans and tokens it may write, too
+    key = f"{model.id}#max_spans={getattr(model, 'max_spans', None)},max_span_tokens={getattr(model, 'max_span_tokens', None)}"
     try:
-        found = store_cache.get_spans(model.id, prompt.hash, hashes.tolist()) if store_cache is not None else {}
-        results: list[SpanResult | None] = [found.get(h) for h in hashes]
+        found = store_cache.get_spans(key, prompt.hash, hashes.tolist()) if store_cache is not None else {}
+        results: list[SpanResult | None] = [
+            None if h not in found or _cut_elsewhere(model, found[h].notes) else found[h] for h in hashes
+        ]
         todo = [i for i, r in enumerate(results) if r is None]
         bar = _progress(len(todo), progress, model)
         for start in range(0, len(todo), batch):
@@ -613,7 +625,7 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
             for i, result in zip(rows, made):
                 results[i] = result
             if store_cache is not None:  # batch by batch: an interrupted run keeps what it made
-                store_cache.put_spans(model.id, prompt.hash, hashes[rows].tolist(), made)
+                store_cache.put_spans(key, prompt.hash, hashes[rows].tolist(), made)
             if bar is not None:
                 bar.update(len(rows))
         if bar is not None:

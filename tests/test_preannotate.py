@@ -123,6 +123,12 @@ def test_a_record_cut_to_fit_is_scored_again_once_the_context_is_larger(df, task
     larger = Cutting(2048)  # what the warning advises
     out = jl.preannotate(df, task, larger, cache=cache, calibrate=None, progress=False)
     assert larger.calls == long and out["llm_error"].isna().all()  # was: the cut scores and their warnings
+    other = Cutting(25)  # "n_ctx=25" is the start of "n_ctx=256": still another setting
+    jl.preannotate(df, task, other, cache=tmp_path / "d.sqlite", calibrate=None, progress=False)
+    jl.preannotate(df, task, Cutting(256), cache=tmp_path / "d.sqlite", calibrate=None, progress=False)
+    again = Cutting(25)
+    jl.preannotate(df, task, again, cache=tmp_path / "d.sqlite", calibrate=None, progress=False)
+    assert again.calls == long
 
 
 def test_content_free_inputs_are_scored_only_where_the_correction_uses_them(df, task):
@@ -284,6 +290,10 @@ def test_span_runs_are_cached_and_resume_where_they_stopped(tmp_path):
     assert resumed.calls == frame["text"].tolist()[2:]  # the first batch came from the cache (was: every record)
     again = Counting()
     assert jl.preannotate(frame, task, again, cache=cache, progress=False).equals(out) and again.calls == []
+    more = Counting()
+    more.max_spans = 20  # another setting makes other spans: not served from the first run's cache
+    jl.preannotate(frame, task, more, cache=cache, progress=False)
+    assert more.calls == frame["text"].tolist()
     assert out["llm_label"].map(len).tolist() == [1] * 5 and out["llm_confidence"].notna().all()
 
 

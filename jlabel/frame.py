@@ -131,13 +131,13 @@ def ensure_columns(df: pd.DataFrame, task: Task) -> pd.DataFrame:
             else:
                 df[column] = pd.Series(pd.NA, index=df.index, dtype=dtype)
         else:
-            converted = _as_contract(df[column], dtype)
+            converted = _as_contract(df[column], dtype, task.labels if column in ("label", "llm_label") else ())
             if converted is not df[column]:
                 df[column] = converted
     return df
 
 
-def _as_contract(column: pd.Series, dtype) -> pd.Series:
+def _as_contract(column: pd.Series, dtype, labels: Sequence[str] = ()) -> pd.Series:
     """``column`` in the dtype the contract gives it, when a file reader left it in another.
 
     A frame saved to CSV and read back holds an empty label column as floats, timestamps as text,
@@ -146,7 +146,10 @@ def _as_contract(column: pd.Series, dtype) -> pd.Series:
     name = column.name
     if dtype is PROBS_DTYPE and not column.isna().all() and pd.api.types.infer_dtype(column, skipna=True) == "string":
         # lists written as text (a CSV file): parsed once, so that lists written later do not mix with text
-        return pd.Series(pd.arrays.ArrowExtensionArray(_parse_list_text(column, name)), index=column.index)
+        try:
+            return pd.Series(pd.arrays.ArrowExtensionArray(_parse_list_text(column, name)), index=column.index)
+        except ValueError:
+            return column  # not lists of numbers: probs() says so where they are read
     if dtype is object or dtype is PROBS_DTYPE:
         if column.dtype == object or isinstance(column.dtype, pd.ArrowDtype) or not column.isna().all():
             return column  # lists
@@ -169,13 +172,15 @@ def _as_contract(column: pd.Series, dtype) -> pd.Series:
         return column
     present = column.dropna()
     numbers = pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype)
-    if len(present) and numbers and (present == present.round()).all():
+    if len(present) and numbers and np.isfinite(present).all() and (present == present.round()).all():
         # label names that are numbers (ratings "1".."5"), read back from a file as 5 or 5.0
-        return column.astype("Int64").astype(dtype)
+        named = present.astype("int64").astype(str)
+        if named.isin(list(labels)).all():
+            return column.astype("Int64").astype(dtype)
     if len(present) and not present.map(lambda v: isinstance(v, str)).all():
         raise ValueError(
             f"The frame's {name} column holds {column.dtype} values such as {present.tolist()[0]!r}, and jlabel "
-            f"keeps text there (label names); convert it with df[{name!r}].astype('string') or drop it."
+            f"keeps text there{' (label names)' if labels else ''}; convert it with df[{name!r}].astype('string') or drop it."
         )
     return column.astype(dtype)
 

@@ -24,8 +24,8 @@ temperature-scaled: its labels are exactly the LLM's), ``head`` and ``combined``
 zero-shot LLM only when its cross-validated accuracy is not lower and its log loss or accuracy beats the
 LLM's by at least ``margin`` paired standard errors, so the suggestions do not get worse than the LLM's.
 The comparison runs on the labeled records the LLM scored (and needs ``min_labels`` of them); when it
-scored none of them, or too few to compare among ``min_labels`` labels or more, the head learns from every
-label. The winner is calibrated by temperature scaling on its
+scored none of them, or the labels it did not score reach ``min_labels`` on their own, the head learns from
+every label. The winner is calibrated by temperature scaling on its
 out-of-fold predictions. A label nobody has given yet keeps the LLM's probability: the labels teach how
 the labels they contain share the rest.
 
@@ -1129,10 +1129,10 @@ class Assistant:
         for j, problem in enumerate(self._problems):
             L = self._base_log(rows, j)
             scored = ~np.isnan(L).any(axis=1)
-            # the LLM is compared with the head on the labeled records it scored, once there are min_labels of
-            # them (or fewer labels than that in all: the LLM alone then); with too few scored among enough
-            # labels it cannot be compared, and the head learns from every label, as when it scored none
-            enough = scored.sum() >= self.min_labels or (scored.any() and len(rows) < self.min_labels)
+            # the LLM is compared with the head on the labeled records it scored (below min_labels of them: the
+            # LLM alone); only where the labels it did not score reach min_labels on their own, or it scored
+            # none, does the head learn from every label without that comparison
+            enough = scored.any() and (scored.sum() >= self.min_labels or (~scored).sum() < self.min_labels)
             problem.compared = np.flatnonzero(scored) if enough else np.arange(len(rows))
             L, yj = L[problem.compared], y[problem.compared, j]
             S, D = self._head(rows, j, loo=True)[problem.compared], self._distilled_of(rows, j)[problem.compared]

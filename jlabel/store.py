@@ -458,19 +458,28 @@ class Store:
         events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
         return replay(events, per_annotator=per_annotator)
 
+    def _conn_records(self, actions: tuple[str, ...]) -> set[str]:
+        """The records of this task with any event among ``actions`` (undone ones too)."""
+        rows = self.conn.execute(
+            f"SELECT DISTINCT record FROM events WHERE task = ? AND action IN ({','.join('?' * len(actions))})",
+            (self.task.id, *actions),
+        ).fetchall()
+        return {row[0] for row in rows}
+
     def apply(self, df: pd.DataFrame, *, id: str | None = None) -> pd.DataFrame:
         """Write the store's state into ``df``'s label columns, in place; returns ``df``.
 
         Records in the store but not in ``df`` are ignored; records in ``df`` but not in
-        the store keep what they have, and so do records the store holds only skips of, or
-        decisions all undone (as the panel leaves them).
+        the store keep what they have, and so do records the store only ever skipped (a skip
+        leaves the label as it was, also one the frame brought).
         """
         if self.task is None:
             raise StoreError(f"{self.path} has no task yet: open it with Store(path, task=task) before apply().")
         keys = key_strings(record_keys(df, id))
         ensure_columns(df, self.task)
         state = self.state()
-        state = state[state["status"].notna() & state["status"].ne("skip")]  # those set no label
+        labeled = self._conn_records(("label", "accept", "edit", "reject"))
+        state = state[state.index.isin(labeled)]  # a record the store only ever skipped keeps the frame's label
         if state.empty:
             return df
         positions = keys.get_indexer(state.index)

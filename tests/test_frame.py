@@ -152,6 +152,10 @@ def test_columns_a_file_reader_left_in_other_dtypes_are_given_the_contract_ones(
     assert stars["label"].tolist()[::2] == ["5", "3"]  # label names that are numbers, as a CSV gives them back
     with pytest.raises(ValueError, match=r"label column holds float64 values such as 2\.5"):
         ensure_columns(pd.DataFrame({"label": [2.5, 4.0]}), task)
+    with pytest.raises(ValueError, match=r"label column holds float64 values such as 1\.0"):  # "1" is not "01"
+        ensure_columns(pd.DataFrame({"label": [1.0, 2.0]}), jl.Task(["01", "02"]))
+    unparsed = ensure_columns(pd.DataFrame({"llm_probs": ["[0.2 0.8]", None]}), jl.Task(["a", "b"]))
+    assert unparsed["llm_probs"].iloc[0] == "[0.2 0.8]"  # not lists of numbers: left for probs() to report
     # suggestions stored as text are parsed once, so a list written later does not mix with text
     probs_text = ensure_columns(pd.DataFrame({"llm_probs": ["[0.25, 0.75]", None]}), jl.Task(["a", "b"]))
     assert probs_text["llm_probs"].dtype == PROBS_DTYPE

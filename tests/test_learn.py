@@ -944,6 +944,11 @@ def test_one_labeled_record_the_llm_did_not_score_keeps_it_a_candidate_and_the_m
     np.testing.assert_array_equal(a.predict(rest)[0].argmax(axis=1), P[rest].argmax(axis=1))
     P[:10] = np.nan  # the model scored none of the labeled records: the head learns at once
     assert Assistant(df, task, probs=P).fit().source == "head"
+    # 50 labels, one of them unscored: 49 to compare on, below min_labels, so the model stays alone
+    fifty, task, _ = synthetic(600, seed=1, labeled=50, text_signal=False)
+    P = jl.probs(fifty, task)
+    P[3] = np.nan
+    assert Assistant(fifty, task, probs=P).fit().source == "zero-shot"  # was a head at 0.27
     # 120 labels, of which the model scored 5: too few to compare it, so the head learns from all 120,
     # and records the model never scored still get a suggestion
     many, task, y = synthetic(300, seed=3, labeled=120, llm_signal=False)

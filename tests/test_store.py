@@ -373,13 +373,14 @@ def test_a_skip_leaves_another_annotators_label(store):
     df = pd.DataFrame({"text": ["x", "y", "z"]}, index=["r1", "r2", "r3"])
     store.apply(df)
     assert df["label"].tolist()[:2] == ["a", "b"] and pd.isna(df["label"].iloc[2])
-    # a label the frame brought (gold, from a file) stays when the store holds only a skip of it, or a
-    # decision undone since: as the panel leaves it (apply cleared it, so a reopened panel lost it)
+    # a label the frame brought (gold, from a file) stays when the store only ever skipped the record, as
+    # the panel leaves it (apply cleared it, so a reopened panel lost it); a label the store set and then
+    # undid is cleared, as before
     store.record("r4", "label", "b", annotator="ana")
     store.record("r4", "undo", annotator="ana")
     gold = pd.DataFrame({"text": ["z", "w"], "label": ["a", "a"]}, index=["r3", "r4"])
     store.apply(gold)
-    assert gold["label"].tolist() == ["a", "a"]
+    assert gold["label"].iloc[0] == "a" and pd.isna(gold["label"].iloc[1])
 
 
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])

@@ -761,8 +761,8 @@ class Assistant:
         self._ridge: _Ridge | None = None
         self._rows = np.zeros(0, dtype=np.int64)
         self._y = np.zeros((0, len(self._problems)), dtype=np.int64)
-        self._selected_at = 0
-        self._selected_rows, self._selected_y = self._rows, self._y  # the labels of the last model selection
+        # the labeled rows and labels of the last model selection (none yet)
+        self._selected_rows, self._selected_y = self._rows[:0], self._y[:0]
         self._vectored_at = 0  # labeled records with a vector at the last model selection
         self._held = np.zeros(0, dtype=np.int64)  # labeled rows beyond TRAIN_MAX, not trained on
         self._priority = np.random.default_rng(seed).permutation(len(df))  # which labels TRAIN_MAX keeps
@@ -839,9 +839,9 @@ class Assistant:
         twin._problems = [
             _Problem(p.c, self.folds, self.seed, self.margin, self.min_labels, prior=p.prior) for p in self._problems
         ]
-        twin._ridge, twin._selected_at, twin._vectored_at, twin.selections = None, 0, 0, 0
+        twin._ridge, twin._vectored_at, twin.selections = None, 0, 0
         twin._rows, twin._y, twin._held = self._rows[:0], self._y[:0], self._held[:0]
-        twin._selected_rows, twin._selected_y = twin._rows, twin._y
+        twin._selected_rows, twin._selected_y = twin._rows[:0], twin._y[:0]
         twin.self_train, twin._student, twin._self_training = self_train, None, None
         twin._words, twin._fallback = None, fallback
         twin._lock = threading.RLock()
@@ -942,7 +942,8 @@ class Assistant:
             if select is None:
                 # labels new or changed since the last selection (only new ones while labels only arrive)
                 new = self._changed_since_selection()
-                grown = self._selected_at + new >= self.reselect * max(self._selected_at, 1) or new >= 25
+                had = len(self._selected_rows)
+                grown = had + new >= self.reselect * max(had, 1) or new >= 25
                 # while the LLM alone is chosen, every new label may be the one that lets the head in
                 waiting = self.selections and self.source == ZERO_SHOT and not self._selection_current()
                 # vectors that arrived for labeled records (asked for after their labels) change what the head
@@ -1146,7 +1147,6 @@ class Assistant:
             if not np.isnan(L).any():
                 weights = representative_weights(everyone[~np.isnan(everyone)], np.exp(L).max(axis=1))
             problem.select(L, S, D, yj, weights)
-        self._selected_at = len(rows)
         self._selected_rows, self._selected_y = rows, y
         self._vectored_at = self._labeled_with_vector()
         self.selections += 1

@@ -444,21 +444,19 @@ class Labeler(anywidget.AnyWidget):
 
     def _top_decision(self, key: str, annotator: str) -> int | None:
         """The id of ``annotator``'s surviving decision on ``key`` that an undo would pop."""
-        rows = self._store.conn.execute(
-            f"SELECT id, action FROM events WHERE record = ? AND task = ? AND annotator = ? "
-            f"AND action IN ({','.join('?' * (len(DECISIONS) + 1))}) ORDER BY id",
-            (key, self.task.id, annotator, *DECISIONS, "undo"),
-        ).fetchall()
-        stack: list[int] = []
-        for event, action in rows:
-            if action != "undo":
-                stack.append(event)
-            elif stack:
-                stack.pop()
-        return stack[-1] if stack else None
+        state = replay(self._record_events(key), per_annotator=True)
+        mine = state[(state["annotator"] == annotator) & state["status"].notna()]
+        return int(mine["event"].iloc[0]) if len(mine) else None
 
     def _replay(self, key: str) -> Mapping | None:
         """The store's state of one record (None when no decision survives)."""
+        state = replay(self._record_events(key))
+        if state.empty or pd.isna(state["status"].iloc[0]) or _missing(state["label"].iloc[0]):
+            return None
+        return state.iloc[0].to_dict()
+
+    def _record_events(self, key: str) -> pd.DataFrame:
+        """The decisions and undos journalled for one record of this task, in order."""
         names = (*DECISIONS, "undo")
         rows = self._store.conn.execute(
             f"SELECT id, ts, record, annotator, action, value FROM events WHERE record = ? AND task = ? "
@@ -467,10 +465,7 @@ class Labeler(anywidget.AnyWidget):
         ).fetchall()
         events = pd.DataFrame.from_records(rows, columns=["id", "ts", "record", "annotator", "action", "value"])
         events["ts"] = pd.to_datetime(events["ts"].astype("float64"), unit="s", utc=True)
-        state = replay(events)
-        if state.empty or pd.isna(state["status"].iloc[0]) or _missing(state["label"].iloc[0]):
-            return None
-        return state.iloc[0].to_dict()
+        return events
 
     def _write(self, position: int, value, source, when, annotator) -> None:
         """The label columns of the record at queue ``position``, in place; None (or NA) leaves a cell empty."""

@@ -519,8 +519,9 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
     if cache is not None:
         todo = np.flatnonzero(np.isnan(raw).any(axis=1))
         cached, cached_notes = cache.get(model.id, prompt.hash, hashes[todo].tolist(), k)
-        stale = [i for i, note in enumerate(cached_notes) if _cut_elsewhere(model, [note])]
-        cached[stale] = np.nan  # cut under another context setting: scored again, so a larger context counts
+        cached[_cut_elsewhere(model, cached_notes)] = (
+            np.nan
+        )  # cut under another context setting: scored again, so a larger context counts
         raw[todo], notes[todo] = cached, cached_notes
         if vectors:
             V = cache.get_vectors(model.id, prompt.hash, hashes.tolist())
@@ -557,13 +558,15 @@ def _score(model, task, prompt, record_text: pd.Series, cache, batch: int, progr
     return raw, notes, errors, V
 
 
-def _cut_elsewhere(model: LLM, notes) -> bool:
-    """Whether ``notes`` say a text was cut to fit another context setting than ``model``'s now."""
+def _cut_elsewhere(model: LLM, notes: Sequence[str | None]) -> np.ndarray:
+    """Per note, whether it says a text was cut to fit another context setting than ``model``'s now."""
     cut_as = getattr(model, "cuts_as", None)
+    notes = pd.Series(list(notes), dtype=object)
     if cut_as is None:
-        return False
-    now = re.compile(re.escape(cut_as) + r"(?!\d)")  # n_ctx=4096 is not n_ctx=40960
-    return any(note and " cut to " in note and not now.search(note) for note in notes)
+        return np.zeros(len(notes), dtype=bool)
+    cut = notes.str.contains(" cut to ", regex=False, na=False)
+    now = notes.str.contains(re.escape(cut_as) + r"(?!\d)", na=False)  # n_ctx=4096 is not n_ctx=40960
+    return (cut & ~now).to_numpy(dtype=bool)
 
 
 def _calibrate(raw: np.ndarray, task: Task, calibrate, prior: np.ndarray | None) -> np.ndarray:
@@ -615,7 +618,7 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
     try:
         found = store_cache.get_spans(key, prompt.hash, hashes.tolist()) if store_cache is not None else {}
         results: list[SpanResult | None] = [
-            None if h not in found or _cut_elsewhere(model, found[h].notes) else found[h] for h in hashes
+            None if h not in found or _cut_elsewhere(model, found[h].notes).any() else found[h] for h in hashes
         ]
         todo = [i for i, r in enumerate(results) if r is None]
         bar = _progress(len(todo), progress, model)

@@ -319,16 +319,15 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     # speed: labels over the span of each session
     position = table["position"].to_numpy()
     ts = pd.to_datetime(table["ts"], utc=True)
-    order = np.lexsort((ts.to_numpy(dtype="datetime64[ns]").astype(np.int64), annotator))
+    nanoseconds = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    order = np.lexsort((nanoseconds, annotator))
     session = np.empty(len(table), dtype=np.int64)
     # a session starts where the annotator changes, positions start again, or a gap is over SESSION_GAP
     # (positions count skips and undone decisions too: a session need not have a label at position 1)
     ordered = ts.iloc[order]
     restart = (position[order][1:] <= position[order][:-1]) | (ordered.diff().iloc[1:] > SESSION_GAP).to_numpy()
     session[order] = np.cumsum(np.r_[True, (annotator[order][1:] != annotator[order][:-1]) | restart])
-    seconds = (
-        ts.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9 if ts.notna().all() else np.full(len(table), np.nan)
-    )
+    seconds = nanoseconds / 1e9 if ts.notna().all() else np.full(len(table), np.nan)
     spans = pd.DataFrame({"annotator": annotator, "session": session, "t": seconds}).groupby(["annotator", "session"])
     hours = (spans["t"].max() - spans["t"].min()).groupby(level=0).sum() / 3600
 

@@ -458,14 +458,6 @@ class Store:
         events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
         return replay(events, per_annotator=per_annotator)
 
-    def _conn_records(self, actions: tuple[str, ...]) -> set[str]:
-        """The records of this task with any event among ``actions`` (undone ones too)."""
-        rows = self.conn.execute(
-            f"SELECT DISTINCT record FROM events WHERE task = ? AND action IN ({','.join('?' * len(actions))})",
-            (self.task.id, *actions),
-        ).fetchall()
-        return {row[0] for row in rows}
-
     def apply(self, df: pd.DataFrame, *, id: str | None = None) -> pd.DataFrame:
         """Write the store's state into ``df``'s label columns, in place; returns ``df``.
 
@@ -477,8 +469,10 @@ class Store:
             raise StoreError(f"{self.path} has no task yet: open it with Store(path, task=task) before apply().")
         keys = key_strings(record_keys(df, id))
         ensure_columns(df, self.task)
-        state = self.state()
-        labeled = self._conn_records(("label", "accept", "edit", "reject"))
+        columns = ("id", "ts", "record", "annotator", "action", "value")
+        events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
+        state = replay(events)  # as state() gives it, from the same read
+        labeled = events.loc[events["action"].isin(list(SOURCE_OF)), "record"]  # undone ones too
         state = state[state.index.isin(labeled)]  # a record the store only ever skipped keeps the frame's label
         if state.empty:
             return df

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .frame import LABEL_COLUMNS, LLM_COLUMNS
+
+_NOT_TEXT = ("labeled_at", "llm_confidence", "llm_probs")  # times, a number, lists
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 # read_json without guessing: no "007" -> 7, no text column turned into dates. pandas < 3.1 guesses
 # dates even with dtype=False unless told not to; pandas 3.1 deprecates convert_dates for dtype=False.
@@ -21,17 +24,7 @@ if getattr(inspect.signature(pd.read_json).parameters.get("convert_dates"), "def
 
 
 # jlabel's own columns that hold text: a label "1" or a model id "7" must not be read as a number
-_TEXT_COLUMNS = (
-    "text",
-    "label",
-    "label_source",
-    "annotator",
-    "llm_label",
-    "llm_model",
-    "llm_prompt",
-    "llm_error",
-    "llm_source",
-)
+_TEXT_COLUMNS = ("text", *(c for c in (*LABEL_COLUMNS, *LLM_COLUMNS) if c not in _NOT_TEXT))
 # a number written with a leading zero or a plus sign is an identifier (a record key, a zip or
 # phone number): read as a number it would lose what makes it itself
 _WRITTEN_AS_TEXT = r"^\s*(?:[+-]?0\d|\+)"

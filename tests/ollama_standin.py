@@ -42,6 +42,8 @@ from llama_cpp._internals import LlamaSampler
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
+from jlabel.llm.llamacpp import load_llama
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str):
@@ -80,14 +82,14 @@ class Engine:
             self.load_ns = 0
             return
         t0 = time.perf_counter_ns()
-        self.llm = Llama(str(self.path), n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
+        self.llm = load_llama(self.path, n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
         self.load_ns = time.perf_counter_ns() - t0
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Unit-length mean-pooled vectors of ``texts`` and the tokens evaluated."""
         if self._embedder is None:
-            self._embedder = Llama(
-                str(self.path), embedding=True, pooling_type=1, n_ctx=2048, n_threads=self.n_threads, verbose=False
+            self._embedder = load_llama(
+                self.path, embedding=True, pooling_type=1, n_ctx=2048, n_threads=self.n_threads, verbose=False
             )
         vectors = [self._embedder.embed(text, normalize=True) for text in texts]
         return vectors, sum(len(self._embedder.tokenize(t.encode("utf-8"))) for t in texts)

@@ -225,3 +225,38 @@ def test_two_threads_sharing_the_model_take_turns(embedded_llm, task):
     for thread in threads:
         thread.join(timeout=120)
     np.testing.assert_allclose(np.vstack([both[0], both[1]]), alone, atol=1e-6)
+
+
+@pytest.mark.model
+def test_a_model_loaded_without_extra_buffers_evaluates_batches_and_restores_the_defaults():
+    # llama.cpp 0.3.36's AMX kernels crashed the process on the first batch of 2+ tokens on an AMX CPU
+    import llama_cpp.llama_cpp as lib
+
+    from jlabel.llm.llamacpp import load_llama
+    from jlabel.llm.models import embedded_path
+
+    defaults = lib.llama_model_default_params
+    model = load_llama(embedded_path(), extra_buffers=False, n_ctx=256, n_threads=1, verbose=False)
+    assert lib.llama_model_default_params is defaults
+    assert lib.llama_model_default_params().use_extra_bufts  # llama.cpp's own default is left alone
+    model.eval(model.tokenize(b"two or more tokens in one batch"))
+    assert model.n_tokens > 2
+    model.close()
+
+
+def test_extra_buffers_default_off_only_on_amx_cpus(monkeypatch):
+    from jlabel.llm import llamacpp
+
+    seen = {}
+
+    class FakeLlama:
+        def __init__(self, path, **options):
+            import llama_cpp.llama_cpp as lib
+
+            seen["extra"] = lib.llama_model_default_params().use_extra_bufts
+
+    monkeypatch.setattr("llama_cpp.Llama", FakeLlama)
+    for amx in (True, False):
+        monkeypatch.setattr(llamacpp, "cpu_has_amx", lambda: amx)
+        llamacpp.load_llama("model.gguf")
+        assert seen["extra"] is (not amx)

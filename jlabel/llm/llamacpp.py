@@ -98,6 +98,46 @@ def _one_at_a_time(method):
     return locked
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has Intel AMX (read from /proc/cpuinfo; False where that cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="ignore") as info:
+            return any(line.startswith("flags") and " amx_int8" in line for line in info)
+    except OSError:
+        return False
+
+
+def load_llama(path: str | os.PathLike, *, extra_buffers: bool | None = None, **options):
+    """``llama_cpp.Llama(path, **options)`` with llama.cpp's extra CPU buffer types on or off.
+
+    ``Llama`` takes no argument for ``use_extra_bufts``, so the model parameters' defaults are
+    swapped for the duration of the load (under a lock: loads in other threads wait).
+    """
+    import llama_cpp
+    import llama_cpp.llama_cpp as lib
+
+    if extra_buffers is None:
+        extra_buffers = not cpu_has_amx()
+    if extra_buffers:
+        return llama_cpp.Llama(str(path), **options)
+    defaults = lib.llama_model_default_params
+
+    def without_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOAD_LOCK:
+        lib.llama_model_default_params = without_extra_buffers
+        try:
+            return llama_cpp.Llama(str(path), **options)
+        finally:
+            lib.llama_model_default_params = defaults
+
+
 class LlamaCppLLM(LLM):
     """A GGUF model run in-process by llama.cpp (llama-cpp-python).
 
@@ -122,6 +162,10 @@ class LlamaCppLLM(LLM):
         The most spans asked for per record.
     seed
         llama.cpp's seed (decoding is greedy, so results do not depend on it).
+    extra_buffers
+        Let llama.cpp repack the weights into its extra CPU buffer types (AMX, repacked Q4_0).
+        Default: off on CPUs with AMX, where llama.cpp 0.3.36's AMX kernels crash the process on
+        the first batch of two or more tokens; on elsewhere.
     """
 
     def __init__(
@@ -136,13 +180,12 @@ class LlamaCppLLM(LLM):
         max_span_tokens: int = 512,
         max_spans: int = 6,
         seed: int = 0,
+        extra_buffers: bool | None = None,
     ) -> None:
         if not isinstance(n_ctx, int) or n_ctx < 256:
             raise ValueError(f"n_ctx must be an integer of at least 256 tokens, got {n_ctx!r}.")
         self.path = Path(path).expanduser()
         self.digest = check_gguf(self.path, sha256)
-        from llama_cpp import Llama
-
         self.name = name or self.path.stem
         #: how a Dask worker loads the same model: (spec, options)
         self.spec: tuple[str | None, dict] = (
@@ -156,12 +199,14 @@ class LlamaCppLLM(LLM):
                 "max_span_tokens": max_span_tokens,
                 "max_spans": max_spans,
                 "seed": seed,
+                "extra_buffers": extra_buffers,
             },
         )
         self.max_span_tokens = max_span_tokens
         self.max_spans = max_spans
-        self._model = Llama(
-            str(self.path),
+        self._model = load_llama(
+            self.path,
+            extra_buffers=extra_buffers,
             n_ctx=n_ctx,
             n_threads=n_threads,
             # prompt evaluation on as many threads as generation (llama.cpp's default takes every

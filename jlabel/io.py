@@ -507,27 +507,20 @@ def _read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
-def _unique_keys(keys: list, n: int) -> bool:
-    return len(keys) == n and all(k is not None for k in keys) and len(set(map(repr, keys))) == n
+def _keyed(frame: pd.DataFrame, keys: list) -> pd.DataFrame:
+    """``frame`` (one row per key, indexed 0..n-1) indexed by the record keys when they are unique.
 
-
-def _index(keys: list, n: int) -> pd.Index:
-    if _unique_keys(keys, n):
-        return pd.Index(keys, dtype=object if any(isinstance(k, str) for k in keys) else None)
-    return pd.RangeIndex(n)
-
-
-def _keep_keys(frame: pd.DataFrame, keys: list) -> pd.DataFrame:
-    """Keys that cannot index the frame (repeated, or missing on some rows) go into a ``record`` column.
-
-    A file with two annotators' labels of one record has that record's key twice; the key must
-    survive the 0..n-1 index (``jl.agreement`` takes the ``record``, ``annotator``, ``label`` table).
-    The column is ``jlabel_record`` when the file has a ``record`` field of its own.
+    Keys that cannot index the frame (repeated, or missing on some rows) go into a ``record``
+    column instead: a file with two annotators' labels of one record has that record's key
+    twice, and the key must survive the 0..n-1 index (``jl.agreement`` takes the ``record``,
+    ``annotator``, ``label`` table). The column is ``jlabel_record`` when the file has a
+    ``record`` field of its own. A file without keys keeps the 0..n-1 index.
     """
-    if _unique_keys(keys, len(frame)) or all(k is None for k in keys):
-        return frame
-    name = "record" if "record" not in frame.columns else "jlabel_record"
-    frame.insert(0, name, pd.Series(keys, index=frame.index, dtype=object))
+    if all(k is not None for k in keys) and len(set(map(repr, keys))) == len(frame):
+        return frame.set_axis(pd.Index(keys, dtype=object if any(isinstance(k, str) for k in keys) else None))
+    if any(k is not None for k in keys):
+        name = "record" if "record" not in frame.columns else "jlabel_record"
+        frame.insert(0, name, pd.Series(keys, index=frame.index, dtype=object))
     return frame
 
 
@@ -596,7 +589,7 @@ def _read_training(path: Path, rows: list[tuple[int, dict]], task: Task | None) 
         labels.append(value)
         where.append(f"{path}, line {number}")
     task = _task_for(found, kind, task, path)
-    frame = _keep_keys(pd.DataFrame({"text": text}, index=_index(keys, len(rows))), keys)
+    frame = _keyed(pd.DataFrame({"text": text}), keys)
     frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
     return _finish(frame, task, where)
 
@@ -693,7 +686,7 @@ def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -
         stamps.append(when if value is not None else None)
         where.append(here)
     task = _task_for(found, kind, task, path)
-    frame = _keep_keys(pd.DataFrame({"text": text}, index=_index(keys, len(rows))), keys)
+    frame = _keyed(pd.DataFrame({"text": text}), keys)
     frame["label"] = pd.Series(labels, index=frame.index, dtype=object)
     frame["label_source"] = sources
     frame["annotator"] = pd.Series(annotators, index=frame.index, dtype=object).where(frame["label"].notna(), None)
@@ -866,8 +859,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
         return long[["record", "annotator", "label", "labeled_at"]]
     keys = [r.pop("_key") for r in records]
     probs = [r.pop("_probs", None) for r in records]
-    frame = pd.DataFrame.from_records(records, index=_index(keys, len(records))) if records else pd.DataFrame()
-    frame = _keep_keys(frame, keys)
+    frame = _keyed(pd.DataFrame.from_records(records), keys) if records else pd.DataFrame()
     for column in ("label", "llm_label"):
         if column in frame.columns:
             frame[column] = frame[column].astype(object).where(frame[column].notna(), None)

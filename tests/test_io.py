@@ -636,3 +636,16 @@ def test_repeated_record_keys_are_kept_in_a_record_column(tmp_path):
     (tmp_path / "ls.json").write_text(json.dumps(ls))
     back = jl.read(tmp_path / "ls.json", task=jl.Task(["x"]))
     assert back["record"].tolist() == ["mine", "mine"] and back["jlabel_record"].tolist() == [3, 3]
+
+
+def test_label_studio_keys_named_like_data_fields_stay_keys(tmp_path):
+    # keys that are all field names ("text", "label") index the frame; the fields stay columns
+    choice = [{"result": [{"type": "choices", "value": {"choices": ["x"]}}]}]
+    tasks = [
+        {"data": {"text": t}, "meta": {"jlabel_key": k}, "annotations": choice}
+        for k, t in [("text", "a"), ("label", "b")]
+    ]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    back = jl.read(tmp_path / "ls.json")
+    assert back.index.tolist() == ["text", "label"]
+    assert back["text"].tolist() == ["a", "b"] and back["label"].tolist() == ["x", "x"]

@@ -181,17 +181,18 @@ def _check_keys(long: pd.DataFrame) -> None:
         )
 
 
-def _label_keys(labels: pd.Series) -> pd.Series:
-    """Hashable labels: strings as they are, lists (multi-label) as a sorted, joined key."""
-    if pd.api.types.infer_dtype(labels, skipna=True) in _SCALAR:
+def _label_keys(labels: pd.Series, scalar: bool) -> pd.Series:
+    """Hashable labels: strings as they are, lists (multi-label) as a sorted, joined key.
+
+    ``scalar``: the column holds single labels only (its ``infer_dtype`` is one of ``_SCALAR``).
+    """
+    if scalar:
         return labels.astype(object)
     return labels.map(lambda v: "|".join(sorted(map(str, v))) if isinstance(v, list | tuple) else v)
 
 
 def _label_sets(labels: pd.Series, label: np.ndarray) -> list[frozenset] | None:
     """Per label code (``label``: each rating's), the set of label names it stands for; None if not multi-label."""
-    if pd.api.types.infer_dtype(labels, skipna=True) in _SCALAR:
-        return None
     first = np.unique(label, return_index=True)[1]  # one rating per code, in code order
     values = labels.to_numpy(dtype=object)[first]
     if not any(isinstance(v, list | tuple) for v in values):
@@ -329,13 +330,14 @@ def _frame(rows: list[tuple], ci: float) -> pd.DataFrame:
 
 
 def _nominal_agreement(long: pd.DataFrame, *, per_label: bool, rng, n_boot: int, ci: float) -> pd.DataFrame:
-    label, labels = pd.factorize(_label_keys(long["label"]))
+    scalar = pd.api.types.infer_dtype(long["label"], skipna=True) in _SCALAR
+    label, labels = pd.factorize(_label_keys(long["label"], scalar))
     wide, counts, raters, labels = _patterns(long, label, labels)
     weights = _weights(counts, rng, n_boot)
     rows = _metric_rows(wide, len(labels), weights, raters, "all")
     if not per_label:
         return _frame(rows, ci)
-    sets = _label_sets(long["label"], label)
+    sets = None if scalar else _label_sets(long["label"], label)
     if sets is None:  # single-label: each label against all others
         members = [(str(name), np.arange(len(labels)) == code) for code, name in enumerate(labels)]
     else:  # multi-label: whether the rater's label set holds the label

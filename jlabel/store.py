@@ -326,7 +326,7 @@ class Store:
                 f"A {action[takes_none].iloc[0]!r} event takes no value, got {value[takes_none].iloc[0]!r}."
             )
         decided = action.isin(DECISIONS) & value.notna()
-        if self.task is not None and decided.any():
+        if decided.any():
             value = value.copy()
             if self.task.kind == "single":
                 wrong = decided & ~value.isin(self.task.labels)
@@ -341,7 +341,7 @@ class Store:
         rows = zip(
             np.full(len(frame), time.time()),
             column["record"].astype(str),
-            np.full(len(frame), self.task.id if self.task is not None else ""),
+            np.full(len(frame), self.task.id),
             annotator,
             action,
             _dump_column(value),
@@ -375,6 +375,7 @@ class Store:
             )
 
     def _row(self, record, action, value, annotator, suggestion, confidence, model, prompt, duration_ms, meta):
+        """The journal row of one event, checked against the task (``record`` required it)."""
         if action not in ACTIONS:
             raise ValueError(f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.")
         if record is None or (isinstance(record, float) and np.isnan(record)):
@@ -383,7 +384,7 @@ class Store:
             raise ValueError(f"A {action!r} event needs the label as value.")
         if action in ("skip", "undo") and value is not None:
             raise ValueError(f"A {action!r} event takes no value, got {value!r}.")
-        if value is not None and self.task is not None and action in DECISIONS:
+        if value is not None and action in DECISIONS:
             value = self.task.check_value(value)
         if duration_ms is not None:
             duration_ms = int(duration_ms)
@@ -392,7 +393,7 @@ class Store:
         return (
             time.time(),
             str(record),
-            self.task.id if self.task is not None else "",
+            self.task.id,
             current_annotator(annotator) if annotator is not None else self.annotator,
             action,
             _dump(value),

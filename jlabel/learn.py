@@ -645,8 +645,11 @@ class Assistant:
         (``jl.preannotate(learn=True)`` passes them; :func:`jlabel.preannotate.scores_and_vectors` gives
         them): the head reads them next to the words. On the news set they lifted held-out accuracy at
         50 / 200 labels from 0.67 / 0.78 to 0.81 / 0.84. ``"cache"``: those a ``preannotate(learn=True)``
-        run left in the default score cache for the frame's suggestions
+        run left in the score cache ``cache`` for the frame's suggestions
         (:func:`jlabel.preannotate.cached_vectors`; the panel, queue and check use this). ``None``: words only.
+    cache
+        With ``vectors="cache"``: the score cache the vectors are read from (``None`` or ``True``: the
+        default; a path, as given to ``preannotate``; ``False``: none).
     self_train
         Single-label tasks, from ``SELF_TRAIN_MIN`` labels on (and while fewer than ``SELF_TRAIN_MAX``): the
         unlabeled records the suggestion is at least ``SELF_TRAIN_CONFIDENCE`` sure of are added to the
@@ -692,6 +695,7 @@ class Assistant:
         cascade_min: int = 20,
         lsa: int = 100,
         vectors: np.ndarray | str | None = None,
+        cache: str | os.PathLike | bool | None = None,
         self_train: bool = True,
         id: str | None = None,
     ) -> None:
@@ -752,7 +756,7 @@ class Assistant:
                 raise ValueError(f"vectors must be an (n, d) array, 'cache' or None, got {vectors!r}.")
             from .preannotate import cached_vectors
 
-            vectors = cached_vectors(df, task)
+            vectors = cached_vectors(df, task, cache)
         if vectors is not None:
             self.set_vectors(vectors)
         self._problems = [_Problem(k if task.kind == "single" else 2, folds, seed, margin, min_labels)]
@@ -1394,8 +1398,6 @@ def learning_curve(
     """
     import altair as alt
 
-    from .preannotate import cached_vectors
-
     if not isinstance(task, Task) or task.kind != "single":
         raise ValueError("learning_curve works on single-label tasks (pass a jl.Task with kind='single').")
     record_keys(df, id)
@@ -1437,7 +1439,7 @@ def learning_curve(
             frame["label"] = pd.Series(pd.NA, index=frame.index, dtype=object)
             frame.iloc[train, frame.columns.get_loc("label")] = labeled["label"].to_numpy(dtype=object)[train]
             if assistant is None:
-                assistant = Assistant(frame, task, probs=base, vectors=cached_vectors(frame, task, cache), seed=seed)
+                assistant = Assistant(frame, task, probs=base, vectors="cache", cache=cache, seed=seed)
             assistant.df = frame
             assistant.fit(select=True)
             chosen, _ = assistant.predict(test)

@@ -154,10 +154,7 @@ def check(
         from .learn import Assistant
 
         # out-of-fold suggestions of labeled records only: no self-training (it teaches unlabeled ones)
-        from .preannotate import cached_vectors
-
-        vectors = cached_vectors(df, task, cache)
-        assistant = Assistant(df, task, probs=matrix, vectors=vectors, self_train=False, id=id)
+        assistant = Assistant(df, task, probs=matrix, vectors="cache", cache=cache, self_train=False, id=id)
         learned_rows, learned, _ = assistant.fit(select=True).oof()
         matrix = matrix.copy()
         matrix[learned_rows] = learned

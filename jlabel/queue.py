@@ -230,7 +230,6 @@ def _is_multi(task, probs: np.ndarray) -> bool:
 
 def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str, cache) -> np.ndarray:
     from .learn import Assistant
-    from .preannotate import cached_vectors
     from .task import Task
 
     if not isinstance(task, Task):
@@ -239,9 +238,8 @@ def _learned(df: pd.DataFrame, task, column: str, id: str | None, strategy: str,
         raise ValueError(
             "learn=True ranks with one learned probability matrix; use another strategy than 'disagreement'."
         )
-    vectors = cached_vectors(df, task, cache)
     probs = column if column in df.columns else None
-    return Assistant(df, task, probs=probs, vectors=vectors, id=id).fit(select=True).probs()[0]
+    return Assistant(df, task, probs=probs, vectors="cache", cache=cache, id=id).fit(select=True).probs()[0]
 
 
 def _round_robin(df: pd.DataFrame, column: str, candidates: np.ndarray, ranked: np.ndarray) -> np.ndarray:

@@ -484,6 +484,22 @@ def test_queue_check_and_learning_curve_read_the_cache_they_are_given(tmp_path):
     assert learned(mine) > 0.9 > 0.6 > learned(False)
 
 
+def test_an_assistant_reads_the_vectors_from_the_cache_it_is_given(tmp_path, monkeypatch):
+    from jlabel.preannotate import cached_vectors
+
+    monkeypatch.setenv("JLABEL_CACHE", str(tmp_path / "default.sqlite"))
+    df, task, y = synthetic(120, seed=27, labeled=60, text_signal=False, llm_signal=False)
+    frame = df[["text", "label"]]
+    llm = VectorLLM(dict(zip(frame["text"], y)))
+    mine = tmp_path / "mine.sqlite"  # not the default cache
+    out = jl.preannotate(frame, task, llm, learn=True, cache=mine, progress=False, calibrate=None)
+    vectors = cached_vectors(out, task, mine)
+    assert vectors.shape == (120, 8) and not np.isnan(vectors).any()
+    np.testing.assert_array_equal(Assistant(out, task, vectors="cache", cache=mine)._raw_vectors, vectors)
+    assert Assistant(out, task, vectors="cache")._raw_vectors is None  # the default cache holds none
+    assert Assistant(out, task, vectors="cache", cache=False)._raw_vectors is None
+
+
 def vector_panel(tmp_path, monkeypatch):
     """A learning panel on 200 records whose words and model scores are noise and whose vectors carry the
     label (VectorLLM); nothing pre-annotated or cached."""

@@ -141,10 +141,19 @@ def test_assign_gives_every_record_once_and_the_overlap_twice():
 
 def test_learning_ranks_a_frame_nothing_pre_annotated():
     # labels and words, no model column: the learner reads the words alone (was: "run jl.preannotate first")
+    from jlabel.learn import Assistant
+
     task = jl.Task(["x", "y"])
     rng = np.random.default_rng(0)
     first = rng.random(200) < 0.5
-    df = pd.DataFrame({"text": [("alpha beta " if f else "gamma delta ") + str(i) for i, f in enumerate(first)]})
+    words = np.where(first, "alpha beta ", "gamma delta ").astype(object)
+    mixed = np.arange(150, 170)  # both labels' words: the learner is unsure of these, neither first nor last
+    words[mixed] = "alpha beta gamma delta "
+    df = pd.DataFrame({"text": [w + str(i) for i, w in enumerate(words)]})
     df["label"] = pd.Series([("x" if f else "y") if i < 80 else None for i, f in enumerate(first)], dtype="string")
     order = jl.queue(df, task=task, learn=True, explore=0)
     assert len(order) == 120 and set(order) == set(range(80, 200))
+    # least confident first by the learned probabilities, not in row order
+    assert set(order[:20]) == set(mixed)
+    confidence = Assistant(df, task).fit(select=True).probs()[0].max(axis=1)[df.index.get_indexer(order)]
+    assert np.all(np.diff(confidence) >= -1e-9)

@@ -10,10 +10,11 @@ and their ratio, the prefill-bound limit (prefill tokens/s measured in this run 
 tokens per record) and jlabel's share of it, accuracy, and the AUROC of the confidence for
 right against wrong.
 
-``--quality``: accuracy, macro-F1, ECE and AUROC of each label-bias correction step
-(raw, batch mean, content-free, bias and temperature fitted on half of the records' gold labels
-and measured on the other half; verbalisers and balanced shuffled few-shot on the first
-``--n-steps`` records).
+``--quality``: accuracy, macro-F1, ECE and AUROC of each label-bias correction step, for the
+label names only and for the default (a label joining alternatives, "Sci/Tech", also scored
+through its parts): raw, batch mean, content-free, bias and temperature fitted on half of the
+records' gold labels and measured on the other half; then other verbalisers and balanced
+shuffled few-shot on the first ``--n-steps`` records.
 """
 
 from __future__ import annotations
@@ -146,22 +147,28 @@ def quality(args) -> None:
         print(f"  [{name}: {time.perf_counter() - start:.0f}s]", file=sys.stderr)
         return jl.probs(out, task)
 
-    P = run("zero-shot")
     half = np.arange(len(df)) % 2 == 0
-    table["zero-shot raw"] = measures(P, y)
-    table["+ batch mean"] = measures(C.rescale(P, C.batch_prior(P)), y)
-    table["+ content-free"] = measures(C.rescale(P, C.content_free_prior(llm, task)), y)
-    fitted = C.fit(P[half], y[half])
-    table["+ fitted bias/T (other half)"] = measures(fitted.apply(P[~half]), y[~half])
+
+    def steps(name, P):
+        table[f"{name} raw"] = measures(P, y)
+        table[f"{name} + batch mean"] = measures(C.rescale(P, C.batch_prior(P)), y)
+        table[f"{name} + content-free"] = measures(C.rescale(P, C.content_free_prior(llm, task)), y)
+        fitted = C.fit(P[half], y[half])
+        table[f"{name} + fitted bias/T (other half)"] = measures(fitted.apply(P[~half]), y[~half])
+
+    # label names only, then the default: a label joining alternatives ("Sci/Tech") also scored through its parts
+    steps("names only", run("names only", prompt=default_prompt(task, split_labels=False)))
+    P = run("default")
+    steps("default (parts)", P)
     # the prompt variants on the first --n-steps records (each is another full pass of the model)
     m = min(args.n_steps, len(df))
     few = slice(0, m)
-    table[f"zero-shot raw (first {m})"] = measures(P[few], y[few])
-    table[f"zero-shot + batch mean (first {m})"] = measures(C.rescale(P[few], C.batch_prior(P[few])), y[few])
+    table[f"default raw (first {m})"] = measures(P[few], y[few])
+    table[f"default + batch mean (first {m})"] = measures(C.rescale(P[few], C.batch_prior(P[few])), y[few])
     verbal = default_prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science", "Technology"]})
     V = run("verbalisers", prompt=verbal, rows=few)
-    table[f"verbalisers raw (first {m})"] = measures(V, y[few])
-    table[f"verbalisers + batch mean (first {m})"] = measures(C.rescale(V, C.batch_prior(V)), y[few])
+    table[f"Science/Technology raw (first {m})"] = measures(V, y[few])
+    table[f"Science/Technology + batch mean (first {m})"] = measures(C.rescale(V, C.batch_prior(V)), y[few])
     # few-shot: one example per label from records after the measured ones, balanced and shuffled
     pool, gold = load(args.data, args.n + 200)
     pool = pool.iloc[args.n :].assign(label=[LABELS[i] for i in gold[args.n :]])
@@ -170,9 +177,9 @@ def quality(args) -> None:
     table[f"few-shot(4) raw (first {m})"] = measures(F, y[few])
     table[f"few-shot(4) + batch mean (first {m})"] = measures(C.rescale(F, C.batch_prior(F)), y[few])
     print(f"model {llm.id}, {len(df)} records of {args.data.name}")
-    print(f"{'step':44}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}{'AUROC':>8}")
+    print(f"{'step':48}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}{'AUROC':>8}")
     for name, m in table.items():
-        print(f"{name:44}{m['accuracy']:>10.3f}{m['macro_f1']:>10.3f}{m['ece']:>8.3f}{m['auroc']:>8.3f}")
+        print(f"{name:48}{m['accuracy']:>10.3f}{m['macro_f1']:>10.3f}{m['ece']:>8.3f}{m['auroc']:>8.3f}")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,15 @@ class Prompt:
     verbalizers
         ``{label: [surface form, ...]}``: a label is scored through all its forms (their
         probabilities add up), such as ``{"Sci/Tech": ["Sci/Tech", "Science", "Technology"]}``.
-        Labels not named are scored through their own name.
+        Labels not named are scored through their own name, and (with ``split_labels``) their parts.
+    split_labels
+        A label that joins alternatives with ``/`` or ``&`` (``"Sci/Tech"``, ``"Arts & Culture"``)
+        and has no verbalisers is scored through its name and each of its parts (``"Sci"``,
+        ``"Tech"``): a small model that would answer ``"Technology"`` rarely starts its answer with
+        ``"Sci/Tech"``. Parts shorter than two characters, parts another label also has
+        (``"Sports"`` in ``"Sports/Tennis"`` and ``"Sports/Golf"``) and parts that are another
+        label's name are left out. ``False``: labels without verbalisers are scored through their
+        names only.
 
     Examples
     --------
@@ -53,6 +62,8 @@ class Prompt:
     'Talks in Geneva'
     >>> p.forms("World")
     ('World',)
+    >>> Prompt(Task(["World", "Sci/Tech"])).forms("Sci/Tech")
+    ('Sci/Tech', 'Sci', 'Tech')
     >>> len(p.hash)
     16
     """
@@ -62,6 +73,7 @@ class Prompt:
     system: str | None = None
     examples: tuple[tuple[str, Any], ...] = ()
     verbalizers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    split_labels: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, Task):
@@ -84,6 +96,10 @@ class Prompt:
                 raise ValueError(f"verbalizers[{label!r}] must be non-empty strings, got {forms!r}.")
             verbalizers[label] = forms
         object.__setattr__(self, "verbalizers", verbalizers)
+        if not isinstance(self.split_labels, bool):
+            raise TypeError(f"split_labels must be True or False, got {self.split_labels!r}.")
+        parts = label_parts(self.task.labels) if self.split_labels and self.task.kind == "single" else {}
+        object.__setattr__(self, "_parts", {k: v for k, v in parts.items() if k not in verbalizers})
 
     # --- what the model sees ------------------------------------------------------------------
 
@@ -142,8 +158,8 @@ class Prompt:
         return json.dumps({"spans": list(value)}, ensure_ascii=False)
 
     def forms(self, label: str) -> tuple[str, ...]:
-        """The surface forms a label is scored through (its verbalisers, else its name)."""
-        return self.verbalizers.get(label, (label,))
+        """The surface forms a label is scored through: its verbalisers, else its name (and its parts)."""
+        return self.verbalizers.get(label) or self._parts.get(label, (label,))
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -154,7 +170,8 @@ class Prompt:
             "template": self.template,
             "system": self.system_text(),
             "examples": [[t, v] for t, v in self.examples],
-            "verbalizers": {k: list(v) for k, v in sorted(self.verbalizers.items())},
+            # a label's parts score like verbalisers; prompts without either keep the hash they had
+            "verbalizers": {k: list(v) for k, v in sorted({**self._parts, **self.verbalizers}.items())},
         }
 
     @property
@@ -165,7 +182,7 @@ class Prompt:
 
     def with_examples(self, examples: Sequence[tuple[str, Any]]) -> Prompt:
         """The same prompt with other few-shot examples."""
-        return Prompt(self.task, self.template, self.system, tuple(examples), self.verbalizers)
+        return Prompt(self.task, self.template, self.system, tuple(examples), self.verbalizers, self.split_labels)
 
 
 _DEFAULT_INSTRUCTIONS = {
@@ -183,6 +200,33 @@ _ANSWER = {
 }
 
 
+def label_parts(labels: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """The forms of labels that join alternatives with ``/`` or ``&``: the label, then its parts.
+
+    Examples
+    --------
+    >>> label_parts(["World", "Sci/Tech", "Arts & Culture"])
+    {'Sci/Tech': ('Sci/Tech', 'Sci', 'Tech'), 'Arts & Culture': ('Arts & Culture', 'Arts', 'Culture')}
+    >>> label_parts(["Sports/Tennis", "Sports/Golf", "N/A"])
+    {'Sports/Tennis': ('Sports/Tennis', 'Tennis'), 'Sports/Golf': ('Sports/Golf', 'Golf')}
+    """
+    split = {label: [p.strip() for p in _JOINS.split(label)] for label in labels}
+    seen: dict[str, int] = {}
+    for parts in split.values():
+        for part in {p.casefold() for p in parts}:
+            seen[part] = seen.get(part, 0) + 1
+    names = {label.casefold() for label in labels}
+    out = {}
+    for label, parts in split.items():
+        kept = [p for p in parts if len(p) >= 2 and seen[p.casefold()] == 1 and p.casefold() not in names]
+        if len(parts) > 1 and kept:
+            out[label] = (label, *dict.fromkeys(kept))
+    return out
+
+
+_JOINS = re.compile(r"\s*[/&]\s*")
+
+
 def _describe(task: Task, label: str) -> str:
     description = task.descriptions.get(label, "")
     return f"{label}: {description}" if description else label
@@ -195,6 +239,7 @@ def default_prompt(
     system: str | None = None,
     examples: Sequence[tuple[str, Any]] = (),
     verbalizers: Mapping[str, Sequence[str]] | None = None,
+    split_labels: bool = True,
 ) -> Prompt:
     """The default prompt for a task's kind, built from its instructions and labels.
 
@@ -210,7 +255,7 @@ def default_prompt(
     <BLANKLINE>
     Answer with the label only.
     """
-    return Prompt(task, template, system, tuple(examples), dict(verbalizers or {}))
+    return Prompt(task, template, system, tuple(examples), dict(verbalizers or {}), split_labels)
 
 
 def choose_examples(

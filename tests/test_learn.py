@@ -45,7 +45,7 @@ def synthetic(n: int, *, seed: int = 0, text_signal: bool = True, llm_signal: bo
     return df, task, y
 
 
-def wait_until(condition, *, timeout: float = 30, step: float = 0.05) -> None:
+def wait_until(condition, *, timeout: float = 60, step: float = 0.05) -> None:
     """Poll ``condition`` until it holds or ``timeout`` seconds pass (the assertion after the wait says which)."""
     deadline = time.time() + timeout
     while time.time() < deadline and not condition():

@@ -96,7 +96,7 @@ def test_prefix_is_evaluated_once(embedded_llm, task):
 def test_label_sequences_score_like_a_fresh_full_evaluation(embedded_llm):
     """Odd labels: one a prefix of another, multi-token, non-ASCII; KV reuse changes nothing."""
     task = jl.Task(["pol", "politics", "Sci/Tech", "Ökonomie 📈", "a b"])
-    prompt = jl.prompts.default_prompt(task)
+    prompt = jl.prompts.default_prompt(task, split_labels=False)  # each label through its full name
     text = "Parliament passed the budget after a long debate."
     P, warning = embedded_llm.score_one(prompt, text)
     assert warning is None and P.shape == (5,) and np.isfinite(P).all()
@@ -121,8 +121,10 @@ def test_label_sequences_score_like_a_fresh_full_evaluation(embedded_llm):
 @pytest.mark.model
 def test_verbalisers_add_up_the_forms(embedded_llm, task):
     text = "A new chip doubles battery life in phones."
-    plain, _ = embedded_llm.score_one(jl.prompts.default_prompt(task), text)
-    verbal = jl.prompts.default_prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science", "Technology"]})
+    plain, _ = embedded_llm.score_one(jl.prompts.default_prompt(task, split_labels=False), text)
+    verbal = jl.prompts.default_prompt(
+        task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science", "Technology"]}, split_labels=False
+    )
     more, _ = embedded_llm.score_one(verbal, text)
     assert more[3] > plain[3]  # more surface forms, more probability mass for the label
     np.testing.assert_allclose(more.sum(), 1.0)
@@ -131,6 +133,10 @@ def test_verbalisers_add_up_the_forms(embedded_llm, task):
     parts = jl.prompts.default_prompt(task, verbalizers={"Sci/Tech": ["Sci", "Tech"]})
     nested = jl.prompts.default_prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Sci", "Tech"]})
     np.testing.assert_allclose(embedded_llm.score_one(nested, text)[0], embedded_llm.score_one(parts, text)[0])
+    # the default prompt scores a label joining alternatives through its parts, as `nested` does
+    split, _ = embedded_llm.score_one(jl.prompts.default_prompt(task), text)
+    np.testing.assert_allclose(split, embedded_llm.score_one(nested, text)[0])
+    assert split[3] > plain[3]
 
 
 @pytest.mark.model

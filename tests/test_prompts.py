@@ -90,3 +90,34 @@ def test_choose_examples_prefers_latest_by_time(task):
     assert choose_examples(df, task) == [("old", "World")]
     with pytest.raises(ValueError, match="per_label"):
         choose_examples(df, task, per_label=-1)
+
+
+def test_labels_joining_alternatives_are_scored_through_their_parts():
+    task = jl.Task(["World", "Sci/Tech", "Arts & Culture", "N/A"])
+    p = jl.prompts.Prompt(task)
+    assert p.forms("Sci/Tech") == ("Sci/Tech", "Sci", "Tech")
+    assert p.forms("Arts & Culture") == ("Arts & Culture", "Arts", "Culture")
+    assert p.forms("N/A") == ("N/A",) and p.forms("World") == ("World",)  # one-letter parts say nothing
+    assert p.answer("Sci/Tech") == "Sci/Tech"  # a few-shot answer is the label itself
+    # a user's verbalisers win; split_labels=False scores names only
+    mine = jl.prompts.Prompt(task, verbalizers={"Sci/Tech": ["Science"]})
+    assert mine.forms("Sci/Tech") == ("Science",) and mine.forms("Arts & Culture")[1:] == ("Arts", "Culture")
+    assert jl.prompts.Prompt(task, split_labels=False).forms("Sci/Tech") == ("Sci/Tech",)
+    # the parts shape the answer, so they are in the hash; prompts without such labels keep their hash
+    assert p.hash != jl.prompts.Prompt(task, split_labels=False).hash
+    plain = jl.Task(["World", "Sports"])
+    assert jl.prompts.Prompt(plain).hash == jl.prompts.Prompt(plain, split_labels=False).hash
+    same = jl.prompts.Prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Sci", "Tech"]})
+    assert same.hash == p.hash  # the same forms score the same: the cache may share them
+    assert p.with_examples([("x", "World")]).forms("Sci/Tech") == p.forms("Sci/Tech")
+    with pytest.raises(TypeError, match="split_labels"):
+        jl.prompts.Prompt(task, split_labels="yes")
+
+
+def test_label_parts_leave_out_shared_parts_and_other_labels_names():
+    parts = jl.prompts.label_parts(["Sports/Tennis", "Sports/Golf", "Business", "Business/Finance"])
+    assert parts == {"Sports/Tennis": ("Sports/Tennis", "Tennis"), "Sports/Golf": ("Sports/Golf", "Golf"),
+                     "Business/Finance": ("Business/Finance", "Finance")}
+    assert jl.prompts.label_parts(["a/b", "c"]) == {}
+    multi = jl.Task(["Sci/Tech", "World"], kind="multi")
+    assert jl.prompts.Prompt(multi).forms("Sci/Tech") == ("Sci/Tech",)  # yes/no questions name the label

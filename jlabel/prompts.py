@@ -47,9 +47,10 @@ class Prompt:
         A label that joins alternatives with ``/`` or ``&`` (``"Sci/Tech"``, ``"Arts & Culture"``)
         and has no verbalisers is scored through its name and each of its parts (``"Sci"``,
         ``"Tech"``): a small model that would answer ``"Technology"`` rarely starts its answer with
-        ``"Sci/Tech"``. Parts shorter than two characters, parts another label also has
-        (``"Sports"`` in ``"Sports/Tennis"`` and ``"Sports/Golf"``) and parts that are another
-        label's name are left out. ``False``: labels without verbalisers are scored through their
+        ``"Sci/Tech"``. A label with a part shorter than two characters (``"AT&T"``, ``"24/7"``) is
+        not split; parts another label also has (``"Sports"`` in ``"Sports/Tennis"`` and
+        ``"Sports/Golf"``), that are another label's name or one of another label's verbalisers are
+        left out. ``False``: labels without verbalisers are scored through their
         names only.
 
     Examples
@@ -99,7 +100,9 @@ class Prompt:
         if not isinstance(self.split_labels, bool):
             raise TypeError(f"split_labels must be True or False, got {self.split_labels!r}.")
         parts = label_parts(self.task.labels) if self.split_labels and self.task.kind == "single" else {}
-        object.__setattr__(self, "_parts", {k: v for k, v in parts.items() if k not in verbalizers})
+        taken = {form.casefold() for forms in verbalizers.values() for form in forms}  # a user's forms win
+        parts = {k: (k, *[p for p in v[1:] if p.casefold() not in taken]) for k, v in parts.items() if k not in verbalizers}
+        object.__setattr__(self, "_parts", {k: v for k, v in parts.items() if len(v) > 1})
 
     # --- what the model sees ------------------------------------------------------------------
 
@@ -207,7 +210,7 @@ def label_parts(labels: Sequence[str]) -> dict[str, tuple[str, ...]]:
     --------
     >>> label_parts(["World", "Sci/Tech", "Arts & Culture"])
     {'Sci/Tech': ('Sci/Tech', 'Sci', 'Tech'), 'Arts & Culture': ('Arts & Culture', 'Arts', 'Culture')}
-    >>> label_parts(["Sports/Tennis", "Sports/Golf", "N/A"])
+    >>> label_parts(["Sports/Tennis", "Sports/Golf", "N/A", "AT&T"])
     {'Sports/Tennis': ('Sports/Tennis', 'Tennis'), 'Sports/Golf': ('Sports/Golf', 'Golf')}
     """
     split = {label: [p.strip() for p in _JOINS.split(label)] for label in labels}
@@ -218,8 +221,10 @@ def label_parts(labels: Sequence[str]) -> dict[str, tuple[str, ...]]:
     names = {label.casefold() for label in labels}
     out = {}
     for label, parts in split.items():
-        kept = [p for p in parts if len(p) >= 2 and seen[p.casefold()] == 1 and p.casefold() not in names]
-        if len(parts) > 1 and kept:
+        if len(parts) < 2 or any(len(p) < 2 for p in parts):  # "AT&T", "24/7", "A/B testing" are names
+            continue
+        kept = [p for p in parts if seen[p.casefold()] == 1 and p.casefold() not in names]
+        if kept:
             out[label] = (label, *dict.fromkeys(kept))
     return out
 

@@ -139,6 +139,23 @@ def test_verbalisers_add_up_the_forms(embedded_llm, task):
     assert split[3] > plain[3]
 
 
+
+@pytest.mark.model
+def test_a_labels_own_name_counts_when_its_part_begins_another_label(embedded_llm):
+    # "Health" (a part of "Health/Fitness") begins "Health Policy": every form then needs the end token,
+    # and the name itself was dropped as an extension of its part, leaving Health/Fitness at 0.2 not 0.97
+    task = jl.Task(["Health/Fitness", "Health Policy", "Travel"], instructions="Classify the article by topic.")
+    examples = [("Best stretches before a morning jog", "Health/Fitness"), ("Senate debates hospital funding", "Health Policy")]
+    text = "Ten-minute home workout: squats, push-ups and planks to get fit."
+    split = jl.prompts.Prompt(task, examples=examples)
+    owner, forms = zip(*[(j, f) for j, label in enumerate(task.labels) for f in split.forms(label)])
+    logp = embedded_llm._continuations(embedded_llm.render(split.messages(text)), forms, owners=owner)
+    assert forms[:3] == ("Health/Fitness", "Health", "Fitness") and np.isfinite(logp).all()
+    names = jl.prompts.Prompt(task, examples=examples, split_labels=False)
+    with_parts, _ = embedded_llm.score_one(split, text)
+    assert with_parts[0] >= embedded_llm.score_one(names, text)[0][0] - 1e-9  # parts only add exact answers
+
+
 @pytest.mark.model
 def test_multi_label_p_yes_per_label(embedded_llm):
     task = jl.Task(["sport", "money"], kind="multi")

@@ -121,3 +121,14 @@ def test_label_parts_leave_out_shared_parts_and_other_labels_names():
     assert jl.prompts.label_parts(["a/b", "c"]) == {}
     multi = jl.Task(["Sci/Tech", "World"], kind="multi")
     assert jl.prompts.Prompt(multi).forms("Sci/Tech") == ("Sci/Tech",)  # yes/no questions name the label
+
+
+def test_names_with_one_letter_parts_stay_whole_and_a_users_forms_are_not_repeated():
+    assert jl.prompts.label_parts(["AT&T", "24/7", "A/B testing", "S&P 500", "Sci/Tech"]) == {
+        "Sci/Tech": ("Sci/Tech", "Sci", "Tech")
+    }
+    task = jl.Task(["World", "Science/Health", "Sci/Tech"])
+    p = jl.prompts.Prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science", "Technology"]})
+    assert p.forms("Science/Health") == ("Science/Health", "Health")  # "Science" answers for Sci/Tech only
+    only = jl.prompts.Prompt(jl.Task(["Sci/Tech", "World"]), verbalizers={"World": ["sci"]})
+    assert only.forms("Sci/Tech") == ("Sci/Tech", "Tech")

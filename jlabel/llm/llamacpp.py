@@ -8,9 +8,10 @@ longest token prefix common to all of them (the prompt) is evaluated, reusing th
 of the previous record up to the longest common token prefix, so the instructions, labels and
 few-shot examples are evaluated once and each record evaluates only its own tokens. Then
 each form's continuation is evaluated after cutting the cache back to the prompt: its log
-probability is the sum of its tokens' log probabilities. Forms of one label add up; labels
-are normalised over the set. The end-of-turn token is scored too when one form's tokens are a
-prefix of another's (``"Sci"`` against ``"Sci/Tech"``). Multi-label: P(yes) per label, from a
+probability is the sum of its tokens' log probabilities. Forms of one label add up (a form
+that extends another of the same label, ``"Sci/Tech"`` after ``"Sci"``, is inside it); labels
+are normalised over the set. When one label's form begins another label's (``"Health"`` and
+``"Health Policy"``), every form is scored with the end-of-turn token: the whole answer. Multi-label: P(yes) per label, from a
 yes/no question per label (the record's tokens are shared between the questions).
 """
 
@@ -467,27 +468,37 @@ class LlamaCppLLM(LLM):
         return narrow_vector(pooled)
 
     def _continuations(self, base: str, forms: Sequence[str], owners: Sequence[int] | None = None) -> np.ndarray:
-        """Log probability of each form after ``base`` (``-inf`` for a form another form of its owner contains).
+        """Log probability of each form after ``base`` (``-inf`` for a form not counted on its own).
 
-        A form whose tokens extend another form of the same label (``"Sci/Tech"`` after ``"Sci"``) is
-        already inside that form's probability: it is left out rather than counted twice. Forms of
-        different labels where one extends the other are told apart by the end-of-turn token.
+        When one label's form begins another label's (``"Health"`` and ``"Health Policy"``), every
+        form is scored with the end-of-turn token after it: the probability of that exact answer,
+        and a label's exact answers add up. Otherwise a form's probability is that the answer
+        begins with it, and a form that extends another form of the same label (``"Sci/Tech"``
+        after ``"Sci"``) is already inside that one's: it is left out rather than counted twice.
         """
         sequences = [self.tokenize(base + form) for form in forms]
         owners = list(range(len(forms))) if owners is None else list(owners)
-        kept = [
+        distinct = [
             i
             for i, s in enumerate(sequences)
-            if not any(
-                owners[j] == owners[i] and (_is_prefix(t, s) or (t == s and j < i))
-                for j, t in enumerate(sequences)
-                if j != i
-            )
+            if not any(owners[j] == owners[i] and sequences[j] == s for j in range(i))
         ]
-        sequences = [sequences[i] for i in kept]
-        shared = _common_length(sequences)
-        if self._end and any(len(s) == shared or _is_prefix(s, t) for s in sequences for t in sequences if s is not t):
+        ends = bool(self._end) and any(
+            owners[i] != owners[j] and (sequences[i] == sequences[j] or _is_prefix(sequences[i], sequences[j]))
+            for i in distinct
+            for j in distinct
+            if i != j
+        )
+        if ends:
+            kept = distinct
             sequences = [self.tokenize(base + forms[i] + self._end) for i in kept]
+        else:
+            kept = [
+                i
+                for i in distinct
+                if not any(owners[j] == owners[i] and _is_prefix(sequences[j], sequences[i]) for j in distinct)
+            ]
+            sequences = [sequences[i] for i in kept]
         out = np.full(len(forms), -np.inf)
         out[kept] = self.sequence_logprobs(sequences)
         return out

@@ -265,7 +265,7 @@ def report(
     parts.append("<h2>Checks</h2>")
     found = _checks(store, checks)
     if found.empty and checks is None:  # nothing was checked, which is not "nothing suspect"
-        parts.append('<p class="note">No check was run: pass checks=jl.check(df, task) to jl.report.</p>')
+        parts.append('<p class="note">No check was journalled: run jl.check(df, task, store=store), or pass checks=jl.check(df, task) to jl.report.</p>')
     else:
         parts.append(_table(found, caption="Labels flagged as likely wrong."))
     parts.append("<h2>Audit trail</h2>")

@@ -82,6 +82,7 @@ def check(
     id: str | None = None,
     learn: bool | None = None,
     cache: str | os.PathLike | bool = True,
+    store=None,
 ) -> pd.DataFrame:
     """Human labels that are likely wrong, most suspicious first, each with a reason.
 
@@ -122,6 +123,12 @@ def check(
         (learning reads every record's text: pass ``learn=True`` for larger frames). On the news-topic set with 10% of 1,000 labels
         flipped (``benchmarks/check_news.py``, three seeds), learning raised the precision of the
         flagged set from 0.15-0.19 to 0.52-0.54, at a recall of 0.58-0.68.
+    cache
+        The score cache the record vectors are read from when learning (as in ``preannotate``).
+    store
+        A :class:`jlabel.Store` (or its path): one ``check`` event per suspect, for the audit trail
+        and ``jlabel report`` (value ``"suspect"``, the model's label and confidence, and the human
+        label, score, reason and explanation in ``meta``).
 
     Returns
     -------
@@ -254,7 +261,40 @@ def check(
     out = out.sort_values("score", ascending=False, kind="stable")
     if explain:
         out["explanation"] = _explanations(df, task, llm, out, keys, n=len(out) if explain is True else int(explain))
+    if store is not None:
+        _check_events(store, task, df, keys, out)
     return out
+
+
+def _check_events(store, task: Task, df: pd.DataFrame, keys: pd.Index, suspects: pd.DataFrame) -> None:
+    from .store import Store
+
+    opened = isinstance(store, (str, os.PathLike))
+    if opened:
+        store = Store(store, task=task)
+    models = (
+        pd.Series(df["llm_model"].to_numpy(dtype=object), index=keys).reindex(suspects.index)
+        if "llm_model" in df.columns
+        else pd.Series(None, index=suspects.index, dtype=object)
+    )
+    details = suspects[["label", "score", "reason"] + (["explanation"] if "explanation" in suspects else [])]
+    try:
+        store.record_many(
+            pd.DataFrame(
+                {
+                    "record": suspects.index.to_numpy(dtype=object),
+                    "action": "check",
+                    "value": "suspect",
+                    "suggestion": suspects["model_label"].to_numpy(dtype=object),
+                    "confidence": suspects["model_confidence"].to_numpy(dtype=np.float64),
+                    "model": models.astype(object).where(models.notna(), None).to_numpy(dtype=object),
+                    "meta": [{k: v for k, v in row.items() if v is not None} for row in details.to_dict("records")],
+                }
+            )
+        )
+    finally:
+        if opened:
+            store.close()
 
 
 EXPLAIN_SYSTEM = (

@@ -183,4 +183,4 @@ def test_report_counts_blind_labels_apart_and_says_when_no_check_ran(tmp_path, t
     assert row["with_suggestion"] == 1 and row["accept_rate"] == 0.0  # was 4 of 5 "accepted"
     page = jl.report(store, tmp_path / "r.html").read_text(encoding="utf-8")
     assert "6 decisions and 1 undos" in page  # was "7 decisions": the undo counted as one
-    assert "No check was run" in page  # was "None.", read as "nothing suspect"
+    assert "No check was journalled" in page  # was "None.", read as "nothing suspect"

@@ -69,6 +69,31 @@ def test_check_flags_same_text_with_different_labels():
     assert jl.check(df, TASK, similar=False).empty
 
 
+
+def test_check_journals_its_suspects_for_the_audit_report(tmp_path):
+    from jlabel.audit import _checks
+
+    df = pd.DataFrame(
+        {
+            "text": ["Stocks fall!", "stocks  FALL", "Stocks fall.", "Match won", "match won!", "other"],
+            "label": ["Business", "Business", "Sports", "Sports", "World", "World"],
+        },
+        index=list("abcdef"),
+    )
+    df = jl.set_suggestions(df, TASK, np.tile([0.7, 0.1, 0.1, 0.1], (6, 1)), model="m@sha256:0")
+    suspects = jl.check(df, TASK, learn=False, store=tmp_path / "labels.db")
+    store = jl.Store(tmp_path / "labels.db", task=TASK)
+    events = store.events(actions=["check"])
+    assert sorted(events["record"]) == sorted(suspects.index) and len(events) == len(suspects) > 0
+    first = events.set_index("record").loc[suspects.index[0]]
+    assert first["value"] == "suspect" and first["suggestion"] == suspects["model_label"].iloc[0]
+    assert first["model"] == "m@sha256:0" and first["meta"]["reason"] == suspects["reason"].iloc[0]
+    assert set(_checks(store, None)["record"]) == set(suspects.index)  # jlabel report shows them unasked
+    assert store.state().empty or store.state()["value"].isna().all()  # a check decides nothing
+    assert jl.check(df.iloc[[5]], TASK, learn=False, store=store).empty  # no suspects, no events
+    assert len(store.events(actions=["check"])) == len(suspects)
+
+
 def test_check_rejects_what_it_cannot_do():
     df, _, _ = _noisy(20)
     with pytest.raises(ValueError, match="explain=True asks the model"):

@@ -594,7 +594,8 @@ def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, fai
     from .frame import key_strings
     from .store import Store
 
-    if isinstance(store, (str, os.PathLike)):
+    opened = isinstance(store, (str, os.PathLike))
+    if opened:
         store = Store(store, task=task)
     ok = ~failed
     events = pd.DataFrame(
@@ -607,7 +608,11 @@ def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, fai
             "prompt": filled["llm_prompt"].astype(object).to_numpy()[ok],
         }
     )
-    store.record_many(events)
+    try:
+        store.record_many(events)
+    finally:
+        if opened:
+            store.close()
 
 
 def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, cache) -> pd.DataFrame:

@@ -27,7 +27,7 @@ import traitlets
 
 from .frame import check_labels_match, ensure_columns, key_strings, probs, record_keys, texts, unlabeled
 from .llm.base import LLM
-from .preannotate import ScoreCache, _open_cache, _score, cached_vectors, default_cache, gives_vectors
+from .preannotate import ScoreCache, _open_cache, _score, default_cache, gives_vectors
 from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
 from .task import Task
 
@@ -750,8 +750,7 @@ class Labeler(anywidget.AnyWidget):
                     base = probs(self.df, self.task)
             if self._assistant is None:
                 # features of every record, computed once (outside the lock: the panel keeps working)
-                vectors = cached_vectors(self.df, self.task, self._cache)
-                assistant = Assistant(self.df, self.task, probs=base, vectors=vectors, id=self._id)
+                assistant = Assistant(self.df, self.task, probs=base, vectors="cache", cache=self._cache, id=self._id)
                 with self._lock:  # live calls that finished while it was built
                     current = probs(self.df, self.task)
                     late = np.flatnonzero(np.isnan(base).any(axis=1) & ~np.isnan(current).any(axis=1))

@@ -139,13 +139,15 @@ def test_verbalisers_add_up_the_forms(embedded_llm, task):
     assert split[3] > plain[3]
 
 
-
 @pytest.mark.model
 def test_a_labels_own_name_counts_when_its_part_begins_another_label(embedded_llm):
     # "Health" (a part of "Health/Fitness") begins "Health Policy": every form then needs the end token,
     # and the name itself was dropped as an extension of its part, leaving Health/Fitness at 0.2 not 0.97
     task = jl.Task(["Health/Fitness", "Health Policy", "Travel"], instructions="Classify the article by topic.")
-    examples = [("Best stretches before a morning jog", "Health/Fitness"), ("Senate debates hospital funding", "Health Policy")]
+    examples = [
+        ("Best stretches before a morning jog", "Health/Fitness"),
+        ("Senate debates hospital funding", "Health Policy"),
+    ]
     text = "Ten-minute home workout: squats, push-ups and planks to get fit."
     split = jl.prompts.Prompt(task, examples=examples)
     owner, forms = zip(*[(j, f) for j, label in enumerate(task.labels) for f in split.forms(label)])
@@ -280,6 +282,20 @@ def test_extra_buffers_default_off_only_on_amx_cpus(monkeypatch):
 
     monkeypatch.setattr("llama_cpp.Llama", FakeLlama)
     for amx in (True, False):
-        monkeypatch.setattr(llamacpp, "cpu_has_amx", lambda: amx)
+        monkeypatch.setattr(llamacpp, "cpu_has_amx", lambda amx=amx: amx)
         llamacpp.load_llama("model.gguf")
         assert seen["extra"] is (not amx)
+
+
+def test_an_old_binding_that_cannot_turn_extra_buffers_off_says_so(monkeypatch):
+    import llama_cpp.llama_cpp as lib
+
+    from jlabel.llm import llamacpp
+
+    class OldParams:  # a llama-cpp-python whose model parameters have no use_extra_bufts field
+        _fields_ = (("n_gpu_layers", None),)
+
+    monkeypatch.setattr(lib, "llama_model_params", OldParams)
+    monkeypatch.setattr("llama_cpp.Llama", lambda path, **options: "loaded")
+    with pytest.warns(RuntimeWarning, match="cannot turn llama.cpp's extra CPU buffer types off"):
+        assert llamacpp.load_llama("model.gguf", extra_buffers=False) == "loaded"

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import threading
+import warnings
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,23 +116,32 @@ def load_llama(path: str | os.PathLike, *, extra_buffers: bool | None = None, **
     """``llama_cpp.Llama(path, **options)`` with llama.cpp's extra CPU buffer types on or off.
 
     ``Llama`` takes no argument for ``use_extra_bufts``, so the model parameters' defaults are
-    swapped for the duration of the load (under a lock: loads in other threads wait).
+    swapped for the duration of the load. Every load holds a lock, so a load in another thread
+    never sees the swapped defaults.
     """
     import llama_cpp
     import llama_cpp.llama_cpp as lib
 
     if extra_buffers is None:
         extra_buffers = not cpu_has_amx()
-    if extra_buffers:
-        return llama_cpp.Llama(str(path), **options)
-    defaults = lib.llama_model_default_params
-
-    def without_extra_buffers():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
     with _LOAD_LOCK:
+        if extra_buffers:
+            return llama_cpp.Llama(str(path), **options)
+        if "use_extra_bufts" not in dict(lib.llama_model_params._fields_):
+            warnings.warn(
+                f"llama-cpp-python {llama_cpp.__version__} cannot turn llama.cpp's extra CPU buffer types off; "
+                "on a CPU with AMX, upgrade it (pip install -U llama-cpp-python) if model calls crash.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return llama_cpp.Llama(str(path), **options)
+        defaults = lib.llama_model_default_params
+
+        def without_extra_buffers():
+            params = defaults()
+            params.use_extra_bufts = False
+            return params
+
         lib.llama_model_default_params = without_extra_buffers
         try:
             return llama_cpp.Llama(str(path), **options)

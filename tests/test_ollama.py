@@ -461,3 +461,13 @@ def test_record_vectors_come_from_the_embed_api(host, news_task, monkeypatch):
         assert backend.score_records(news_task, texts, vectors=True).vectors is None
         assert calls == ["embed"]
         assert not gives_vectors(backend)  # so pre-annotation and the panel stop asking for them
+
+
+def test_the_coded_label_list_shows_a_users_verbalisers_not_the_automatic_parts():
+    from jlabel.llm.ollama import OllamaLLM
+
+    task = jl.Task(["World", "Sci/Tech"])
+    listed = OllamaLLM._coded_messages(None, jl.prompts.Prompt(task), ["1", "2"], "x")[0]["content"]
+    assert "2. Sci/Tech\n" in listed + "\n" and "(Sci, Tech)" not in listed  # the prompt Ollama users had
+    mine = jl.prompts.Prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science"]})
+    assert "2. Sci/Tech (Science)" in OllamaLLM._coded_messages(None, mine, ["1", "2"], "x")[0]["content"]

@@ -474,7 +474,9 @@ class OllamaLLM(LLM):
         lines = [prompt.system or task.instructions.strip() or "Label the text with the one label that fits it best."]
         lines += ["", "Labels:"]
         for code, label in zip(codes, task.labels):
-            forms = [f for f in prompt.forms(label) if f != label]
+            # the user's verbalisers only: a label's automatic parts help token scoring, and the model
+            # answers here with a code
+            forms = [f for f in prompt.verbalizers.get(label, ()) if f != label]
             line = f"{code}. {label}" + (f" ({', '.join(forms)})" if forms else "")
             description = task.descriptions.get(label, "")
             lines.append(f"{line}: {description}" if description else line)

@@ -150,6 +150,7 @@ def _checks(store: Store, checks: pd.DataFrame | None) -> pd.DataFrame:
     if events.empty:
         return pd.DataFrame()
     latest = events.drop_duplicates("record", keep="last")
+    latest = latest[latest["value"].eq("suspect")]  # a label fixed and checked again is "ok" now
     return pd.DataFrame(
         {
             "record": latest["record"],
@@ -264,8 +265,13 @@ def report(
     parts.append(_table(_annotators(trail)))
     parts.append("<h2>Checks</h2>")
     found = _checks(store, checks)
-    if found.empty and checks is None:  # nothing was checked, which is not "nothing suspect"
-        parts.append('<p class="note">No check was journalled: run jl.check(df, task, store=store), or pass checks=jl.check(df, task) to jl.report.</p>')
+    if found.empty and checks is None and store.events(actions=["check"]).empty:  # not "nothing suspect"
+        parts.append(
+            '<p class="note">No check was journalled: run jl.check(df, task, store=store), '
+            "or pass checks=jl.check(df, task) to jl.report.</p>"
+        )
+    elif found.empty:
+        parts.append('<p class="note">Checked: nothing suspect.</p>')
     else:
         parts.append(_table(found, caption="Labels flagged as likely wrong."))
     parts.append("<h2>Audit trail</h2>")

@@ -264,6 +264,12 @@ def preannotate(
         raise ValueError(f"batch must be a positive integer, got {batch!r}.")
     if not (calibrate in CALIBRATIONS or isinstance(calibrate, calibration.Fitted)):
         raise ValueError(f"calibrate must be one of {CALIBRATIONS} or a jlabel.calibration.Fitted, got {calibrate!r}.")
+    if store is not None:  # a store of another task is refused before the model runs, not after
+        from .store import open_for
+
+        checked = open_for(store, task, what="the suggest events")
+        if checked is not store:
+            checked.close()
     keys = record_keys(df, id)
     model = _resolve(llm)
     record_text = texts(df, task)
@@ -592,11 +598,10 @@ def _progress(total: int, show: bool, model: LLM):
 
 def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, failed: np.ndarray) -> None:
     from .frame import key_strings
-    from .store import Store
+    from .store import open_for
 
     opened = isinstance(store, (str, os.PathLike))
-    if opened:
-        store = Store(store, task=task)
+    store = open_for(store, task, what="the suggest events")
     ok = ~failed
     events = pd.DataFrame(
         {
@@ -654,10 +659,10 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
     out["llm_error"] = pd.Series(message, index=out.index, dtype=object).astype(STRING_DTYPE)
     if store is not None:
         from .frame import key_strings
-        from .store import Store
+        from .store import open_for
 
-        if isinstance(store, (str, os.PathLike)):
-            store = Store(store, task=task)
+        opened = isinstance(store, (str, os.PathLike))
+        store = open_for(store, task, what="the suggest events")
         events = pd.DataFrame(
             {
                 "record": key_strings(keys)[ok],
@@ -667,7 +672,11 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
                 "prompt": prompt.hash,
             }
         )
-        store.record_many(events)
+        try:
+            store.record_many(events)
+        finally:
+            if opened:
+                store.close()
     return out
 
 

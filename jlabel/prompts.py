@@ -101,7 +101,9 @@ class Prompt:
             raise TypeError(f"split_labels must be True or False, got {self.split_labels!r}.")
         parts = label_parts(self.task.labels) if self.split_labels and self.task.kind == "single" else {}
         taken = {form.casefold() for forms in verbalizers.values() for form in forms}  # a user's forms win
-        parts = {k: (k, *[p for p in v[1:] if p.casefold() not in taken]) for k, v in parts.items() if k not in verbalizers}
+        parts = {
+            k: (k, *[p for p in v[1:] if p.casefold() not in taken]) for k, v in parts.items() if k not in verbalizers
+        }
         object.__setattr__(self, "_parts", {k: v for k, v in parts.items() if len(v) > 1})
 
     # --- what the model sees ------------------------------------------------------------------

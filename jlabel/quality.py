@@ -149,6 +149,12 @@ def check(
     _single(task, "jl.check")
     if explain and not callable(getattr(llm, "generate", None)):
         raise ValueError("explain=True asks the model for each reason: pass llm=jl.llm() (or your model) as well.")
+    if store is not None:  # refused before any work, not after the suspects are found
+        from .store import open_for
+
+        checked = open_for(store, task, what="the check events")
+        if checked is not store:
+            checked.close()
     keys = key_strings(record_keys(df, id))
     codes = _label_codes(df, task)
     labels = np.array(task.labels, dtype=object)
@@ -243,6 +249,8 @@ def check(
             {c: pd.Series(dtype=object if c in ("label", "model_label", "reason") else float) for c in columns}
         )
         empty.index = pd.Index([], name="record", dtype=object)
+        if store is not None:
+            _check_events(store, task, df, keys, codes, empty)
         return empty
     found = pd.concat(parts, ignore_index=True).sort_values("score", ascending=False, kind="stable")
     reasons = found.groupby("row", sort=False)["reason"].agg("; ".join)
@@ -262,33 +270,40 @@ def check(
     if explain:
         out["explanation"] = _explanations(df, task, llm, out, keys, n=len(out) if explain is True else int(explain))
     if store is not None:
-        _check_events(store, task, df, keys, out)
+        _check_events(store, task, df, keys, codes, out)
     return out
 
 
-def _check_events(store, task: Task, df: pd.DataFrame, keys: pd.Index, suspects: pd.DataFrame) -> None:
-    from .store import Store
+def _check_events(store, task: Task, df: pd.DataFrame, keys: pd.Index, codes, suspects: pd.DataFrame) -> None:
+    """One ``check`` event per labeled record checked: ``"suspect"`` (with why) or ``"ok"``."""
+    from .store import open_for
 
     opened = isinstance(store, (str, os.PathLike))
-    if opened:
-        store = Store(store, task=task)
+    store = open_for(store, task, what="the check events")
+    checked = keys[codes >= 0]
+    flagged = suspects.reindex(checked)
+    is_suspect = checked.isin(suspects.index)
     models = (
-        pd.Series(df["llm_model"].to_numpy(dtype=object), index=keys).reindex(suspects.index)
+        pd.Series(df["llm_model"].to_numpy(dtype=object), index=keys)[codes >= 0]
         if "llm_model" in df.columns
-        else pd.Series(None, index=suspects.index, dtype=object)
+        else pd.Series(None, index=checked, dtype=object)
     )
-    details = suspects[["label", "score", "reason"] + (["explanation"] if "explanation" in suspects else [])]
+    details = flagged[["label", "score", "reason"] + (["explanation"] if "explanation" in flagged else [])]
+    meta = [
+        {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and np.isnan(v))} if bad else None
+        for row, bad in zip(details.astype(object).to_dict("records"), is_suspect)
+    ]
     try:
         store.record_many(
             pd.DataFrame(
                 {
-                    "record": suspects.index.to_numpy(dtype=object),
+                    "record": checked.to_numpy(dtype=object),
                     "action": "check",
-                    "value": "suspect",
-                    "suggestion": suspects["model_label"].to_numpy(dtype=object),
-                    "confidence": suspects["model_confidence"].to_numpy(dtype=np.float64),
+                    "value": np.where(is_suspect, "suspect", "ok"),
+                    "suggestion": flagged["model_label"].astype(object).to_numpy(dtype=object),
+                    "confidence": flagged["model_confidence"].to_numpy(dtype=np.float64),
                     "model": models.astype(object).where(models.notna(), None).to_numpy(dtype=object),
-                    "meta": [{k: v for k, v in row.items() if v is not None} for row in details.to_dict("records")],
+                    "meta": meta,
                 }
             )
         )

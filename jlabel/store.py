@@ -649,3 +649,30 @@ def _load_column(column: pd.Series) -> pd.Series:
     decoded = np.empty(len(uniques) + 1, dtype=object)
     decoded[:-1] = [json.loads(u) for u in uniques]
     return pd.Series(decoded[codes], index=column.index, dtype=object)
+
+
+def open_for(store, task, annotator: str | None = None, *, what: str = "its events") -> Store:
+    """``store`` (a :class:`Store` or the path of its file) checked to be this task's store.
+
+    ``None`` gives an in-memory store. A path is opened for ``task`` (a file of another task is
+    refused there); an open store must have been opened for this same task. ``what`` names what
+    would be journalled, for the error messages.
+    """
+    if store is None:
+        return Store(":memory:", task=task, annotator=annotator)
+    if isinstance(store, (str, os.PathLike)):
+        return Store(store, task=task, annotator=annotator)
+    if not isinstance(store, Store):
+        raise TypeError(f"store must be a jl.Store or the path of its file, got {type(store).__name__}.")
+    if store.task is None:  # its events would be journalled under no task: invisible to Store(path, task=task)
+        raise ValueError(
+            f"The store {str(store.path)!r} was opened without a task: open it with "
+            f"jl.Store({str(store.path)!r}, task=task) (or pass store= the path) so {what} are "
+            f"journalled for this task."
+        )
+    if store.task.id != task.id:
+        raise ValueError(
+            f"The store {store.path} is for task {store.task.id} (labels {list(store.task.labels)}), "
+            f"not this task ({task.id}, labels {list(task.labels)}): open a store made for this task."
+        )
+    return store

@@ -28,7 +28,7 @@ import traitlets
 from .frame import check_labels_match, ensure_columns, key_strings, probs, record_keys, texts, unlabeled
 from .llm.base import LLM
 from .preannotate import ScoreCache, _open_cache, _score, default_cache, gives_vectors
-from .store import DECISIONS, SOURCE_OF, Store, current_annotator, replay
+from .store import DECISIONS, SOURCE_OF, Store, current_annotator, open_for, replay
 from .task import Task
 
 # the front end: js/ of the source tree, shipped into the wheel as jlabel/static (pyproject.toml)
@@ -170,7 +170,7 @@ class Labeler(anywidget.AnyWidget):
         texts(df.iloc[:0], task)  # a task whose text columns the frame lacks fails here, with the columns named
         check_labels_match(df, task)
         probs(df.iloc[: min(len(df), 1)], task)  # llm_probs of another label set fails here
-        self._store = _open_store(store, task, annotator)
+        self._store = open_for(store, task, annotator, what="the panel's decisions")
         annotator = current_annotator(annotator) if annotator is not None else self._store.annotator
         ensure_columns(df, task)  # only once every check passed: a refused Labeler leaves df as it was
 
@@ -870,27 +870,6 @@ class Labeler(anywidget.AnyWidget):
                 self.df.iat[row, column("llm_prompt")] = str(prompt)
         # the label last: code reading the frame while the panel writes sees a whole suggestion once it sees the label
         self.df.iat[row, column("llm_label")] = label
-
-
-def _open_store(store, task: Task, annotator: str | None) -> Store:
-    if store is None:
-        return Store(":memory:", task=task, annotator=annotator)
-    if isinstance(store, (str, Path)):
-        return Store(store, task=task, annotator=annotator)
-    if not isinstance(store, Store):
-        raise TypeError(f"store must be a jl.Store or the path of its file, got {type(store).__name__}.")
-    if store.task is None:  # its events would be journalled under no task: invisible to Store(path, task=task)
-        raise ValueError(
-            f"The store {str(store.path)!r} was opened without a task: open it with "
-            f"jl.Store({str(store.path)!r}, task=task) (or pass store= the path) so the panel's decisions are "
-            f"journalled for this task."
-        )
-    if store.task is not None and store.task.id != task.id:
-        raise ValueError(
-            f"The store {store.path} is for task {store.task.id} (labels {list(store.task.labels)}), "
-            f"not this task ({task.id}, labels {list(task.labels)}): open a store made for this task."
-        )
-    return store
 
 
 def _queue(df: pd.DataFrame, keys: pd.Index, order) -> tuple[np.ndarray, str]:

@@ -22,6 +22,16 @@ from jlabel.preannotate import ScoreCache, text_hashes
 KEYWORDS = {"World": "ceasefire", "Sports": "striker", "Business": "bank", "Sci/Tech": "chip"}
 
 
+def test_a_store_of_another_task_is_refused_before_the_model_runs(df, task, tmp_path):
+    other = jl.Store(tmp_path / "other.db", task=jl.Task(["x", "y"]))
+    model = KeywordLLM()
+    with pytest.raises(ValueError, match="not this task"):  # was: after every record was scored
+        jl.preannotate(df, task, model, cache=None, store=other, progress=False)
+    with pytest.raises(jl.StoreError, match="another task"):
+        jl.preannotate(df, task, model, cache=None, store=tmp_path / "other.db", progress=False)
+    assert model.calls == [] and other.events().empty
+
+
 class KeywordLLM(LLM):
     """Scores by keyword and counts calls; 'boom' in a text makes the call fail."""
 

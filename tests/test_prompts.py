@@ -116,8 +116,11 @@ def test_labels_joining_alternatives_are_scored_through_their_parts():
 
 def test_label_parts_leave_out_shared_parts_and_other_labels_names():
     parts = jl.prompts.label_parts(["Sports/Tennis", "Sports/Golf", "Business", "Business/Finance"])
-    assert parts == {"Sports/Tennis": ("Sports/Tennis", "Tennis"), "Sports/Golf": ("Sports/Golf", "Golf"),
-                     "Business/Finance": ("Business/Finance", "Finance")}
+    assert parts == {
+        "Sports/Tennis": ("Sports/Tennis", "Tennis"),
+        "Sports/Golf": ("Sports/Golf", "Golf"),
+        "Business/Finance": ("Business/Finance", "Finance"),
+    }
     assert jl.prompts.label_parts(["a/b", "c"]) == {}
     multi = jl.Task(["Sci/Tech", "World"], kind="multi")
     assert jl.prompts.Prompt(multi).forms("Sci/Tech") == ("Sci/Tech",)  # yes/no questions name the label

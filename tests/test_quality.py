@@ -69,7 +69,6 @@ def test_check_flags_same_text_with_different_labels():
     assert jl.check(df, TASK, similar=False).empty
 
 
-
 def test_check_journals_its_suspects_for_the_audit_report(tmp_path):
     from jlabel.audit import _checks
 
@@ -83,15 +82,30 @@ def test_check_journals_its_suspects_for_the_audit_report(tmp_path):
     df = jl.set_suggestions(df, TASK, np.tile([0.7, 0.1, 0.1, 0.1], (6, 1)), model="m@sha256:0")
     suspects = jl.check(df, TASK, learn=False, store=tmp_path / "labels.db")
     store = jl.Store(tmp_path / "labels.db", task=TASK)
-    events = store.events(actions=["check"])
-    assert sorted(events["record"]) == sorted(suspects.index) and len(events) == len(suspects) > 0
-    first = events.set_index("record").loc[suspects.index[0]]
-    assert first["value"] == "suspect" and first["suggestion"] == suspects["model_label"].iloc[0]
+    events = store.events(actions=["check"]).set_index("record")
+    assert sorted(events.index) == list("abcdef")  # every checked label: "suspect" or "ok"
+    assert sorted(events.index[events["value"] == "suspect"]) == sorted(suspects.index) and len(suspects) > 0
+    first = events.loc[suspects.index[0]]
+    assert first["suggestion"] == suspects["model_label"].iloc[0]
     assert first["model"] == "m@sha256:0" and first["meta"]["reason"] == suspects["reason"].iloc[0]
     assert set(_checks(store, None)["record"]) == set(suspects.index)  # jlabel report shows them unasked
     assert store.state().empty or store.state()["value"].isna().all()  # a check decides nothing
-    assert jl.check(df.iloc[[5]], TASK, learn=False, store=store).empty  # no suspects, no events
-    assert len(store.events(actions=["check"])) == len(suspects)
+    # labels fixed and checked again leave the report; a check that finds nothing says so
+    fixed = df.assign(label="World", llm_probs=[[0.1, 0.1, 0.1, 0.7]] * 6)
+    assert jl.check(fixed, TASK, learn=False, store=store).empty
+    assert _checks(store, None).empty
+    jl.report(store, tmp_path / "r.html")
+    assert "Checked: nothing suspect" in (tmp_path / "r.html").read_text()
+
+
+def test_check_refuses_another_tasks_store_before_it_works(tmp_path):
+    other = jl.Store(tmp_path / "other.db", task=jl.Task(["x", "y"]))
+    df = pd.DataFrame({"text": ["a", "b"], "label": ["World", "Sports"]})
+    with pytest.raises(ValueError, match=r"is for task .* not this task"):
+        jl.check(df, TASK, store=other)
+    with pytest.raises(jl.StoreError, match="another task"):
+        jl.check(df, TASK, store=tmp_path / "other.db")
+    assert other.events(actions=["check"]).empty
 
 
 def test_check_rejects_what_it_cannot_do():

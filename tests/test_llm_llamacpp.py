@@ -82,6 +82,37 @@ def test_probabilities_sum_to_one_argmax_is_the_suggestion_and_runs_repeat(embed
 
 
 @pytest.mark.model
+def test_an_interrupted_run_resumes_with_the_rest_and_cache_hits_skip_the_model(
+    embedded_llm, task, small_df, tmp_path, monkeypatch
+):
+    texts = small_df["text"].tolist()[:4]
+    frame = small_df.iloc[:4]
+    full = jl.preannotate(frame, task, embedded_llm, cache=None, calibrate=None, progress=False)
+    real, calls, stop_after = embedded_llm.score_one, [], [2]
+
+    def counted(prompt, text):
+        if len(calls) == stop_after[0]:
+            raise KeyboardInterrupt  # as a user stopping the kernel
+        calls.append(text)
+        return real(prompt, text)
+
+    monkeypatch.setattr(embedded_llm, "score_one", counted)
+    cache = tmp_path / "c.sqlite"
+    with pytest.raises(KeyboardInterrupt):
+        jl.preannotate(frame, task, embedded_llm, batch=1, cache=cache, calibrate=None, progress=False)
+    calls.clear()
+    stop_after[0] = None
+    resumed = jl.preannotate(frame, task, embedded_llm, batch=1, cache=cache, calibrate=None, progress=False)
+    assert calls == texts[2:]  # only the records the interrupted run had not finished
+    pd.testing.assert_frame_equal(resumed, full)
+    calls.clear()
+    before = embedded_llm.new_tokens()
+    again = jl.preannotate(frame, task, embedded_llm, batch=1, cache=cache, calibrate=None, progress=False)
+    assert calls == [] and embedded_llm.new_tokens() == before  # every record a cache hit
+    pd.testing.assert_frame_equal(again, full)
+
+
+@pytest.mark.model
 def test_prefix_is_evaluated_once(embedded_llm, task):
     prompt = jl.prompts.default_prompt(task)
     texts = ["The striker scored twice in the final.", "Leaders met in Geneva to discuss the ceasefire."]

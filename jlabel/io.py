@@ -6,7 +6,7 @@ Which columns each format carries (and so round-trips exactly):
 - ``labelstudio``: a JSON list of Label Studio tasks: ``data`` (the text and other plain
   columns), ``annotations`` (the human label, its time), ``predictions`` (the model's
   suggestion with ``score`` and ``model_version``) and ``meta`` (the record key, annotator,
-  label source, prompt hash, label probabilities and the task itself, ``jlabel_task``, which
+  label source, prompt hash, suggestion source, label probabilities and the task itself, ``jlabel_task``, which
   Label Studio keeps with each task and :func:`read` prefers to guessing the labels and the
   kind). Every record, labeled or not. With a text template (``text="{title}. {body}"``) the
   record's text goes under ``data["text"]``, or under ``data["jlabel_text"]`` when the frame
@@ -439,7 +439,7 @@ def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
     matrix = probs_matrix(frame, task) if task.kind != "spans" and frame["llm_probs"].notna().any() else None
     columns = {
         c: frame[c].to_numpy(dtype=object, na_value=None)
-        for c in ("label", "label_source", "annotator", "llm_label", "llm_model", "llm_prompt")
+        for c in ("label", "label_source", "annotator", "llm_label", "llm_model", "llm_prompt", "llm_source")
     }
     confidence = frame["llm_confidence"].to_numpy(dtype=float)
     stamps = _iso(frame["labeled_at"])
@@ -470,8 +470,9 @@ def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
             if not np.isnan(confidence[i]):
                 prediction["score"] = float(confidence[i])
             entry["predictions"].append(prediction)
-            if columns["llm_prompt"][i] is not None:
-                meta["llm_prompt"] = columns["llm_prompt"][i]
+            for name in ("llm_prompt", "llm_source"):
+                if columns[name][i] is not None:
+                    meta[name] = columns[name][i]
             if matrix is not None and not np.isnan(matrix[i]).any():
                 meta["llm_probs"] = matrix[i].tolist()
         tasks.append(entry)
@@ -839,6 +840,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
             row["llm_confidence"] = prediction.get("score")
             row["llm_model"] = prediction.get("model_version")
             row["llm_prompt"] = meta.get("llm_prompt")
+            row["llm_source"] = meta.get("llm_source")
             row["_probs"] = meta.get("llm_probs")
         records.append(row)
         where.append(here)

@@ -649,3 +649,15 @@ def test_label_studio_keys_named_like_data_fields_stay_keys(tmp_path):
     back = jl.read(tmp_path / "ls.json")
     assert back.index.tolist() == ["text", "label"]
     assert back["text"].tolist() == ["a", "b"] and back["label"].tolist() == ["x", "x"]
+
+
+def test_label_studio_round_trip_keeps_where_each_suggestion_came_from(tmp_path):
+    task = jl.Task(["World", "Sports"])
+    df = pd.DataFrame({"text": ["a", "b", "c"]}, index=["r1", "r2", "r3"])
+    df = jl.set_suggestions(
+        df, task, np.array([[0.9, 0.1], [0.2, 0.8], [np.nan, np.nan]]), model="m", source=["combined", "cascade", None]
+    )
+    path = jl.export(df, tmp_path / "out.json", task=task)
+    assert [entry["meta"].get("llm_source") for entry in json.loads(path.read_text())] == ["combined", "cascade", None]
+    back = jl.read(path)
+    assert back["llm_source"].tolist()[:2] == ["combined", "cascade"] and pd.isna(back["llm_source"].iloc[2])

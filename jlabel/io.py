@@ -947,7 +947,11 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         "--data", required=True, help="the records (.csv, .parquet or .jsonl) with their text, to join the labels onto"
     )
     parser.add_argument("--format", choices=FORMATS, help="the output format (default: from the suffix)")
-    parser.add_argument("--id", help="the column of --data holding the record keys (default: the row number)")
+    parser.add_argument(
+        "--id",
+        help="the column of --data holding the record keys (default: a CSV's unnamed first column, the index "
+        "jlabel preannotate writes, else the row number)",
+    )
     return parser
 
 
@@ -972,6 +976,8 @@ def export_command(args: argparse.Namespace) -> int:
         if args.id not in df.columns:
             raise SystemExit(f"--id {args.id!r} is not a column of {data}; its columns are {list(df.columns)}.")
         df = df.set_index(args.id, drop=True)
+    elif df.columns[:1].tolist() == ["Unnamed: 0"]:  # a CSV's unnamed first column: the index jlabel wrote
+        df = df.set_index("Unnamed: 0", drop=True).rename_axis(None)
     df.index = key_strings(record_keys(df))
     store.apply(df)
     path = export(df, args.output, format=args.format, task=store.task)

@@ -176,6 +176,20 @@ def test_export_takes_what_preannotate_wrote_as_data(tmp_path, suffix, target, c
         assert back["llm_label"].isna().tolist() == [False, True, False]
         assert back["llm_label"].dropna().tolist() == ["Sports", "World"]
         np.testing.assert_allclose(jl.probs(back, task), matrix)
+        assert "Unnamed: 0" not in back.columns  # the CSV's index column is the keys, not a data field
+
+
+def test_export_keys_a_csv_by_the_index_column_jlabel_wrote(tmp_path, capsys):
+    task = jl.Task(["World", "Sports"])
+    frame = pd.DataFrame({"text": ["Goal!", "War"]}, index=["r1", "r2"])
+    data = cli.write_table(jl.set_suggestions(frame, task, [[0.2, 0.8], [0.9, 0.1]], model="m"), tmp_path / "s.csv")
+    with jl.Store(tmp_path / "labels.db", task=task, annotator="ana") as store:
+        store.record("r1", "label", "Sports")
+    argv = ["export", str(tmp_path / "labels.db"), str(tmp_path / "ls.json"), "--data", str(data)]
+    assert cli.main(argv) == 0
+    assert "wrote 1 labeled of 2 records" in capsys.readouterr().out  # was 0: the keys were row numbers
+    entries = json.loads((tmp_path / "ls.json").read_text())
+    assert [e["meta"]["jlabel_key"] for e in entries] == ["r1", "r2"] and set(entries[0]["data"]) == {"text"}
 
 
 def test_readers_keep_values_as_written(tmp_path, capsys):

@@ -264,12 +264,21 @@ def preannotate(
         raise ValueError(f"batch must be a positive integer, got {batch!r}.")
     if not (calibrate in CALIBRATIONS or isinstance(calibrate, calibration.Fitted)):
         raise ValueError(f"calibrate must be one of {CALIBRATIONS} or a jlabel.calibration.Fitted, got {calibrate!r}.")
-    if store is not None:  # a store of another task is refused before the model runs, not after
-        from .store import open_for
+    if store is None:
+        return _preannotate(
+            df, task, llm, prompt, examples, calibrate, batch, resume, cache, None, id, progress, learn, cascade
+        )
+    from .store import opened_for
 
-        checked = open_for(store, task, what="the suggest events")
-        if checked is not store:
-            checked.close()
+    # opened (and a store of another task refused) before the model runs, and once
+    with opened_for(store, task, what="the suggest events") as journal:
+        return _preannotate(
+            df, task, llm, prompt, examples, calibrate, batch, resume, cache, journal, id, progress, learn, cascade
+        )
+
+
+def _preannotate(df, task, llm, prompt, examples, calibrate, batch, resume, cache, store, id, progress, learn, cascade):
+    """:func:`preannotate` on a pandas frame, its arguments checked; ``store`` is an open Store or None."""
     keys = record_keys(df, id)
     model = _resolve(llm)
     record_text = texts(df, task)
@@ -598,10 +607,7 @@ def _progress(total: int, show: bool, model: LLM):
 
 def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, failed: np.ndarray) -> None:
     from .frame import key_strings
-    from .store import open_for
 
-    opened = isinstance(store, (str, os.PathLike))
-    store = open_for(store, task, what="the suggest events")
     ok = ~failed
     events = pd.DataFrame(
         {
@@ -613,11 +619,7 @@ def _suggest_events(store, task: Task, filled: pd.DataFrame, keys: pd.Index, fai
             "prompt": filled["llm_prompt"].astype(object).to_numpy()[ok],
         }
     )
-    try:
-        store.record_many(events)
-    finally:
-        if opened:
-            store.close()
+    store.record_many(events)
 
 
 def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, cache) -> pd.DataFrame:
@@ -659,10 +661,7 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
     out["llm_error"] = pd.Series(message, index=out.index, dtype=object).astype(STRING_DTYPE)
     if store is not None:
         from .frame import key_strings
-        from .store import open_for
 
-        opened = isinstance(store, (str, os.PathLike))
-        store = open_for(store, task, what="the suggest events")
         events = pd.DataFrame(
             {
                 "record": key_strings(keys)[ok],
@@ -672,11 +671,7 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
                 "prompt": prompt.hash,
             }
         )
-        try:
-            store.record_many(events)
-        finally:
-            if opened:
-                store.close()
+        store.record_many(events)
     return out
 
 

@@ -149,12 +149,17 @@ def check(
     _single(task, "jl.check")
     if explain and not callable(getattr(llm, "generate", None)):
         raise ValueError("explain=True asks the model for each reason: pass llm=jl.llm() (or your model) as well.")
-    if store is not None:  # refused before any work, not after the suspects are found
-        from .store import open_for
+    if store is None:
+        return _check(df, task, llm, explain, probs, similar, id, learn, cache, None)
+    from .store import opened_for
 
-        checked = open_for(store, task, what="the check events")
-        if checked is not store:
-            checked.close()
+    # opened (and a store of another task refused) before any work, and once
+    with opened_for(store, task, what="the check events") as journal:
+        return _check(df, task, llm, explain, probs, similar, id, learn, cache, journal)
+
+
+def _check(df, task, llm, explain, probs, similar, id, learn, cache, store) -> pd.DataFrame:
+    """:func:`check` with its arguments checked; ``store`` is an open Store or None."""
     keys = key_strings(record_keys(df, id))
     codes = _label_codes(df, task)
     labels = np.array(task.labels, dtype=object)
@@ -250,7 +255,7 @@ def check(
         )
         empty.index = pd.Index([], name="record", dtype=object)
         if store is not None:
-            _check_events(store, task, df, keys, codes, empty)
+            _check_events(store, df, keys, codes, empty)
         return empty
     found = pd.concat(parts, ignore_index=True).sort_values("score", ascending=False, kind="stable")
     reasons = found.groupby("row", sort=False)["reason"].agg("; ".join)
@@ -270,46 +275,42 @@ def check(
     if explain:
         out["explanation"] = _explanations(df, task, llm, out, keys, n=len(out) if explain is True else int(explain))
     if store is not None:
-        _check_events(store, task, df, keys, codes, out)
+        _check_events(store, df, keys, codes, out)
     return out
 
 
-def _check_events(store, task: Task, df: pd.DataFrame, keys: pd.Index, codes, suspects: pd.DataFrame) -> None:
+def _check_events(store, df: pd.DataFrame, keys: pd.Index, codes, suspects: pd.DataFrame) -> None:
     """One ``check`` event per labeled record checked: ``"suspect"`` (with why) or ``"ok"``."""
-    from .store import open_for
-
-    opened = isinstance(store, (str, os.PathLike))
-    store = open_for(store, task, what="the check events")
     checked = keys[codes >= 0]
     flagged = suspects.reindex(checked)
-    is_suspect = checked.isin(suspects.index)
     models = (
         pd.Series(df["llm_model"].to_numpy(dtype=object), index=keys)[codes >= 0]
         if "llm_model" in df.columns
         else pd.Series(None, index=checked, dtype=object)
     )
-    details = flagged[["label", "score", "reason"] + (["explanation"] if "explanation" in flagged else [])]
-    meta = [
-        {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and np.isnan(v))} if bad else None
-        for row, bad in zip(details.astype(object).to_dict("records"), is_suspect)
+    # why, for the suspects only (an "ok" event carries none)
+    details = suspects[["label", "score", "reason"] + (["explanation"] if "explanation" in suspects else [])]
+    why = [
+        {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
+        for row in details.astype(object).to_dict("records")
     ]
-    try:
-        store.record_many(
-            pd.DataFrame(
-                {
-                    "record": checked.to_numpy(dtype=object),
-                    "action": "check",
-                    "value": np.where(is_suspect, "suspect", "ok"),
-                    "suggestion": flagged["model_label"].astype(object).to_numpy(dtype=object),
-                    "confidence": flagged["model_confidence"].to_numpy(dtype=np.float64),
-                    "model": models.astype(object).where(models.notna(), None).to_numpy(dtype=object),
-                    "meta": meta,
-                }
-            )
+    meta = np.full(len(checked), None, dtype=object)
+    reasons = np.empty(len(why), dtype=object)
+    reasons[:] = why
+    meta[checked.get_indexer(suspects.index)] = reasons
+    store.record_many(
+        pd.DataFrame(
+            {
+                "record": checked.to_numpy(dtype=object),
+                "action": "check",
+                "value": np.where(checked.isin(suspects.index), "suspect", "ok"),
+                "suggestion": flagged["model_label"].astype(object).to_numpy(dtype=object),
+                "confidence": flagged["model_confidence"].to_numpy(dtype=np.float64),
+                "model": models.astype(object).where(models.notna(), None).to_numpy(dtype=object),
+                "meta": meta,
+            }
         )
-    finally:
-        if opened:
-            store.close()
+    )
 
 
 EXPLAIN_SYSTEM = (

@@ -13,7 +13,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -676,3 +677,14 @@ def open_for(store, task, annotator: str | None = None, *, what: str = "its even
             f"not this task ({task.id}, labels {list(task.labels)}): open a store made for this task."
         )
     return store
+
+
+@contextmanager
+def opened_for(store, task, *, what: str = "its events") -> Iterator[Store]:
+    """:func:`open_for` as a context: a store it opened from a path is closed on leaving it."""
+    journal = open_for(store, task, what=what)
+    try:
+        yield journal
+    finally:
+        if journal is not store:
+            journal.close()

@@ -141,14 +141,15 @@ def _svg(chart) -> str:
     return svg[svg.index("<svg") :]  # drop the XML declaration: the SVG goes inline
 
 
-def _checks(store: Store, checks: pd.DataFrame | None) -> pd.DataFrame:
+def _checks(store: Store, checks: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The latest suspects, or None when no check was given or journalled (not "nothing suspect")."""
     if checks is not None:
         if not isinstance(checks, pd.DataFrame):
             raise TypeError(f"checks must be the DataFrame jl.check returned, got {type(checks).__name__}.")
         return checks.reset_index()
     events = store.events(actions=["check"])
     if events.empty:
-        return pd.DataFrame()
+        return None
     latest = events.drop_duplicates("record", keep="last")
     latest = latest[latest["value"].eq("suspect")]  # a label fixed and checked again is "ok" now
     return pd.DataFrame(
@@ -265,7 +266,7 @@ def report(
     parts.append(_table(_annotators(trail)))
     parts.append("<h2>Checks</h2>")
     found = _checks(store, checks)
-    if found.empty and checks is None and store.events(actions=["check"]).empty:  # not "nothing suspect"
+    if found is None:
         parts.append(
             '<p class="note">No check was journalled: run jl.check(df, task, store=store), '
             "or pass checks=jl.check(df, task) to jl.report.</p>"

@@ -103,6 +103,7 @@ def _one_at_a_time(method):
 _LOAD_LOCK = threading.Lock()
 
 
+@functools.cache
 def cpu_has_amx() -> bool:
     """Whether this CPU has Intel AMX (read from /proc/cpuinfo; False where that cannot be read)."""
     try:

@@ -32,6 +32,23 @@ def test_a_store_of_another_task_is_refused_before_the_model_runs(df, task, tmp_
     assert model.calls == [] and other.events().empty
 
 
+def test_preannotate_scores_a_label_joining_alternatives_through_its_parts(df, task):
+    seen = []
+
+    class FormsLLM(KeywordLLM):
+        def score_one(self, prompt, text):
+            seen.append(prompt.forms("Sci/Tech"))
+            return super().score_one(prompt, text)
+
+    out = jl.preannotate(df, task, FormsLLM(), cache=None, progress=False)
+    assert set(seen) == {("Sci/Tech", "Sci", "Tech")}
+    assert out["llm_prompt"].iloc[0] == jl.prompts.default_prompt(task).hash
+    seen.clear()
+    plain = jl.prompts.default_prompt(task, split_labels=False)
+    again = jl.preannotate(df, task, FormsLLM(), prompt=plain, cache=None, progress=False)
+    assert set(seen) == {("Sci/Tech",)} and again["llm_prompt"].iloc[0] == plain.hash != out["llm_prompt"].iloc[0]
+
+
 class KeywordLLM(LLM):
     """Scores by keyword and counts calls; 'boom' in a text makes the call fail."""
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import calibration
 from .frame import STRING_DTYPE, ensure_columns, record_keys, set_suggestions, texts
+from .llm import base as llm_base
 from .llm.base import LLM, SpanResult, put_rows
 from .prompts import Prompt, choose_examples, default_prompt
 from .task import Task
@@ -59,6 +60,9 @@ def default_cache() -> Path:
 class ScoreCache:
     """Raw (uncalibrated) scores on disk, keyed by (model id, prompt hash, text hash), and record vectors.
 
+    The model key carries :data:`jlabel.llm.base.SCORING_VERSION` too: scores of an older jlabel whose
+    scoring differed are not reused (they stay in the file, unread).
+
     Parameters
     ----------
     path
@@ -74,8 +78,13 @@ class ScoreCache:
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _model_key(model: str) -> str:
+        return f"{model}#scoring{llm_base.SCORING_VERSION}"
+
     def _select(self, table: str, columns: str, model: str, prompt: str, keys: Sequence[str]) -> list[tuple]:
         """``(text, *columns)`` rows of ``table`` for ``keys``, asked in chunks under SQLite's parameter limit."""
+        model = self._model_key(model)
         rows: list[tuple] = []
         with self._lock:
             for start in range(0, len(keys), 900):
@@ -99,7 +108,11 @@ class ScoreCache:
         ok = ~np.isnan(probs).any(axis=1)
         self._insert(
             "scores",
-            [(model, prompt, key, row.tobytes(), note) for key, row, note, good in zip(keys, probs, notes, ok) if good],
+            [
+                (self._model_key(model), prompt, key, row.tobytes(), note)
+                for key, row, note, good in zip(keys, probs, notes, ok)
+                if good
+            ],
         )
 
     def get_vectors(self, model: str, prompt: str, keys: Sequence[str]) -> np.ndarray | None:
@@ -113,13 +126,16 @@ class ScoreCache:
     def vector_prompts(self, model: str) -> list[str]:
         """The prompt hashes under which record vectors of ``model`` are cached."""
         with self._lock:
-            rows = self._conn.execute("SELECT DISTINCT prompt FROM vectors WHERE model=?", [model]).fetchall()
+            rows = self._conn.execute(
+                "SELECT DISTINCT prompt FROM vectors WHERE model=?", [self._model_key(model)]
+            ).fetchall()
         return sorted(prompt for (prompt,) in rows)
 
     def put_vectors(self, model: str, prompt: str, keys: Sequence[str], vectors: np.ndarray) -> None:
         """Store record vectors as float16 (NaN rows are skipped)."""
         ok = ~np.isnan(vectors).any(axis=1)
         half = np.asarray(vectors, dtype=np.float16)
+        model = self._model_key(model)
         self._insert("vectors", [(model, prompt, key, row.tobytes()) for key, row, good in zip(keys, half, ok) if good])
 
     def get_spans(self, model: str, prompt: str, keys: Sequence[str]) -> dict[str, SpanResult]:
@@ -129,6 +145,7 @@ class ScoreCache:
 
     def put_spans(self, model: str, prompt: str, keys: Sequence[str], results: Sequence[SpanResult]) -> None:
         """Store span results (failed records are skipped: they are tried again next time)."""
+        model = self._model_key(model)
         rows = [
             (model, prompt, key, json.dumps(r.spans), json.dumps(r.notes))
             for key, r in zip(keys, results)

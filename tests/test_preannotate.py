@@ -125,6 +125,28 @@ def test_cache_hits_skip_the_model_and_give_the_same_output(df, task, tmp_path):
     assert second.calls == first.calls  # another prompt hash: not a cache hit
 
 
+def test_a_new_scoring_version_scores_again_what_the_old_one_cached(df, task, tmp_path, monkeypatch):
+    from jlabel.llm import base
+
+    path = tmp_path / "c.sqlite"
+    old = KeywordLLM()
+    jl.preannotate(df, task, old, cache=path, progress=False)
+    monkeypatch.setattr(base, "SCORING_VERSION", base.SCORING_VERSION + 1)  # a jlabel whose scoring changed
+    new = KeywordLLM()
+    jl.preannotate(df, task, new, cache=path, progress=False)
+    assert new.calls == old.calls  # nothing scored the old way is reused
+    again = KeywordLLM()
+    jl.preannotate(df, task, again, cache=path, progress=False)
+    assert again.calls == []  # the new scores are cached in turn
+    cache = ScoreCache(path)
+    cache.put_vectors("m", "p", ["x"], np.ones((1, 4)))
+    cache.put_spans("m", "p", ["x"], [SpanResult([], [])])
+    monkeypatch.setattr(base, "SCORING_VERSION", base.SCORING_VERSION + 1)
+    assert cache.get_vectors("m", "p", ["x"]) is None and cache.vector_prompts("m") == []
+    assert cache.get_spans("m", "p", ["x"]) == {}
+    cache.close()
+
+
 def test_a_record_cut_to_fit_is_scored_again_once_the_context_is_larger(df, task, tmp_path):
     class Cutting(KeywordLLM):  # cuts records over 40 characters to fit its context, as llama.cpp does
         def __init__(self, n_ctx):

@@ -24,6 +24,10 @@ import numpy as np
 from ..prompts import Prompt, default_prompt
 from ..task import Task
 
+#: the version of how backends turn a (model, prompt, text) into scores, vectors and spans. The score cache
+#: keys by it: bump it with any change to what a backend returns for the same inputs (such as 958ecd7, which
+#: changed some labels' scores), so that scores computed the old way are computed again, not reused
+SCORING_VERSION = 2
 #: record vectors are at most this wide (wider ones go through a fixed random projection): 512 bytes cached
 VECTOR_DIM = 256
 _PROJECTIONS: dict[int, np.ndarray] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -59,20 +60,25 @@ def read_table(path: str | Path, *, text: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def _read_csv(path: Path, text: set[str]) -> pd.DataFrame:
-    """A CSV file with the numbers pandas finds, except the columns that must stay as written."""
+    """A CSV file with the numbers pandas finds, except the columns that must stay as written.
+
+    A first column without a header (``Unnamed: 0``: the index ``write_table`` writes) is the index,
+    so a file jlabel wrote reads back with the same keys and no extra data column.
+    """
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     numeric = [
         i
         for i in range(frame.shape[1])
         if pd.api.types.is_numeric_dtype(frame.iloc[:, i]) and not pd.api.types.is_bool_dtype(frame.iloc[:, i])
     ]
-    if not numeric:
-        return frame
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # the same layout, as text
-    for i in numeric:
-        written = raw.iloc[:, i]
-        if frame.columns[i] in text or written.str.match(_WRITTEN_AS_TEXT).fillna(False).any():
-            frame.isetitem(i, pd.Series(written.to_numpy(), index=frame.index, dtype=written.dtype))  # by position
+    if numeric:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])  # the same layout, as text
+        for i in numeric:
+            written = raw.iloc[:, i]
+            if frame.columns[i] in text or written.str.match(_WRITTEN_AS_TEXT).fillna(False).any():
+                frame.isetitem(i, pd.Series(written.to_numpy(), index=frame.index, dtype=written.dtype))  # by position
+    if frame.columns[:1].tolist() == ["Unnamed: 0"]:
+        frame = frame.set_index("Unnamed: 0", drop=True).rename_axis(None)
     return frame
 
 
@@ -88,7 +94,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     elif kind == "jsonl":
         plain = df.copy()
         if "llm_probs" in plain:
-            plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if _no_list(v) else list(v))
+            plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if _no_list(v) else _as_list(v))
         plain.reset_index().to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
     else:
         plain = df.copy()
@@ -96,10 +102,15 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             plain["llm_probs"] = (
                 plain["llm_probs"]
                 .astype(object)
-                .map(lambda v: None if _no_list(v) else "[" + ", ".join(f"{x:.6g}" for x in v) + "]")
+                .map(lambda v: None if _no_list(v) else "[" + ", ".join(f"{x:.6g}" for x in _as_list(v)) + "]")
             )
         plain.to_csv(path)
     return path
+
+
+def _as_list(value) -> list:
+    """A llm_probs cell as a list of numbers; a CSV read back holds it as the JSON text jlabel wrote."""
+    return json.loads(value) if isinstance(value, str) else list(value)
 
 
 def _no_list(value) -> bool:

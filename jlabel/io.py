@@ -976,8 +976,6 @@ def export_command(args: argparse.Namespace) -> int:
         if args.id not in df.columns:
             raise SystemExit(f"--id {args.id!r} is not a column of {data}; its columns are {list(df.columns)}.")
         df = df.set_index(args.id, drop=True)
-    elif df.columns[:1].tolist() == ["Unnamed: 0"]:  # a CSV's unnamed first column: the index jlabel wrote
-        df = df.set_index("Unnamed: 0", drop=True).rename_axis(None)
     df.index = key_strings(record_keys(df))
     store.apply(df)
     path = export(df, args.output, format=args.format, task=store.task)

@@ -230,6 +230,20 @@ def test_store_errors_are_messages_not_tracebacks(tmp_path, capsys):
     assert notes.read_text() == "hello world, not sqlite"
 
 
+def test_a_csv_jlabel_wrote_reads_back_with_its_keys_and_no_extra_column(tmp_path):
+    task = jl.Task(["World", "Sports"])
+    frame = pd.DataFrame({"text": ["Goal!", "War", "Vote"]}, index=["007", "r2", "12"])
+    suggested = jl.set_suggestions(frame, task, [[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]], model="m")
+    once = cli.read_table(cli.write_table(suggested, tmp_path / "once.csv"))
+    assert once.index.tolist() == ["007", "r2", "12"] and "Unnamed: 0" not in once.columns
+    twice = cli.read_table(cli.write_table(once, tmp_path / "twice.csv"))  # preannotate's output as its input
+    assert twice.columns.tolist() == once.columns.tolist() == suggested.columns.tolist()
+    as_jsonl = cli.read_table(cli.write_table(once, tmp_path / "once.jsonl"))  # the CSV's probs held as text
+    np.testing.assert_allclose(np.array(as_jsonl["llm_probs"].tolist()), [[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]])
+    numbered = cli.read_table(cli.write_table(frame.reset_index(drop=True), tmp_path / "numbered.csv"))
+    assert numbered.index.tolist() == [0, 1, 2] and numbered.columns.tolist() == ["text"]
+
+
 def test_csv_keys_and_text_columns_are_read_as_written(tmp_path, keyword_model, capsys):
     csv = tmp_path / "records.csv"
     csv.write_text(

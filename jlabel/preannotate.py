@@ -677,18 +677,7 @@ def _spans(out, task, model, prompt, record_text, keys, batch, progress, store, 
     message = [r.error or ("; ".join(r.notes) or None) for r in results]
     out["llm_error"] = pd.Series(message, index=out.index, dtype=object).astype(STRING_DTYPE)
     if store is not None:
-        from .frame import key_strings
-
-        events = pd.DataFrame(
-            {
-                "record": key_strings(keys)[ok],
-                "action": "suggest",
-                "suggestion": out["llm_label"].to_numpy()[ok],
-                "model": model.id,
-                "prompt": prompt.hash,
-            }
-        )
-        store.record_many(events)
+        _suggest_events(store, task, out, keys, ~ok)
     return out
 
 

@@ -321,6 +321,18 @@ def test_spans_are_written_as_lists():
     assert out["llm_label"].tolist() == [[{"start": 10, "end": 14, "label": "PLACE"}], []]
 
 
+def test_span_suggest_events_carry_the_spans_and_their_confidence(tmp_path):
+    task = jl.Task(["PLACE"], kind="spans")
+    frame = pd.DataFrame({"text": ["We met in Oslo.", "Nowhere."]}, index=["a", "b"])
+    with jl.Store(tmp_path / "labels.db", task=task) as store:
+        out = jl.preannotate(frame, task, KeywordLLM(), cache=None, store=store, progress=False)
+        events = store.events()
+    assert events["record"].tolist() == ["a", "b"] and (events["action"] == "suggest").all()
+    assert events["suggestion"].tolist() == out["llm_label"].tolist()
+    assert events["confidence"].iloc[0] == pytest.approx(0.9) and pd.isna(events["confidence"].iloc[1])
+    assert set(events["model"]) == {KeywordLLM().id} and set(events["prompt"]) == {out["llm_prompt"].iloc[0]}
+
+
 def test_span_runs_are_cached_and_resume_where_they_stopped(tmp_path):
     class Counting(KeywordLLM):
         def spans_one(self, prompt, text):

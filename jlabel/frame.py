@@ -58,6 +58,17 @@ def record_keys(df: pd.DataFrame, id: str | None = None) -> pd.Index:
             f"{where} has {len(dups)} duplicate key(s): {shown}. Records need unique keys: "
             f"use df.reset_index(drop=True) or pass id= a column with unique values."
         )
+    # the journal keys records by text: 1 and "1" (keys of mixed types) would be one record there
+    mixed = pd.api.types.infer_dtype(keys, skipna=False).startswith("mixed")
+    as_text = key_strings(keys) if mixed else None
+    if as_text is not None and not as_text.is_unique:
+        same = as_text[as_text.duplicated()].unique()
+        shown = ", ".join(map(repr, same[:10].tolist())) + (" ..." if len(same) > 10 else "")
+        raise ValueError(
+            f"{where} has keys that differ in type but read the same as text: {shown} (such as 1 and '1', "
+            f"from frames concatenated); the journal keys records by their text. Give them distinct keys "
+            f"(df.reset_index(drop=True)) or pass id= a column with unique values."
+        )
     return keys
 
 
@@ -150,6 +161,8 @@ def _as_contract(column: pd.Series, dtype, labels: Sequence[str] = ()) -> pd.Ser
             return pd.Series(pd.arrays.ArrowExtensionArray(_parse_list_text(column, name)), index=column.index)
         except ValueError:
             return column  # not lists of numbers: probs() says so where they are read
+    if dtype is object and not column.isna().all() and pd.api.types.infer_dtype(column, skipna=True) == "string":
+        return _parse_label_lists(column)  # multi-label or span lists written as text (a CSV file)
     if dtype is object or dtype is PROBS_DTYPE:
         if column.dtype == object or isinstance(column.dtype, pd.ArrowDtype) or not column.isna().all():
             return column  # lists
@@ -183,6 +196,28 @@ def _as_contract(column: pd.Series, dtype, labels: Sequence[str] = ()) -> pd.Ser
             f"keeps text there{' (label names)' if labels else ''}; convert it with df[{name!r}].astype('string') or drop it."
         )
     return column.astype(dtype)
+
+
+def _parse_label_lists(column: pd.Series) -> pd.Series:
+    """Label lists written as text (JSON, or Python's repr as older jlabel versions wrote them) as lists."""
+    import ast
+
+    def parse(value):
+        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+            return None
+        for reader in (json.loads, ast.literal_eval):
+            try:
+                parsed = reader(value)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, list):
+                return parsed
+        raise ValueError(
+            f"The frame's {column.name} column holds {value!r}, and a multi-label or span task keeps lists there "
+            f"(such as ['a', 'b'], or the text '[\"a\", \"b\"]' a CSV file holds); fix that cell or drop the column."
+        )
+
+    return pd.Series([parse(v) for v in column.astype(object)], index=column.index, dtype=object, name=column.name)
 
 
 def utc_column(column: pd.Series) -> pd.Series:

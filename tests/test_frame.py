@@ -21,6 +21,21 @@ def test_duplicate_keys_are_named():
         record_keys(df)
 
 
+def test_keys_that_read_the_same_as_text_are_refused():
+    df = pd.concat([pd.DataFrame({"text": ["a"]}, index=[1]), pd.DataFrame({"text": ["b"]}, index=["1"])])
+    with pytest.raises(ValueError, match=r"differ in type but read the same as text: '1'"):
+        record_keys(df)  # the journal would merge the two records into one
+
+
+def test_label_lists_read_back_as_text_become_lists_again():
+    task = jl.Task(["a", "b", "c"], kind="multi")
+    written = pd.Series(['["a", "b"]', "['c']", None], dtype="string")  # JSON, an older jlabel's repr, missing
+    frame = ensure_columns(pd.DataFrame({"text": ["x", "y", "z"], "label": written}), task)
+    assert frame["label"].tolist() == [["a", "b"], ["c"], None] and frame["label"].dtype == object
+    with pytest.raises(ValueError, match="holds 'Fraud', and a multi-label or span task keeps lists"):
+        ensure_columns(pd.DataFrame({"text": ["x"], "label": ["Fraud"]}), task)
+
+
 def test_missing_keys_and_bad_id_column():
     with pytest.raises(ValueError, match="missing keys"):
         record_keys(pd.DataFrame({"id": ["a", None]}), id="id")

@@ -31,7 +31,7 @@ _TEXT_COLUMNS = ("text", *(c for c in (*LABEL_COLUMNS, *LLM_COLUMNS) if c not in
 _WRITTEN_AS_TEXT = r"^\s*(?:[+-]?0\d|\+)"
 
 
-def read_table(path: str | Path, *, text: Sequence[str] = ()) -> pd.DataFrame:
+def read_table(path: str | Path, *, text: Sequence[str] = (), id: str | None = None) -> pd.DataFrame:
     """Read a CSV, Parquet or JSONL file as it is written; a clear error for anything else.
 
     Values are not reinterpreted: text such as ``"N/A"`` stays text (only an empty CSV cell is
@@ -41,6 +41,10 @@ def read_table(path: str | Path, *, text: Sequence[str] = ()) -> pd.DataFrame:
     columns are read as text: the ``text`` columns given (the ``--id`` column, the task's text
     columns), jlabel's own text columns (``text``, ``label``, ``llm_label``, ...) and any
     column holding a number written with a leading zero or a plus sign (``"007"``, ``"+44"``).
+
+    The record keys: the column ``id`` (the ``--id`` option), else the keys :func:`write_table`
+    wrote (a CSV's unnamed first column, a JSONL file's first field ``id`` when its values are
+    unique), else the row numbers.
     """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
@@ -49,22 +53,29 @@ def read_table(path: str | Path, *, text: Sequence[str] = ()) -> pd.DataFrame:
     if not path.is_file():
         raise SystemExit(f"jlabel: no input file at {str(path)!r}.")
     if kind == "csv":
-        return _read_csv(path, {*text, *_TEXT_COLUMNS})
-    if kind == "parquet":
+        frame = _read_csv(path, {*text, *([id] if id else []), *_TEXT_COLUMNS})
+        if frame.columns[:1].tolist() == ["Unnamed: 0"]:  # the index write_table wrote
+            frame = frame.set_index("Unnamed: 0", drop=True).rename_axis(None)
+    elif kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         # list columns (llm_probs) come back as Arrow lists, as jlabel writes them
-        return pq.read_table(path).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
-    return pd.read_json(path, lines=True, **_JSON_AS_WRITTEN)
+        types = lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None  # noqa: E731
+        frame = pq.read_table(path).to_pandas(types_mapper=types)
+    else:
+        frame = pd.read_json(path, lines=True, **_JSON_AS_WRITTEN)
+        if id is None and frame.columns[:1].tolist() == ["id"] and frame["id"].notna().all() and frame["id"].is_unique:
+            frame = frame.set_index("id", drop=True).rename_axis(None)
+    if id is None:
+        return frame
+    if id not in frame.columns:
+        raise SystemExit(f"jlabel: --id {id!r} is not a column of {path}; its columns are {list(frame.columns)}.")
+    return frame.set_index(id, drop=True)
 
 
 def _read_csv(path: Path, text: set[str]) -> pd.DataFrame:
-    """A CSV file with the numbers pandas finds, except the columns that must stay as written.
-
-    A first column without a header (``Unnamed: 0``: the index ``write_table`` writes) is the index,
-    so a file jlabel wrote reads back with the same keys and no extra data column.
-    """
+    """A CSV file with the numbers pandas finds, except the columns that must stay as written."""
     frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
     numeric = [
         i
@@ -77,13 +88,16 @@ def _read_csv(path: Path, text: set[str]) -> pd.DataFrame:
             written = raw.iloc[:, i]
             if frame.columns[i] in text or written.str.match(_WRITTEN_AS_TEXT).fillna(False).any():
                 frame.isetitem(i, pd.Series(written.to_numpy(), index=frame.index, dtype=written.dtype))  # by position
-    if frame.columns[:1].tolist() == ["Unnamed: 0"]:
-        frame = frame.set_index("Unnamed: 0", drop=True).rename_axis(None)
     return frame
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` as CSV, Parquet or JSONL by the suffix of ``path`` (list columns as JSON in CSV)."""
+    """Write ``df`` as CSV, Parquet or JSONL by the suffix of ``path``, so that :func:`read_table` reads it back.
+
+    The record keys: CSV writes the index as its first, unnamed column; JSONL writes an unnamed
+    index as the field ``id`` (a plain 0..n-1 index not at all: the row order is the key). List
+    columns (``llm_probs``, and multi-label or span labels) are JSON in CSV.
+    """
     path = Path(path)
     kind = FORMATS.get(path.suffix.lower())
     if kind is None:
@@ -95,7 +109,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         plain = df.copy()
         if "llm_probs" in plain:
             plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if _no_list(v) else _as_list(v))
-        plain.reset_index().to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
+        _keys_as_field(plain).to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
     else:
         plain = df.copy()
         if "llm_probs" in plain:
@@ -104,8 +118,30 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
                 .astype(object)
                 .map(lambda v: None if _no_list(v) else "[" + ", ".join(f"{x:.6g}" for x in _as_list(v)) + "]")
             )
+        for column in ("label", "llm_label"):
+            if column in plain and plain[column].dtype == object:  # multi-label or span lists
+                plain[column] = plain[column].map(_json_if_list)
         plain.to_csv(path)
     return path
+
+
+def _keys_as_field(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its index as a column for a JSONL file: its own name, else ``id``; a 0..n-1 index is left out."""
+    if df.index.name is None and df.index.equals(pd.RangeIndex(len(df))):
+        return df.reset_index(drop=True)
+    if df.index.name is None and "id" in df.columns:
+        raise SystemExit(
+            "jlabel: the frame has an id column and its index holds other keys; name the index "
+            "(df.index.name = 'key') or drop one of them before writing JSONL."
+        )
+    return df.rename_axis(df.index.name or "id").reset_index()
+
+
+def _json_if_list(value):
+    """A list cell (labels, spans) as JSON text; anything else as it is."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return json.dumps(value.tolist() if isinstance(value, np.ndarray) else list(value), ensure_ascii=False)
+    return value
 
 
 def _as_list(value) -> list:
@@ -208,13 +244,7 @@ def preannotate_command(args: argparse.Namespace) -> int:
     if FORMATS.get(Path(args.out).suffix.lower()) is None:
         raise SystemExit(f"jlabel: --out {args.out!r} must end in .csv, .parquet or .jsonl.")
     task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
-    df = read_table(args.input, text=(*([args.id] if args.id else []), *task.text_columns))
-    if args.id:
-        if args.id not in df.columns:
-            raise SystemExit(
-                f"jlabel preannotate: --id {args.id!r} is not a column of {args.input}; it has {list(df.columns)}."
-            )
-        df = df.set_index(args.id, drop=True)
+    df = read_table(args.input, text=task.text_columns, id=args.id)
     store = None
     if args.store:
         from .store import Store

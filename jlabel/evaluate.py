@@ -517,13 +517,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from .cli import _model, read_table
 
     path = Path(args.gold)
-    gold = read_table(path)
-    if args.id:
-        if args.id not in gold.columns:
-            raise SystemExit(
-                f"jlabel evaluate: --id {args.id!r} is not a column of {path}; it has {list(gold.columns)}."
-            )
-        gold = gold.set_index(args.id, drop=True)
+    gold = read_table(path, id=args.id)
     task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
     if args.kind == "multi" and args.label_column in gold.columns:
         gold[args.label_column] = gold[args.label_column].map(_label_set)

@@ -22,9 +22,11 @@ an error that names the file and the line or record.
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -54,6 +56,9 @@ _TASK_META = b"jlabel_task"
 _LS_TASK = "jlabel_task"  # the task, in each Label Studio task's meta
 _LS_TEXT = "jlabel_text"  # the rendered text of a template task, when the frame has its own 'text'
 _JLABEL_COLUMNS = (*LABEL_COLUMNS, *LLM_COLUMNS)
+_LS_READ_COLUMNS = (*_JLABEL_COLUMNS, "annotations")  # what a Label Studio read fills from annotations
+_LIST_TYPES = (list, tuple, np.ndarray)  # what a multi-label or span label may be held as
+_LS_RESULT_TYPES = ("choices", "labels")  # the result types jlabel reads
 
 
 # -- public API ----------------------------------------------------------------------
@@ -171,6 +176,10 @@ def read(
         keys, with ``text`` and jlabel's label columns. When keys repeat (two annotators'
         labels of one record) or some rows have none, the index is 0..n-1 and the keys are
         kept in a ``record`` column (``jlabel_record`` if the file has a ``record`` field).
+        Label Studio: only the annotations and predictions label a record; a ``data`` field
+        named like one of jlabel's columns (``label``, ``annotator``, ``llm_label``,
+        ``annotations``, ...) is kept as ``data_<name>`` (``data_label``). Results other than
+        ``choices`` and ``labels`` (a TextArea's note, a Rating) are left out, with a warning.
 
     Raises
     ------
@@ -213,14 +222,20 @@ def infer_task(df: pd.DataFrame) -> Task:
     values = pd.concat([df[c].dropna() for c in ("label", "llm_label") if c in df.columns])
     if values.empty:
         raise ValueError("The frame has no labels or suggestions to infer the task from; pass task=jl.Task(...).")
-    kind = _kind_of(values.iloc[0])
+    kind = _kind_of(_first_telling(values))
     if kind == "single":
-        labels = pd.unique(values.astype(str)).tolist()
+        names = values.astype(object)
     elif kind == "multi":
-        labels = pd.unique(values.explode().dropna()).tolist()
+        names = values.explode().dropna()
     else:
-        spans = values.explode().dropna()
-        labels = pd.unique(pd.Series([s["label"] for s in spans], dtype=object)).tolist()
+        names = pd.Series([s["label"] for s in values.explode().dropna()], dtype=object)
+    bad = next((name for name in names if not isinstance(name, str)), None)
+    if bad is not None:
+        raise ValueError(
+            f"The frame's label {bad!r} ({type(bad).__name__}) is not a label name; labels are strings. Convert "
+            f"them (e.g. df['label'] = df['label'].astype(str)) or pass task=jl.Task([...])."
+        )
+    labels = pd.unique(names).tolist()
     if not labels:
         raise ValueError("The frame's label lists are all empty; pass task=jl.Task(labels, kind=...).")
     task = Task(labels, kind=kind)
@@ -242,6 +257,14 @@ def infer_task(df: pd.DataFrame) -> Task:
                 f"task=jl.Task(...) (the task the suggestions were made with) to keep the label order."
             )
     return task
+
+
+def _first_telling(values: pd.Series):
+    """The first label that says its kind: a name or a non-empty list (an empty list may be multi or spans)."""
+    for value in values:
+        if not isinstance(value, _LIST_TYPES) or len(value):
+            return value
+    return values.iloc[0]
 
 
 def _probs_width(df: pd.DataFrame) -> int | None:
@@ -276,7 +299,7 @@ def _format_of(path: Path, format: str | None) -> str:
 
 
 def _kind_of(value) -> str:
-    if isinstance(value, str):
+    if not isinstance(value, _LIST_TYPES):
         return "single"
     items = list(value)
     if any(isinstance(item, Mapping) for item in items):
@@ -285,8 +308,10 @@ def _kind_of(value) -> str:
 
 
 def _validate(frame: pd.DataFrame, task: Task, keys: pd.Index, text: pd.Series, labeled: np.ndarray) -> None:
+    # by position: the frame's index may repeat (keys from an id= column), ``keys`` names the records
+    length = text.str.len().reset_index(drop=True)
     for column in ("label", "llm_label"):
-        values = frame[column]
+        values = frame[column].reset_index(drop=True)
         present = values.notna().to_numpy()
         if not present.any():
             continue
@@ -299,6 +324,7 @@ def _validate(frame: pd.DataFrame, task: Task, keys: pd.Index, text: pd.Series, 
                     f"labels {list(task.labels)}."
                 )
             continue
+        _check_lists(values[present], task.kind, column, keys)
         exploded = values[present].explode().dropna()
         if task.kind == "multi":
             names = exploded
@@ -307,23 +333,36 @@ def _validate(frame: pd.DataFrame, task: Task, keys: pd.Index, text: pd.Series, 
                 raise ValueError(f"{column} of a span task must hold lists of {{start, end, label}} dicts.")
             spans = pd.DataFrame(exploded.tolist(), index=exploded.index)
             names = spans["label"]
-            length = text.str.len().reindex(spans.index)
-            bad = ~((spans["start"] >= 0) & (spans["start"] < spans["end"]) & (spans["end"] <= length)).to_numpy()
+            within = length.reindex(spans.index)
+            bad = ~((spans["start"] >= 0) & (spans["start"] < spans["end"]) & (spans["end"] <= within)).to_numpy()
             if bad.any():
                 first = int(np.flatnonzero(bad)[0])
-                row = spans.index[first]
-                position = frame.index.get_loc(row)
                 raise ValueError(
-                    f"Record {keys[position]!r}: {column} span {dict(spans.iloc[first])} lies outside its text, "
-                    f"which has {int(length.iloc[first])} characters (0 <= start < end <= length)."
+                    f"Record {keys[spans.index[first]]!r}: {column} span {dict(spans.iloc[first])} lies outside its "
+                    f"text, which has {int(within.iloc[first])} characters (0 <= start < end <= length)."
                 )
         unknown = ~names.isin(task.labels)
         if unknown.any():
-            row = names.index[unknown.to_numpy()][0]
             raise ValueError(
-                f"Record {keys[frame.index.get_loc(row)]!r} has {column} label {names[unknown].iloc[0]!r}, which is "
-                f"not one of the task's labels {list(task.labels)}."
+                f"Record {keys[names.index[unknown.to_numpy()][0]]!r} has {column} {names[unknown].iloc[0]!r}, which "
+                f"is not one of the task's labels {list(task.labels)}."
             )
+
+
+def _check_lists(values: pd.Series, kind: str, column: str, keys: pd.Index) -> None:
+    """Refuse a multi-label or span label that is not a list (a bare name would be written as its characters)."""
+    bad = ~values.map(lambda v: isinstance(v, _LIST_TYPES)).to_numpy()
+    if bad.any():
+        position = values.index[int(np.flatnonzero(bad)[0])]
+        value = values[position]
+        if kind == "multi":
+            what, example = "multi-label", "['Fraud', 'Complaint']"
+        else:
+            what, example = "span", "[{'start': 0, 'end': 5, 'label': 'Fraud'}]"
+        raise ValueError(
+            f"Record {keys[position]!r} has {column} {value!r} ({type(value).__name__}), but the labels of a {what} "
+            f"task are lists, e.g. {example}: wrap a single label in a list."
+        )
 
 
 # -- writing -------------------------------------------------------------------------
@@ -335,8 +374,25 @@ def _write_lines(path: Path, lines: list[dict]) -> None:
 
 
 def _plain(values: np.ndarray) -> list:
-    """Numpy scalars as Python ones, for json."""
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
+    """Numpy scalars as Python ones and timestamps as ISO strings, for json."""
+    if np.issubdtype(values.dtype, np.datetime64):
+        values = pd.DatetimeIndex(values).to_numpy(dtype=object)  # Timestamps, not integers of nanoseconds
+    return [_plain_value(v) for v in values]
+
+
+def _plain_value(value):
+    if isinstance(value, datetime.date):  # dates, datetimes and Timestamps
+        return value.isoformat()
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _json_label(value):
+    """A label as json takes it: list-likes (numpy arrays from Parquet, tuples) as lists, numpy scalars as Python's."""
+    if isinstance(value, _LIST_TYPES):
+        return [_json_label(item) for item in value]
+    if isinstance(value, Mapping):
+        return {name: _json_label(item) for name, item in value.items()}
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _iso(column: pd.Series) -> np.ndarray:
@@ -351,7 +407,7 @@ def _iso(column: pd.Series) -> np.ndarray:
 def _training_lines(frame, task, keys, text, labeled) -> list[dict]:
     rows = np.flatnonzero(labeled)
     return [
-        {"id": k, "text": t, "label": v}
+        {"id": k, "text": t, "label": _json_label(v)}
         for k, t, v in zip(_plain(keys[rows].to_numpy()), text.to_numpy()[rows], frame["label"].to_numpy()[rows])
     ]
 
@@ -377,12 +433,13 @@ def _prodigy_lines(frame, task, keys, text, labeled) -> list[dict]:
         stamps,
     ):
         line = {"text": t, "meta": {"id": key}, "_input_hash": _hash(t)}
+        value = _json_label(value)
         if task.kind == "spans":
-            line["spans"] = list(value)
+            line["spans"] = value
             line["_view_id"] = "ner_manual"
         else:
             line["options"] = options
-            line["accept"] = [value] if task.kind == "single" else list(value)
+            line["accept"] = [value] if task.kind == "single" else value
             line["config"] = {"choice_style": "single" if task.kind == "single" else "multiple"}
             line["_view_id"] = "choice"
         line["_task_hash"] = _hash(t, json.dumps(value))
@@ -424,6 +481,7 @@ def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
     data = json.loads(
         frame[data_columns].to_json(orient="records", date_format="iso", force_ascii=False, double_precision=15)
     )
+    _exact_floats(data, frame[data_columns])
     # the record's text always as a string (a missing text is ""): Label Studio and read() need one.
     # A template's text must not overwrite a column of its own name: it then goes under its own key.
     text_key = task.text
@@ -477,6 +535,15 @@ def _labelstudio_tasks(frame, task, keys, text, id) -> list[dict]:
                 meta["llm_probs"] = matrix[i].tolist()
         tasks.append(entry)
     return tasks
+
+
+def _exact_floats(data: list[dict], frame: pd.DataFrame) -> None:
+    """Put back the float columns' values exactly (``to_json`` keeps 15 digits, a float needs up to 17)."""
+    for column in frame.columns:
+        if pd.api.types.is_float_dtype(frame[column]):
+            values = frame[column].to_numpy(dtype=float, na_value=np.nan)
+            for row, value in zip(data, values):
+                row[str(column)] = float(value) if np.isfinite(value) else None
 
 
 def _export_parquet(df: pd.DataFrame, path: Path, task: Task) -> None:
@@ -649,7 +716,9 @@ def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -
             raise ValueError(f"{here}: unknown answer {answer!r}; Prodigy answers are {', '.join(PRODIGY_ANSWERS)}.")
         if "text" not in row:
             raise ValueError(f"{here}: a Prodigy task needs 'text', got keys {sorted(row)}.")
-        if "spans" in row and ("options" not in row or kind == "spans"):
+        # choices, or a binary textcat answer (top-level label), may carry pattern matches as spans: not labels
+        classified = "options" in row or "label" in row
+        if "spans" in row and (not classified or kind == "spans"):
             this = "spans"
             value = _check_spans(row["spans"], row["text"], here)
             found += [s["label"] for s in value]
@@ -696,17 +765,20 @@ def _read_prodigy(path: Path, rows: list[tuple[int, dict]], task: Task | None) -
     return _finish(frame, task, where)
 
 
-def _ls_value(result: list, kind_hint: str, where: str, text: str) -> tuple[str, object, list]:
-    """(kind, value, label names) of one annotation's or prediction's result list."""
+def _ls_value(result: list, kind_hint: str, where: str, text: str, ignored: dict) -> tuple[str, object, list]:
+    """(kind, value, label names) of one annotation's or prediction's result list.
+
+    Results of other types (a TextArea's note, a Rating) are left out; ``ignored`` maps each type left out to
+    where it was first seen.
+    """
     if not isinstance(result, list):
         raise ValueError(f"{where}: 'result' must be a list, got {type(result).__name__}.")
-    types = {item.get("type") for item in result if isinstance(item, Mapping)}
-    other = types - {"choices", "labels"}
-    if other:
-        raise ValueError(
-            f"{where}: a {sorted(other)[0]!r} result; jlabel reads text tasks with 'choices' results (single or "
-            f"multi-label) or 'labels' results (spans). Export this project with a Choices or Labels tag."
-        )
+    result = [item for item in result if isinstance(item, Mapping)]
+    for item in result:
+        if item.get("type") not in _LS_RESULT_TYPES:
+            ignored.setdefault(str(item.get("type")), where)
+    result = [item for item in result if item.get("type") in _LS_RESULT_TYPES]
+    types = {item["type"] for item in result}
     if len(types) > 1:
         raise ValueError(f"{where}: mixes 'choices' and 'labels' results; jlabel reads one kind per project.")
     if "labels" in types or (not types and kind_hint == "spans"):
@@ -723,6 +795,30 @@ def _ls_value(result: list, kind_hint: str, where: str, text: str) -> tuple[str,
     if not choices:
         return "", None, []
     return "single", choices[0], choices
+
+
+def _ls_created_at(value):
+    """An annotation's ``created_at``: ISO text as it is, a number (Label Studio before 1.0) as epoch seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return pd.Timestamp(value, unit="s", tz="UTC").isoformat()
+    return value
+
+
+def _check_ignored(ignored: dict, found: list, path: Path) -> None:
+    """Warn once about the result types left out; refuse a file that has no result jlabel reads."""
+    if not ignored:
+        return
+    types = sorted(ignored)
+    if not found:
+        raise ValueError(
+            f"{ignored[types[0]]}: a {types[0]!r} result; jlabel reads text tasks with 'choices' results (single or "
+            f"multi-label) or 'labels' results (spans). Export this project with a Choices or Labels tag."
+        )
+    warnings.warn(
+        f"{path}: ignored Label Studio results of types {types}; jlabel reads only 'choices' and 'labels' results.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _labelstudio_kind(tasks: list) -> str:
@@ -785,6 +881,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
     kind = task.kind if task is not None else _labelstudio_kind(tasks)
     text_key = task.text if task is not None and not task.is_template else "text"
     records, found, where, every = [], [], [], []
+    ignored = {}  # result types jlabel does not read: type -> where first seen
     for number, entry in enumerate(tasks):
         here = f"{path}, task {number}" + (f" (id {entry['id']})" if isinstance(entry, dict) and "id" in entry else "")
         if not isinstance(entry, dict) or not isinstance(entry.get("data"), dict):
@@ -799,7 +896,9 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
         else:
             text = data[text_key]
         meta = entry.get("meta") or {}
-        row = {**data, "_key": meta.get("jlabel_key", entry.get("id"))}
+        # a field named like jlabel's columns (another tool's 'label') stays data: the annotations label the record
+        row = {f"data_{name}" if name in _LS_READ_COLUMNS else name: value for name, value in data.items()}
+        row["_key"] = meta.get("jlabel_key", entry.get("id"))
         # Label Studio's own exports may list predictions (or annotations) by id only: not readable, skipped
         annotations = [
             a
@@ -808,7 +907,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
         ]
         read = []
         for annotation in annotations:
-            this, value, names = _ls_value(annotation.get("result", []), kind, here, text)
+            this, value, names = _ls_value(annotation.get("result", []), kind, here, text, ignored)
             if this and kind and this != kind:
                 raise ValueError(f"{here}: a {this} annotation in a {kind} project (or {kind!r} task).")
             kind = kind or this
@@ -817,8 +916,9 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
             if isinstance(who, Mapping):
                 who = who.get("email") or who.get("id")
             who = meta.get("annotator") if len(annotations) == 1 and meta.get("annotator") else who
-            read.append((annotation.get("created_at") or "", value, None if who is None else str(who)))
-            every.append((row["_key"], read[-1][2], value, annotation.get("created_at"), here))
+            created = _ls_created_at(annotation.get("created_at"))
+            read.append((created or "", value, None if who is None else str(who)))
+            every.append((row["_key"], read[-1][2], value, created, here))
         if annotations:
             latest = max(range(len(read)), key=lambda i: read[i][0])
             _, value, who = read[latest]
@@ -826,12 +926,12 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
             row["label"] = value
             row["annotator"] = who
             row["label_source"] = meta.get("label_source", "human") if value is not None else None
-            row["labeled_at"] = latest.get("created_at") if value is not None else None
+            row["labeled_at"] = _ls_created_at(latest.get("created_at")) if value is not None else None
             row["annotations"] = len(annotations)
         predictions = [p for p in entry.get("predictions") or [] if isinstance(p, dict)]
         if predictions:
             prediction = predictions[-1]
-            this, value, names = _ls_value(prediction.get("result", []), kind, here, text)
+            this, value, names = _ls_value(prediction.get("result", []), kind, here, text, ignored)
             if this and kind and this != kind:
                 raise ValueError(f"{here}: a {this} prediction in a {kind} project (or {kind!r} task).")
             kind = kind or this
@@ -844,6 +944,7 @@ def _read_labelstudio(path: Path, task: Task | None, annotations_mode: str = "la
             row["_probs"] = meta.get("llm_probs")
         records.append(row)
         where.append(here)
+    _check_ignored(ignored, found, path)
     if written is not None:
         unknown = [name for name in dict.fromkeys(found) if name not in written.labels]
         if unknown:
@@ -971,12 +1072,15 @@ def export_command(args: argparse.Namespace) -> int:
             f"No data file at {data}: --data names the records (.csv, .parquet, .jsonl) that were labeled."
         )
     # the reader `jlabel preannotate` uses (its output is valid --data); keys such as "007" stay text
-    df = read_table(data, text=(*([args.id] if args.id else []), *store.task.text_columns))
-    if args.id:
-        if args.id not in df.columns:
-            raise SystemExit(f"--id {args.id!r} is not a column of {data}; its columns are {list(df.columns)}.")
-        df = df.set_index(args.id, drop=True)
+    df = read_table(data, text=store.task.text_columns, id=args.id)
     df.index = key_strings(record_keys(df))
+    decided = store.state().index.astype(str)
+    if len(decided) and not decided.isin(df.index).any():
+        raise SystemExit(
+            f"None of the {len(decided)} records decided in {args.store} is a record of {data} (store keys such as "
+            f"{decided[0]!r}, data keys such as {df.index[0] if len(df) else None!r}): pass --id the column that "
+            f"holds the keys the labels were recorded under."
+        )
     store.apply(df)
     path = export(df, args.output, format=args.format, task=store.task)
     print(f"wrote {int(df['label'].notna().sum())} labeled of {len(df)} records to {path}")

@@ -12,6 +12,7 @@ from test_preannotate import KeywordLLM
 import jlabel as jl
 from jlabel import cli
 from jlabel.datasets import news_demo
+from jlabel.frame import ensure_columns
 
 
 @pytest.fixture
@@ -195,8 +196,10 @@ def test_export_keys_a_csv_by_the_index_column_jlabel_wrote(tmp_path, capsys):
 def test_readers_keep_values_as_written(tmp_path, capsys):
     rows = [{"id": "007", "text": "1.50", "labeled_at": "2024-01-01"}, {"id": "010", "text": "N/A", "labeled_at": ""}]
     (tmp_path / "records.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    frame = cli.read_table(tmp_path / "records.jsonl")
-    assert frame.to_dict("list") == {k: [row[k] for row in rows] for k in ("id", "text", "labeled_at")}
+    frame = cli.read_table(tmp_path / "records.jsonl")  # a first field id holds the record keys
+    assert frame.index.tolist() == ["007", "010"]
+    assert frame.to_dict("list") == {k: [row[k] for row in rows] for k in ("text", "labeled_at")}
+    assert cli.read_table(tmp_path / "records.jsonl", id="text").index.tolist() == ["1.50", "N/A"]
     pd.DataFrame({"text": ["Goal!", "N/A", "null", "NA", ""]}).to_csv(tmp_path / "records.csv", index=False)
     assert cli.read_table(tmp_path / "records.csv")["text"].tolist()[:4] == ["Goal!", "N/A", "null", "NA"]
 
@@ -242,6 +245,42 @@ def test_a_csv_jlabel_wrote_reads_back_with_its_keys_and_no_extra_column(tmp_pat
     np.testing.assert_allclose(np.array(as_jsonl["llm_probs"].tolist()), [[0.2, 0.8], [0.9, 0.1], [0.6, 0.4]])
     numbered = cli.read_table(cli.write_table(frame.reset_index(drop=True), tmp_path / "numbered.csv"))
     assert numbered.index.tolist() == [0, 1, 2] and numbered.columns.tolist() == ["text"]
+
+
+def test_export_refuses_data_whose_keys_match_no_stored_record(tmp_path):
+    task = jl.Task(["World", "Sports"])
+    data = cli.write_table(pd.DataFrame({"key": ["a1", "a2"], "text": ["x", "y"]}), tmp_path / "d.csv")
+    with jl.Store(tmp_path / "labels.db", task=task, annotator="ana") as store:
+        store.record("a1", "label", "World")
+    argv = ["export", str(tmp_path / "labels.db"), str(tmp_path / "out.jsonl"), "--data", str(data)]
+    with pytest.raises(SystemExit, match=r"None of the 1 records decided .* pass --id the column"):
+        cli.main(argv)  # was: "wrote 0 labeled", exit 0, an empty export
+    assert cli.main([*argv, "--id", "key"]) == 0
+
+
+def test_a_jsonl_file_jlabel_wrote_reads_back_with_its_keys(tmp_path):
+    keyed = pd.DataFrame({"text": ["x", "y"]}, index=["r1", "007"])
+    back = cli.read_table(cli.write_table(keyed, tmp_path / "keyed.jsonl"))
+    assert back.index.tolist() == ["r1", "007"] and back.columns.tolist() == ["text"]
+    numbered = pd.DataFrame({"text": ["x", "y"], "index": [5, 6]})  # a data field named index stays data
+    for _ in range(3):  # written and read again and again: no key column piles up (was: a crash the third time)
+        numbered = cli.read_table(cli.write_table(numbered, tmp_path / "numbered.jsonl"))
+    assert numbered.columns.tolist() == ["text", "index"] and numbered.index.tolist() == [0, 1]
+    named = keyed.rename_axis("key")
+    assert cli.read_table(cli.write_table(named, tmp_path / "named.jsonl"), id="key").index.tolist() == ["r1", "007"]
+    with pytest.raises(SystemExit, match="--id 'nope' is not a column"):
+        cli.read_table(tmp_path / "named.jsonl", id="nope")
+
+
+def test_multi_label_and_span_lists_are_json_in_csv(tmp_path):
+    task = jl.Task(["a", "b", "c"], kind="multi")
+    frame = pd.DataFrame({"text": ["x", "y"], "label": [["a", "b"], None]})
+    frame = jl.set_suggestions(frame, task, [[0.9, 0.8, 0.1], [0.1, 0.2, 0.7]], model="m")
+    path = cli.write_table(frame, tmp_path / "multi.csv")
+    assert '"[""a"", ""b""]"' in path.read_text()  # JSON, not Python's repr ['a', 'b']
+    back = ensure_columns(cli.read_table(path), task)
+    assert back["label"].tolist() == [["a", "b"], None]
+    assert back["llm_label"].tolist() == frame["llm_label"].tolist()
 
 
 def test_csv_keys_and_text_columns_are_read_as_written(tmp_path, keyword_model, capsys):

@@ -661,3 +661,149 @@ def test_label_studio_round_trip_keeps_where_each_suggestion_came_from(tmp_path)
     assert [entry["meta"].get("llm_source") for entry in json.loads(path.read_text())] == ["combined", "cascade", None]
     back = jl.read(path)
     assert back["llm_source"].tolist()[:2] == ["combined", "cascade"] and pd.isna(back["llm_source"].iloc[2])
+
+
+def test_label_studio_data_fields_named_like_label_columns_stay_data(tmp_path):
+    # a project imported with an old system's 'label' column: only the annotations label the records
+    choice = [{"type": "choices", "value": {"choices": ["Positive"]}}]
+    tasks = [
+        {
+            "id": 1,
+            "data": {"text": "Loan approved", "label": "Negative"},
+            "annotations": [{"created_at": "2024-01-01T10:00:00Z", "result": choice}],
+        },
+        {
+            "id": 2,
+            "data": {"text": "Card blocked", "label": "Positive", "annotator": "legacy", "annotations": 5},
+            "annotations": [],
+        },
+    ]
+    path = tmp_path / "ls.json"
+    path.write_text(json.dumps(tasks))
+    for back in (jl.read(path, task=jl.Task(["Positive", "Negative"])), jl.read(path)):
+        assert back["label"].notna().tolist() == [True, False] and back.loc[1, "label"] == "Positive"
+        assert back["annotator"].isna().all() and back["annotations"].tolist() == [1, 0]
+        assert back["data_label"].tolist() == ["Negative", "Positive"]
+        assert back.loc[2, "data_annotator"] == "legacy" and back.loc[2, "data_annotations"] == 5
+
+
+@pytest.mark.parametrize("kind", ["multi", "spans"])
+@pytest.mark.parametrize("column", ["label", "llm_label"])
+def test_export_refuses_a_bare_string_where_a_list_is_due(tmp_path, kind, column):
+    task = jl.Task(["Fraud", "Complaint"], kind=kind)
+    what = "multi-label" if kind == "multi" else "span"
+    fine = ["Complaint"] if kind == "multi" else [{"start": 0, "end": 5, "label": "Complaint"}]
+    df = pd.DataFrame({"text": ["angry call", "odd charge"]}, index=["a", "b"])
+    df[column] = pd.Series([fine, "Fraud"], index=df.index, dtype=object)
+    if column == "llm_label":
+        df["label"] = pd.Series([fine, None], index=df.index, dtype=object)
+    with pytest.raises(
+        ValueError, match=rf"Record 'b' has {column} 'Fraud' \(str\), but the labels of a {what} task are lists"
+    ):
+        jl.export(df, tmp_path / "x.json", task=task)
+
+
+@pytest.mark.parametrize("kind", ["multi", "spans"])
+@pytest.mark.parametrize("fmt", ["jsonl", "prodigy", "labelstudio"])
+def test_list_labels_held_as_numpy_arrays_export(tmp_path, kind, fmt):
+    task = jl.Task(["Fraud", "Complaint"], kind=kind)
+    labels = (
+        [["Fraud"], ["Complaint", "Fraud"]]
+        if kind == "multi"
+        else [[{"start": 0, "end": 3, "label": "Fraud"}], [{"start": 4, "end": 8, "label": "Complaint"}]]
+    )
+    pd.DataFrame({"text": ["odd charge", "angry call"], "label": labels}, index=["a", "b"]).to_parquet(
+        tmp_path / "saved.parquet"
+    )
+    again = pd.read_parquet(tmp_path / "saved.parquet")  # lists come back as numpy arrays
+    assert isinstance(again["label"].iloc[0], np.ndarray)
+    path = jl.export(again, tmp_path / f"out{FORMATS[fmt]}", format=fmt, task=task)
+    assert jl.read(path, format=fmt, task=task)["label"].tolist() == labels
+
+
+def test_export_infers_the_task_from_the_first_label_that_says_its_kind(tmp_path):
+    spans = pd.DataFrame(
+        {"text": ["nothing here", "Ana Lopez called"], "label": [[], [{"start": 0, "end": 9, "label": "PER"}]]}
+    )
+    task = jl.io.infer_task(spans)
+    assert (task.kind, task.labels) == ("spans", ("PER",))
+    back = jl.read(jl.export(spans, tmp_path / "out.jsonl"), task=task)
+    assert back["label"].tolist() == spans["label"].tolist()
+    for labels in ([1, 2], [[1], [2, 1]]):
+        with pytest.raises(ValueError, match=r"The frame's label 1 \(int\) is not a label name"):
+            jl.export(pd.DataFrame({"text": ["a", "b"], "label": labels}), tmp_path / "out.jsonl")
+
+
+def test_export_with_an_id_column_and_a_repeated_index(tmp_path):
+    spans = jl.Task(["PER"], kind="spans")
+    df = pd.DataFrame(
+        {
+            "rid": ["a", "b", "c"],
+            "text": ["Ana x", "y Bob", "z"],
+            "label": [[{"start": 0, "end": 3, "label": "PER"}], [{"start": 2, "end": 5, "label": "PER"}], None],
+        },
+        index=[0, 0, 1],
+    )
+    back = jl.read(jl.export(df, tmp_path / "o.jsonl", task=spans, id="rid"), task=spans)
+    assert back.index.tolist() == ["a", "b"] and back["label"].tolist() == df["label"].tolist()[:2]
+    df["label"] = pd.Series([*df["label"].tolist()[:2], [{"start": 2, "end": 9, "label": "PER"}]], index=df.index)
+    with pytest.raises(ValueError, match=r"^Record 'c': label span .* lies outside its text, which has 1 characters"):
+        jl.export(df, tmp_path / "o.jsonl", task=spans, id="rid")
+    multi = jl.Task(["A", "B"], kind="multi")
+    df = pd.DataFrame({"rid": ["a", "b", "c"], "text": ["x", "y", "z"], "label": [["A"], ["Z"], None]}, index=[0, 0, 1])
+    with pytest.raises(ValueError, match=r"^Record 'b' has label 'Z', which is not one of the task's labels"):
+        jl.export(df, tmp_path / "o.jsonl", task=multi, id="rid")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "labelstudio", "prodigy"])
+@pytest.mark.parametrize("tz", [None, "UTC"])
+def test_timestamp_keys_are_written_as_iso_strings(tmp_path, fmt, tz):
+    index = pd.DatetimeIndex([pd.Timestamp("2024-01-01 09:00"), pd.Timestamp("2024-01-01 10:00:00.5")]).tz_localize(tz)
+    df = pd.DataFrame({"text": ["call at 9", "call at 10"], "label": ["Complaint", "Fraud"]}, index=index)
+    back = jl.read(jl.export(df, tmp_path / f"o{FORMATS[fmt]}", format=fmt), format=fmt)
+    assert back.index.tolist() == [t.isoformat() for t in index]
+
+
+def test_prodigy_binary_textcat_with_pattern_spans_is_a_classification(tmp_path):
+    # textcat.teach with --patterns: the label is top-level, the pattern matches are highlighted as spans
+    span = {"start": 0, "end": 4, "label": "SPORTS", "pattern": 3}
+    rows = [
+        {"text": "Goal for Ajax", "label": "SPORTS", "spans": [span], "answer": "accept"},
+        {"text": "Rates rise", "label": "SPORTS", "spans": [], "answer": "reject"},
+    ]
+    path = tmp_path / "teach.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    for back in (jl.read(path), jl.read(path, task=jl.Task(["SPORTS", "BUSINESS"]))):
+        assert back.attrs["jlabel_task"]["kind"] == "single"
+        assert back["label"].tolist()[0] == "SPORTS" and pd.isna(back["label"].iloc[1])
+    spans = jl.read(path, task=jl.Task(["SPORTS"], kind="spans"))  # asked for: the spans are the labels
+    assert spans["label"].tolist() == [[{"start": 0, "end": 4, "label": "SPORTS"}], None]
+
+
+def test_label_studio_reads_choices_beside_other_results_and_old_completions(tmp_path):
+    choice = {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["Business"]}}
+    note = {"from_name": "notes", "to_name": "text", "type": "textarea", "value": {"text": ["check"]}}
+    stars = {"from_name": "stars", "to_name": "text", "type": "rating", "value": {"rating": 4}}
+    tasks = [
+        {"id": i, "data": {"text": "Rates up"}, "annotations": [{"created_at": "2024-01-01T10:00:00Z", "result": r}]}
+        for i, r in ((1, [choice, note]), (2, [stars, choice]))
+    ]
+    path = tmp_path / "notes.json"
+    path.write_text(json.dumps(tasks))
+    with pytest.warns(
+        UserWarning, match=r"notes.json: ignored Label Studio results of types \['rating', 'textarea'\]"
+    ) as caught:
+        back = jl.read(path)
+    assert len(caught) == 1 and back["label"].tolist() == ["Business", "Business"]
+    old = [{"id": 1, "data": {"text": "Rates up"}, "completions": [{"created_at": 1609789589, "result": [choice]}]}]
+    path.write_text(json.dumps(old))  # Label Studio before 1.0: 'completions', epoch seconds
+    back = jl.read(path)
+    assert back.loc[1, "label"] == "Business"
+    assert back.loc[1, "labeled_at"] == pd.Timestamp(1609789589, unit="s", tz="UTC")
+
+
+def test_label_studio_data_floats_round_trip_exactly(tmp_path):
+    amounts = [0.1 + 0.2, 1234567.123456789, 1e-300, np.nan]
+    df = pd.DataFrame({"text": list("abcd"), "label": ["A"] * 4, "amount": amounts}, index=["r1", "r2", "r3", "r4"])
+    back = jl.read(jl.export(df, tmp_path / "x.json"))
+    np.testing.assert_array_equal(back["amount"].to_numpy(dtype=float), np.array(amounts))

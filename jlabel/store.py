@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -207,11 +208,15 @@ class Store:
                 return stored_task
             if task.id != stored_task.id and not allow_other_task:
                 raise StoreError(
-                    f"{self.path} belongs to another task (id {stored_task.id}: labels "
-                    f"{list(stored_task.labels)}, kind {stored_task.kind!r}); this task has id {task.id} "
-                    f"(labels {list(task.labels)}, kind {task.kind!r}). Use a new store file for the new task, "
-                    f"or pass allow_other_task=True to keep both tasks' events in one file."
+                    f"{self.path} belongs to another task (id {stored_task.id}); this task has id {task.id}: "
+                    f"{_task_differences(stored_task, task)}. A task is its labels, descriptions, kind, "
+                    f"instructions and text together, so a store keeps its events apart from any other task's. "
+                    f"Open the store with the task it was made for, or use a new store file for this task. "
+                    f"allow_other_task=True opens it for this task, with the other task's "
+                    f"{self._count_other_tasks_events(task)} event(s) kept in the file but not shown."
                 )
+            if allow_other_task:
+                self._warn_of_hidden_events(task)
             return task
         if task is not None:
             with self.conn:
@@ -223,6 +228,21 @@ class Store:
                     (json.dumps(task.to_dict()), str(SCHEMA_VERSION)),
                 )
         return task
+
+    def _count_other_tasks_events(self, task: Task) -> int:
+        return self.conn.execute("SELECT COUNT(*) FROM events WHERE task != ?", (task.id,)).fetchone()[0]
+
+    def _warn_of_hidden_events(self, task: Task) -> None:
+        """Say how many events allow_other_task=True leaves out: a silently empty store looks like lost work."""
+        hidden = self._count_other_tasks_events(task)
+        if hidden:
+            warnings.warn(
+                f"{self.path} holds {hidden} event(s) of another task; they are not shown, replayed or applied "
+                f"for this task (id {task.id}). Read them with store.events(all_tasks=True), or open the store "
+                f"with the task they were made for.",
+                UserWarning,
+                stacklevel=4,  # the caller of Store(...)
+            )
 
     def _adopt_taskless_events(self, task: Task) -> None:
         """Give ``task`` the events journalled before the file had a task, once they are checked against it.
@@ -296,6 +316,12 @@ class Store:
         ``events`` is a frame, or an iterable of dicts, with the arguments of :meth:`record`
         as columns (``record`` and ``action`` required). Validation is vectorised; if any
         event is invalid, nothing is written. Returns the number of events written.
+
+        ``record_many(other.events())`` copies another store's events of this task (merging
+        annotators' stores): a ``ts`` column keeps each event's time (datetimes, tz-naive
+        ones taken as UTC, or UTC epoch seconds; a missing one is now), a ``task`` column
+        must be this task's id, and an ``id`` column must be increasing: the events are
+        journalled in that order and numbered by this store.
         """
         self._require_task()
         frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame.from_records(list(events))
@@ -307,6 +333,8 @@ class Store:
         unknown = set(frame.columns) - set(_COLUMNS) - {"annotator"}
         if unknown:
             raise ValueError(f"Unknown event field(s) {sorted(unknown)}; events take {list(_COLUMNS[2:])}.")
+        self._check_copied_ids(frame)
+        self._check_copied_tasks(frame)
         column = {
             name: _nullable(frame[name]) if name in frame else pd.Series(None, index=frame.index, dtype=object)
             for name in _COLUMNS[2:]
@@ -339,8 +367,9 @@ class Store:
         duration = column["duration_ms"]
         if duration.notna().any() and (pd.to_numeric(duration, errors="coerce") < 0).any():
             raise ValueError("duration_ms must be >= 0.")
+        now = np.full(len(frame), time.time())
         rows = zip(
-            np.full(len(frame), time.time()),
+            _epoch_seconds(frame["ts"], now) if "ts" in frame else now,
             column["record"].astype(str),
             np.full(len(frame), self.task.id),
             annotator,
@@ -363,6 +392,30 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.executemany(_INSERT, rows)
         return len(rows)
+
+    def _check_copied_ids(self, frame: pd.DataFrame) -> None:
+        """An ``id`` column (another store's, from events()) is kept as an order, never as ids."""
+        if "id" not in frame:
+            return
+        ids = pd.to_numeric(frame["id"], errors="coerce")
+        if not (ids.notna().all() and ids.is_monotonic_increasing and ids.is_unique):
+            raise ValueError(
+                f"record_many journals events in the order given and numbers them itself, but the id column's "
+                f"ids are not in increasing order ({frame['id'].head(5).tolist()}...), so the order they say "
+                f"cannot be kept: sort the events by id (or by ts), or drop the id column."
+            )
+
+    def _check_copied_tasks(self, frame: pd.DataFrame) -> None:
+        """A ``task`` column (from events()) must be this task's: the store journals only for its task."""
+        if "task" not in frame:
+            return
+        other = frame["task"][frame["task"].notna() & (frame["task"] != self.task.id)]
+        if len(other):
+            raise ValueError(
+                f"These events are of task {other.iloc[0]}, not of this store's task {self.task.id}, so they "
+                f"cannot be journalled as theirs. Copy them into a store of their own task, or drop the task "
+                f"column to journal them for this task (their values are checked against it)."
+            )
 
     def _require_task(self) -> None:
         """A store records only for a task: its events are checked against it and found by its id."""
@@ -464,8 +517,11 @@ class Store:
         """Write the store's state into ``df``'s label columns, in place; returns ``df``.
 
         Records in the store but not in ``df`` are ignored; records in ``df`` but not in
-        the store keep what they have, and so do records the store only ever skipped (a skip
-        leaves the label as it was, also one the frame brought).
+        the store keep what they have, and so do records with no surviving label-setting
+        decision (only skips, or every decision undone): a skip or an undone decision leaves
+        the label as it was, also one the frame brought. When such a record's first decision
+        journalled the frame's label before it (``meta["before"]``, as the panel does), that
+        label is restored, so a frame saved before the undo gets it back.
         """
         if self.task is None:
             raise StoreError(f"{self.path} has no task yet: open it with Store(path, task=task) before apply().")
@@ -474,29 +530,73 @@ class Store:
         columns = ("id", "ts", "record", "annotator", "action", "value")
         events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
         state = replay(events)  # as state() gives it, from the same read
+        decided = state["status"].isin(list(SOURCE_OF))  # a surviving label-setting decision
         labeled = events.loc[events["action"].isin(list(SOURCE_OF)), "record"]  # undone ones too
-        state = state[state.index.isin(labeled)]  # a record the store only ever skipped keeps the frame's label
-        if state.empty:
-            return df
-        positions = keys.get_indexer(state.index)
-        found = positions >= 0
-        rows = positions[found]
-        if not len(rows):
-            return df
-        for column in ("label", "label_source", "annotator", "labeled_at"):
-            if column == "labeled_at":
-                merged = _utc_nanoseconds(df[column])  # ensure_columns made it UTC times
-                merged[rows] = _utc_nanoseconds(state[column])[found]
-                df[column] = pd.Series(merged.view("M8[ns]"), index=df.index).dt.tz_localize("UTC")
-                continue
-            values = state[column].to_numpy(dtype=object, na_value=None)[found]
-            merged = df[column].to_numpy(dtype=object, na_value=None, copy=True)
-            merged[rows] = values
-            if column == "label" and self.task.kind != "single":
-                df[column] = pd.Series(merged, index=df.index, dtype=object)
-            else:
-                df[column] = pd.array(merged, dtype=STRING_DTYPE)
+        undone = state.index[~decided & state.index.isin(labeled)]
+        _write_state(df, keys, state[decided], self.task)
+        _write_state(df, keys, self._labels_before(events, undone, df, keys), self.task)
         return df
+
+    def _labels_before(self, events: pd.DataFrame, records: pd.Index, df: pd.DataFrame, keys: pd.Index) -> pd.DataFrame:
+        """The labels ``records`` had before their first decision, where ``df`` now holds another: as rows
+        of state, with no source, annotator or time (those in ``df`` described the undone decision)."""
+        before = self._journalled_before(events, records)
+        at = keys.get_indexer(list(before))
+        labels = df["label"].to_numpy(dtype=object, na_value=None)
+        changed = {
+            record: value
+            for (record, value), row in zip(before.items(), at)
+            if row >= 0 and not _same_label(labels[row], value)
+        }
+        state = pd.DataFrame(
+            {
+                "label": pd.Series(list(changed.values()), dtype=object),
+                "label_source": None,
+                "annotator": None,
+                "labeled_at": pd.Series(pd.NaT, index=range(len(changed)), dtype="datetime64[ns, UTC]"),
+            }
+        )
+        return state.set_axis(list(changed))
+
+    def _journalled_before(self, events: pd.DataFrame, records: pd.Index) -> dict:
+        """``meta["before"]`` of each record's first decision, where it has one that fits the task."""
+        decisions = events[events["action"].isin(DECISIONS) & events["record"].isin(records)]
+        first = decisions.drop_duplicates("record")["id"].tolist()
+        before = {}
+        for start in range(0, len(first), 500):  # under SQLite's limit on parameters
+            chunk = first[start : start + 500]
+            sql = f"SELECT record, meta FROM events WHERE id IN ({','.join('?' * len(chunk))})"
+            for record, meta in self.conn.execute(sql, chunk):
+                meta = json.loads(meta) if meta else None
+                if not isinstance(meta, dict) or "before" not in meta:
+                    continue  # journalled without it: the frame keeps what it has
+                try:
+                    before[record] = None if meta["before"] is None else self.task.check_value(meta["before"])
+                except (TypeError, ValueError):
+                    continue  # a label outside the task, which a frame may hold: left as the frame has it
+        return before
+
+
+def _write_state(df: pd.DataFrame, keys: pd.Index, state: pd.DataFrame, task: Task) -> None:
+    """Write rows of state (indexed by record key) into ``df``'s label columns, in place."""
+    positions = keys.get_indexer(state.index)
+    found = positions >= 0
+    rows = positions[found]
+    if not len(rows):
+        return
+    for column in ("label", "label_source", "annotator", "labeled_at"):
+        if column == "labeled_at":
+            merged = _utc_nanoseconds(df[column])  # ensure_columns made it UTC times
+            merged[rows] = _utc_nanoseconds(state[column])[found]
+            df[column] = pd.Series(merged.view("M8[ns]"), index=df.index).dt.tz_localize("UTC")
+            continue
+        values = state[column].to_numpy(dtype=object, na_value=None)[found]
+        merged = df[column].to_numpy(dtype=object, na_value=None, copy=True)
+        merged[rows] = values
+        if column == "label" and task.kind != "single":
+            df[column] = pd.Series(merged, index=df.index, dtype=object)
+        else:
+            df[column] = pd.array(merged, dtype=STRING_DTYPE)
 
 
 def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame:
@@ -577,6 +677,36 @@ def replay(events: pd.DataFrame, *, per_annotator: bool = False) -> pd.DataFrame
         keep_rows = np.sort(ranked[last_of_record])
         keep_rows = keep_rows[np.argsort(event[keep_rows], kind="stable")]
     return state.iloc[keep_rows].set_index("record")[columns]
+
+
+def _epoch_seconds(column: pd.Series, now: np.ndarray) -> np.ndarray:
+    """Event times as the journal holds them, UTC epoch seconds: datetimes (tz-naive ones taken as UTC) or
+    numbers of seconds, as events() and the journal give them; a missing time is ``now``."""
+    if pd.api.types.is_datetime64_any_dtype(column):
+        numbers, times = pd.Series(np.nan, index=column.index), pd.to_datetime(column, utc=True)
+    else:
+        numbers = pd.to_numeric(column, errors="coerce")
+        rest = column.where(numbers.isna())
+        times = pd.to_datetime(rest, utc=True, errors="coerce", format="mixed")
+        bad = rest.notna() & times.isna()
+        if bad.any():
+            raise ValueError(
+                f"ts must be the event's time, a datetime or UTC epoch seconds (as events() gives it), got "
+                f"{rest[bad].iloc[0]!r}. Fix or drop that value; a missing ts is stamped now."
+            )
+    seconds = numbers.fillna((times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1))
+    return seconds.fillna(pd.Series(now, index=column.index)).to_numpy(dtype=np.float64)
+
+
+def _same_label(held, journalled) -> bool:
+    """Whether a frame's label (a list may be a numpy array there) is the journalled one."""
+    if _is_missing(held) or journalled is None:
+        return _is_missing(held) and journalled is None
+    return _canonical_json(held) == _canonical_json(journalled)
+
+
+def _canonical_json(value) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
 
 
 def _utc_nanoseconds(column: pd.Series) -> np.ndarray:
@@ -673,8 +803,8 @@ def open_for(store, task, annotator: str | None = None, *, what: str = "its even
         )
     if store.task.id != task.id:
         raise ValueError(
-            f"The store {store.path} is for task {store.task.id} (labels {list(store.task.labels)}), "
-            f"not this task ({task.id}, labels {list(task.labels)}): open a store made for this task."
+            f"The store {store.path} is for task {store.task.id}, not this task ({task.id}): "
+            f"{_task_differences(store.task, task)}. Open a store made for this task."
         )
     return store
 
@@ -688,3 +818,21 @@ def opened_for(store, task, *, what: str = "its events") -> Iterator[Store]:
     finally:
         if journal is not store:
             journal.close()
+
+
+def _task_differences(stored: Task, task: Task) -> str:
+    """What tells two tasks apart, field by field, for the error that refuses a store of another task."""
+    names = {"labels": "labels", "descriptions": "label descriptions", "kind": "kind"}
+    names |= {"instructions": "instructions", "text": "text (column or template)"}
+    old, new = stored.to_dict(), task.to_dict()
+    parts = [
+        f"{name} (the store's: {_shorten(old[key])}; this task's: {_shorten(new[key])})"
+        for key, name in names.items()
+        if old[key] != new[key]
+    ]
+    return "what differs: " + "; ".join(parts)
+
+
+def _shorten(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jlabel as jl
-from jlabel.store import current_annotator, replay
+from jlabel.store import current_annotator, open_for, replay
 
 LABELS = ["a", "b", "c"]
 
@@ -236,7 +236,8 @@ def test_refuses_another_tasks_store(tmp_path):
     jl.Store(path, task=jl.Task(LABELS)).record("r", "label", "a")
     with pytest.raises(jl.StoreError, match="belongs to another task"):
         jl.Store(path, task=jl.Task(["yes", "no"]))
-    both = jl.Store(path, task=jl.Task(["yes", "no"]), allow_other_task=True)
+    with pytest.warns(UserWarning, match=r"1 event\(s\) of another task"):
+        both = jl.Store(path, task=jl.Task(["yes", "no"]), allow_other_task=True)
     both.record("r", "label", "yes")
     assert both.state().loc["r", "label"] == "yes"
     assert jl.Store(path, task=jl.Task(LABELS)).state().loc["r", "label"] == "a"
@@ -374,13 +375,10 @@ def test_a_skip_leaves_another_annotators_label(store):
     store.apply(df)
     assert df["label"].tolist()[:2] == ["a", "b"] and pd.isna(df["label"].iloc[2])
     # a label the frame brought (gold, from a file) stays when the store only ever skipped the record, as
-    # the panel leaves it (apply cleared it, so a reopened panel lost it); a label the store set and then
-    # undid is cleared, as before
-    store.record("r4", "label", "b", annotator="ana")
-    store.record("r4", "undo", annotator="ana")
-    gold = pd.DataFrame({"text": ["z", "w"], "label": ["a", "a"]}, index=["r3", "r4"])
+    # the panel leaves it (apply cleared it, so a reopened panel lost it)
+    gold = pd.DataFrame({"text": ["z"], "label": ["a"]}, index=["r3"])
     store.apply(gold)
-    assert gold["label"].iloc[0] == "a" and pd.isna(gold["label"].iloc[1])
+    assert gold["label"].iloc[0] == "a"
 
 
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
@@ -427,3 +425,114 @@ def test_apply_refuses_labeled_at_that_is_not_time(store):
     df = pd.DataFrame({"text": ["x"], "labeled_at": [1.5]}, index=["r1"])
     with pytest.raises(ValueError, match=r"labeled_at column holds float64 values such as 1\.5"):
         store.apply(df)
+
+
+def test_apply_leaves_a_record_whose_decisions_were_all_undone(store):
+    # a reopened panel (kernel restart) must not erase a label the frame brought, e.g. gold from a file
+    store.record("r1", "label", "b")
+    store.record("r1", "undo")
+    store.record("r2", "label", "b")
+    store.record("r2", "undo")
+    store.record("r2", "skip")  # a skip sets nothing: the frame's label stays
+    when = pd.Timestamp("2024-01-01 10:00", tz="UTC")
+    df = pd.DataFrame(
+        {"text": ["x", "y"], "label": ["a", "c"], "label_source": "gold", "annotator": "lead", "labeled_at": when},
+        index=["r1", "r2"],
+    )
+    store.apply(df)
+    assert df["label"].tolist() == ["a", "c"] and df["label_source"].tolist() == ["gold", "gold"]
+    assert df["annotator"].tolist() == ["lead", "lead"] and df["labeled_at"].tolist() == [when, when]
+
+
+def test_apply_restores_the_label_recorded_before_the_first_decision(store):
+    # the panel journals the frame's label before a decision in meta["before"]; with it, apply undoes a
+    # decision that a frame saved before the undo still holds
+    store.record("r1", "label", "b", meta={"before": "a", "position": 0})
+    store.record("r1", "label", "c", meta={"before": "b", "position": 0})
+    store.record("r1", "undo")
+    store.record("r1", "undo")
+    store.record("r2", "label", "b", meta={"before": None})
+    store.record("r2", "undo")
+    store.record("r3", "label", "b", meta={"before": "a"})  # not undone: the decision wins
+    store.record("r4", "label", "c", meta={"before": "a"})
+    store.record("r4", "undo")
+    store.record("r4", "skip", meta={"before": "a"})
+    df = pd.DataFrame({"text": list("wxyz"), "label": ["c", "b", "c", "c"]}, index=["r1", "r2", "r3", "r4"])
+    df["label_source"], df["annotator"], df["labeled_at"] = "human", "ana", pd.Timestamp.now(tz="UTC")
+    store.apply(df)
+    assert df["label"].tolist()[0::2] == ["a", "b"] and pd.isna(df.loc["r2", "label"])
+    assert df.loc["r4", "label"] == "a"
+    # the saved source, annotator and time described the undone decision, not the restored label
+    restored = df.loc[["r1", "r2", "r4"]]
+    assert restored[["label_source", "annotator", "labeled_at"]].isna().all().all()
+    assert df.loc["r3", ["label_source", "annotator"]].tolist() == ["human", "ana"]
+
+
+def test_apply_restores_a_multi_label_before_value(tmp_path):
+    store = jl.Store(tmp_path / "m.db", task=jl.Task(LABELS, kind="multi"))
+    store.record("x", "label", ["b"], meta={"before": ["a", "c"]})
+    store.record("x", "undo")
+    store.record("y", "label", ["b"], meta={"before": ["a"]})
+    store.record("y", "undo")
+    df = pd.DataFrame({"text": ["t", "u"], "label": [["b"], np.array(["a"])]}, index=["x", "y"])
+    df["label_source"] = ["human", "gold"]
+    store.apply(df)
+    assert df.loc["x", "label"] == ["a", "c"] and pd.isna(df.loc["x", "label_source"])
+    assert list(df.loc["y", "label"]) == ["a"] and df.loc["y", "label_source"] == "gold"  # already as before
+
+
+def test_record_many_keeps_the_events_timestamps(tmp_path):
+    task = jl.Task(LABELS)
+    ana = jl.Store(tmp_path / "ana.db", task=task, annotator="ana")
+    ana.record("r1", "label", "a", duration_ms=500, meta={"position": 0})
+    ana.record("r2", "suggest", suggestion="b", confidence=0.7, model="m")
+    ana.record("r1", "undo")
+    with sqlite3.connect(ana.path) as conn:  # events made an hour apart
+        conn.execute("UPDATE events SET ts = ts - 3600 * (3 - id)")
+    team = jl.Store(tmp_path / "team.db", task=task, annotator="lead")
+    assert team.record_many(ana.events()) == 3
+    fields = [c for c in ana.events().columns if c != "id"]
+    pd.testing.assert_frame_equal(team.events()[fields], ana.events()[fields])
+    team.record_many(
+        [
+            {"record": "r3", "action": "skip", "ts": 1_700_000_000.5},  # epoch seconds, as the journal holds them
+            {"record": "r4", "action": "skip", "ts": pd.Timestamp("2024-01-01 10:00")},  # tz-naive: UTC
+            {"record": "r5", "action": "skip"},  # none given: now
+        ]
+    )
+    ts = team.events().set_index("record")["ts"]
+    assert ts["r3"] == pd.Timestamp(1_700_000_000.5, unit="s", tz="UTC")
+    assert ts["r4"] == pd.Timestamp("2024-01-01 10:00", tz="UTC")
+    assert ts["r5"] > pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("column", "match"),
+    [
+        ({"id": [2, 1]}, r"ids .*not in increasing order"),
+        ({"task": "0123456789abcdef"}, r"task 0123456789abcdef"),
+        ({"ts": ["not a time", "2024-01-01"]}, r"ts .*'not a time'"),
+    ],
+)
+def test_record_many_refuses_fields_it_cannot_keep(store, column, match):
+    events = pd.DataFrame({"record": ["r1", "r2"], "action": "skip", **column})
+    with pytest.raises(ValueError, match=match):
+        store.record_many(events)
+    assert store.events().empty
+
+
+def test_another_task_error_says_what_differs(tmp_path):
+    path = tmp_path / "x.db"
+    jl.Store(path, task=jl.Task(LABELS, instructions="Sort it.")).record("r", "label", "a")
+    reworded = jl.Task(LABELS, instructions="Sort the review.")
+    with pytest.raises(jl.StoreError, match="belongs to another task") as error:
+        jl.Store(path, task=reworded)
+    message = str(error.value)
+    assert "instructions" in message and "'Sort it.'" in message and "'Sort the review.'" in message
+    assert "labels" not in message.split("differ")[0] and "allow_other_task=True" in message
+    assert "1 event" in message  # what allow_other_task=True would not show
+    with pytest.raises(ValueError, match=r"not this task .*what differs: instructions \(the store's: 'Sort it\.'"):
+        open_for(jl.Store(path), reworded)  # an open store handed to the panel says it too
+    with pytest.warns(UserWarning, match=r"1 event\(s\) of another task.* not shown"):
+        store = jl.Store(path, task=reworded, allow_other_task=True)
+    assert store.state().empty

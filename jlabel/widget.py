@@ -177,6 +177,7 @@ class Labeler(anywidget.AnyWidget):
         self.df = df
         self.task = task
         self._keys = keys
+        self._index = self._seen_index = df.index  # rows are found by position: see _check_frame
         if self._store.conn.execute("SELECT 1 FROM events WHERE task = ? LIMIT 1", (task.id,)).fetchone():
             self._store.apply(df, id=id)  # a new store has nothing to apply: skip its pass over all keys
         self._llm = llm
@@ -215,6 +216,8 @@ class Labeler(anywidget.AnyWidget):
             not_done = self._not_decided_by(annotator)
         start = int(not_done[0]) if len(not_done) else len(self._queue)
         message = ""
+        if order is not None and len(self._queue) and not len(not_done):
+            start, message = 0, "Every record of order= is decided: review them with the arrow keys."
         if len(df) == 0:
             message = "The frame is empty: there is nothing to label."
         elif len(self._queue) == 0 and order is not None:
@@ -305,7 +308,7 @@ class Labeler(anywidget.AnyWidget):
             if kind == "decide":
                 position = int(content["position"])
                 action, value = content.get("action", "label"), content.get("value")
-                self._decide(position, action, value, content.get("duration_ms"))
+                self._decide(position, action, value, content.get("duration_ms"), content.get("shown", _UNSAID))
                 first = min(position, self.position)
             elif kind == "undo":
                 first = self._undo()
@@ -339,16 +342,27 @@ class Labeler(anywidget.AnyWidget):
 
     # -- decisions ---------------------------------------------------------------
 
-    def _decide(self, position: int, action: str, value: Any, duration_ms: Any) -> None:
+    def _decide(self, position: int, action: str, value: Any, duration_ms: Any, displayed: Any = None) -> None:
+        """One decision. ``displayed``: the suggestion label the front end showed (None: none), if it said."""
         if action not in _FRONT_ACTIONS:
             raise ValueError(f"Unknown action {action!r}: use one of {', '.join(_FRONT_ACTIONS)}.")
         if not 0 <= position < len(self._queue):
             raise IndexError(f"No record at position {position}: the queue holds {len(self._queue)} records.")
+        self._check_frame()
         row = int(self._queue[position])
         key = self._keys[row]
         suggestion = self._suggestion(row)
         hidden = self._hidden(self._key(row))
         shown = suggestion is not None and not hidden
+        if displayed is None:  # still coming when the key was pressed: the person decided without it
+            shown = False
+        elif displayed is not _UNSAID and (
+            not shown or self.task.check_value(displayed) != self.task.check_value(suggestion["label"])
+        ):
+            raise ValueError(
+                f"The suggestion for record {key!r} changed while it was shown (the learner refitted): "
+                f"look at it again, then decide."
+            )
         if action == "accept":
             if not shown:
                 raise ValueError(f"Record {key!r} has no suggestion to accept: choose a label instead.")
@@ -369,10 +383,12 @@ class Labeler(anywidget.AnyWidget):
             raise ValueError(f"A skip takes no value, got {value!r}.")
         if duration_ms is not None:
             duration_ms = max(0, int(duration_ms))
-        meta = {"blind": bool(hidden), "shown": bool(shown), "position": position}
         with self._lock:
             column = self.df.columns.get_loc
             before = tuple(self.df.iat[row, column(c)] for c in ("label", "label_source", "labeled_at", "annotator"))
+            # the label the frame held (e.g. imported gold): what the store restores once every decision is undone
+            prior = None if _missing(before[0]) else _plain(before[0])
+            meta = {"blind": bool(hidden), "shown": bool(shown), "position": position, "before": prior}
             event = self._store.record(
                 self._key(row),
                 action,
@@ -400,7 +416,11 @@ class Labeler(anywidget.AnyWidget):
 
     def _undo(self) -> int:
         if not self._history:
-            raise ValueError("Nothing to undo: this session has made no decision yet.")
+            raise ValueError(
+                "Nothing left to undo in this panel: undo takes back this panel's own decisions. To change an "
+                "earlier one, open a panel on that record (order=[key]) and label it again."
+            )
+        self._check_frame()
         position, before, annotator, example, event = self._history[-1]
         row = int(self._queue[position])
         key = self._key(row)
@@ -480,10 +500,23 @@ class Labeler(anywidget.AnyWidget):
 
     # -- what the front end sees -------------------------------------------------
 
+    def _check_frame(self) -> None:
+        """Refuse to go on when the frame's rows moved since the panel opened: rows are found by position."""
+        index = self.df.index
+        if index is self._seen_index:
+            return
+        if not index.equals(self._index):
+            raise ValueError(
+                "The frame was reordered or its rows changed since the panel opened (sort_values(inplace=True), "
+                "rows added or dropped): its rows no longer match the panel's records. Open a new jl.Labeler."
+            )
+        self._seen_index = index  # the same keys in the same order (the index was set again)
+
     def _records(self, start: int, stop: int) -> list[dict]:
         start, stop = max(0, start), min(len(self._queue), stop)
         if start >= stop:
             return []
+        self._check_frame()
         rows = self._queue[start:stop]
         needed = [*self.task.text_columns, *self._context, "label", "label_source", *_SUGGESTION_COLUMNS]
         with self._lock:
@@ -870,6 +903,9 @@ class Labeler(anywidget.AnyWidget):
                 self.df.iat[row, column("llm_prompt")] = str(prompt)
         # the label last: code reading the frame while the panel writes sees a whole suggestion once it sees the label
         self.df.iat[row, column("llm_label")] = label
+
+
+_UNSAID = object()  # a decide message from a front end that does not say which suggestion it showed
 
 
 def _queue(df: pd.DataFrame, keys: pd.Index, order) -> tuple[np.ndarray, str]:

@@ -369,6 +369,8 @@ function render({ model, el: host }) {
     if (!record()) return; // nothing shown to decide on
     const message = { type: "decide", position: position(), action, duration_ms: Math.round(performance.now() - shownAt) };
     if (value !== undefined) message.value = value;
+    // the suggestion on screen (null: none, hidden or still coming): Python journals against what was seen
+    message.shown = record().suggestion ? record().suggestion.label : null;
     sendDecision(message);
   }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_undo_any_number_of_steps_restores_from_the_store(suggested, task, tmp_p
     assert events["action"].tolist() == ["edit", "accept", "accept", "undo", "undo", "undo"]
     assert p.w.store.state()["status"].isna().all()
     error = p.msg(type="undo")
-    assert error["type"] == "error" and "Nothing to undo" in error["error"]
+    assert error["type"] == "error" and "Nothing left to undo" in error["error"]
 
 
 def test_undo_restores_a_label_made_outside_the_panel_as_it_was(task):
@@ -626,3 +627,60 @@ def test_the_model_failure_message_goes_once_the_model_works_again(small_df, tas
     p.decide("label", "Sports")
     assert _wait_for(lambda: len(llm.calls) >= 5 and not p.w._pending)
     assert p.w.message == "a notice of the user's own"
+
+
+def test_a_gold_label_survives_a_relabel_undone_and_a_new_kernel(task, tmp_path):
+    store = tmp_path / "labels.db"
+    gold = lambda: pd.DataFrame({"text": ["a", "b"], "label": ["World", None]})  # noqa: E731
+    w = Labeler(gold(), task, annotator="ana", order=[0, 1], store=store)
+    w.position = 0
+    w.decide("Sports")
+    assert w.store.events()["meta"].iloc[-1]["before"] == "World"  # what the frame held, journalled
+    w.undo()
+    w.store.close()
+    again = gold()
+    Labeler(again, task, annotator="ana", store=store)  # a new kernel applies the store
+    assert again["label"].tolist()[:1] == ["World"]  # was: erased to NA
+
+
+def test_a_frame_reordered_under_the_panel_is_refused_not_mislabeled(small_df, task, tmp_path):
+    p = Panel(small_df, task, annotator="ana", store=tmp_path / "labels.db")
+    with warnings.catch_warnings():  # pandas 3.1 deprecates inplace; earlier ones, where users use it, do not
+        warnings.simplefilter("ignore")
+        small_df.sort_values("text", inplace=True)  # rows are found by position: they moved
+    reply = p.decide(value="World")
+    assert reply["type"] == "error" and "reordered" in reply["error"]
+    assert small_df["label"].isna().all() and p.w.store.events().empty
+    assert p.msg(type="fetch", start=0)["type"] == "error"
+
+
+def test_a_key_pressed_before_the_suggestion_arrived_is_a_label_not_an_accept(suggested, task):
+    p = Panel(suggested, task, annotator="ana")
+    value = suggested["llm_label"].iloc[0]
+    reply = p.msg(type="decide", position=0, action="label", value=value, shown=None)  # the screen said "coming"
+    assert reply["type"] == "records"
+    event = p.w.store.events().iloc[-1]
+    assert event["action"] == "label" and event["meta"]["shown"] is False
+    other = suggested["llm_label"].iloc[1]
+    reply = p.msg(type="decide", position=1, action="accept", shown="World" if other != "World" else "Sports")
+    assert reply["type"] == "error" and "changed while it was shown" in reply["error"]  # a refit changed it
+    assert p.msg(type="decide", position=1, action="accept", shown=other)["type"] == "records"
+    assert p.w.store.events()["action"].iloc[-1] == "accept"
+
+
+def test_undo_with_nothing_left_says_how_to_change_an_earlier_decision(small_df, task):
+    w = Labeler(small_df, task, annotator="ana")
+    with pytest.raises(ValueError, match=r"Nothing left to undo in this panel.*label it again"):
+        w.undo()
+
+
+def test_a_review_order_of_decided_records_opens_at_its_first(task, tmp_path):
+    store = tmp_path / "labels.db"
+    frame = lambda: pd.DataFrame({"text": ["a", "b"]}, index=["r1", "r2"])  # noqa: E731
+    w = Labeler(frame(), task, annotator="ana", store=store)
+    w.decide("World")
+    w.decide("Sports")
+    w.store.close()
+    df = frame()
+    review = Labeler(df, task, annotator="ana", store=store, order=list(df.index))
+    assert review.position == 0 and review.current == "r1" and "review" in review.message

@@ -35,6 +35,7 @@ from .task import Task
 _STATIC = Path(__file__).parent / "static"
 if not _STATIC.is_dir():  # an editable install runs from the source tree
     _STATIC = Path(__file__).parent.parent / "js"
+_UNSAID = object()  # a decision that does not say which suggestion was shown (the Python API, an older front end)
 WINDOW = 6  # records the front end holds ahead of the current one
 PREFETCH = 3  # records whose live suggestions are computed ahead
 FEW_SHOT = 8  # most recent session decisions given to the model as examples
@@ -342,7 +343,7 @@ class Labeler(anywidget.AnyWidget):
 
     # -- decisions ---------------------------------------------------------------
 
-    def _decide(self, position: int, action: str, value: Any, duration_ms: Any, displayed: Any = None) -> None:
+    def _decide(self, position: int, action: str, value: Any, duration_ms: Any, displayed: Any = _UNSAID) -> None:
         """One decision. ``displayed``: the suggestion label the front end showed (None: none), if it said."""
         if action not in _FRONT_ACTIONS:
             raise ValueError(f"Unknown action {action!r}: use one of {', '.join(_FRONT_ACTIONS)}.")
@@ -903,9 +904,6 @@ class Labeler(anywidget.AnyWidget):
                 self.df.iat[row, column("llm_prompt")] = str(prompt)
         # the label last: code reading the frame while the panel writes sees a whole suggestion once it sees the label
         self.df.iat[row, column("llm_label")] = label
-
-
-_UNSAID = object()  # a decide message from a front end that does not say which suggestion it showed
 
 
 def _queue(df: pd.DataFrame, keys: pd.Index, order) -> tuple[np.ndarray, str]:

@@ -666,6 +666,8 @@ def test_a_key_pressed_before_the_suggestion_arrived_is_a_label_not_an_accept(su
     assert reply["type"] == "error" and "changed while it was shown" in reply["error"]  # a refit changed it
     assert p.msg(type="decide", position=1, action="accept", shown=other)["type"] == "records"
     assert p.w.store.events()["action"].iloc[-1] == "accept"
+    p.w.decide(action="accept")  # the Python API shows what the frame holds: its accept stays an accept
+    assert p.w.store.events()["action"].iloc[-1] == "accept"
 
 
 def test_undo_with_nothing_left_says_how_to_change_an_earlier_decision(small_df, task):

@@ -204,11 +204,8 @@ def test_annotator_report_from_a_store(tmp_path):
                     "ts": start + pd.Timedelta(seconds=30 * i),
                 }
             )
-    store.record_many(pd.DataFrame(rows).drop(columns="ts"))
-    assert list(jl.annotator_report(store).index) == ["ana", "ben"]
-    events = store.events()  # the journal stamps its own time: give the decisions their own
-    events["ts"] = pd.DatetimeIndex(pd.DataFrame(rows)["ts"]).as_unit(events["ts"].dt.unit)
-    report = jl.annotator_report(events, task=task)
+    store.record_many(pd.DataFrame(rows))  # the decisions keep their own times
+    report = jl.annotator_report(store)
     assert list(report.index) == ["ana", "ben"]
     assert report.loc["ana", "labels"] == 40
     assert report.loc["ana", "labels_per_hour"] == pytest.approx(40 / (39 * 30 / 3600))

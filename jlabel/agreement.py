@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .frame import key_strings, record_keys
-from .store import Store
+from .store import DECISIONS, Store
 from .task import Task
 
 COLUMNS = ["metric", "raters", "label", "value", "ci_low", "ci_high", "n"]
@@ -122,7 +122,9 @@ def _long_table(data, *, include_llm: bool, task: Task | None) -> tuple[pd.DataF
         long = pd.DataFrame({"record": state["record"], "annotator": state["annotator"], "label": state["label"]})
         if include_llm:
             events = data.events()
-            suggested = events[events["suggestion"].notna()].drop_duplicates("record", keep="last")
+            # the model's own suggestions: a check event's suggestion is what the model said on review
+            said = events["action"].isin(["suggest", *DECISIONS]) & events["suggestion"].notna()
+            suggested = events[said].drop_duplicates("record", keep="last")
             model = pd.DataFrame(
                 {"record": suggested["record"], "annotator": MODEL_RATER, "label": suggested["suggestion"]}
             )
@@ -407,6 +409,8 @@ def _span_agreement(long: pd.DataFrame, *, rng, n_boot: int, ci: float) -> pd.Da
             both_empty = total == 0  # both raters found no spans on the common records: full agreement
             f1_exact = np.where(both_empty & (w.sum(axis=1) > 0), 1.0, f1_exact)
             f1_overlap = np.where(both_empty & (w.sum(axis=1) > 0), 1.0, f1_overlap)
+            # spans on one side and none (or none overlapping) on the other: precision or recall is 0 (or 0/0)
+            f1_overlap = np.where((total > 0) & np.isnan(f1_overlap), 0.0, f1_overlap)
             name = f"{raters[i]}|{raters[j]}"
             n = int(both.sum())
             rows += [("span_f1", name, "exact", f1_exact, n), ("span_f1", name, "overlap", f1_overlap, n)]

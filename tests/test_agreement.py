@@ -174,6 +174,28 @@ def test_frame_with_model_as_rater_and_store_input(tmp_path):
     store.close()
 
 
+def test_the_model_rater_is_its_suggestion_not_what_a_check_said(tmp_path):
+    task = jl.Task(["x", "y"])
+    with jl.Store(tmp_path / "labels.db", task=task) as store:
+        for record in ("1", "2"):
+            store.record(record, "suggest", None, suggestion="x", confidence=0.9)
+            store.record(record, "label", "x", annotator="ana", suggestion="x")
+        store.record("2", "check", None, suggestion="y", confidence=0.6)  # a review's finding, not a suggestion
+        out = jl.agreement(store, include_llm=True, n_boot=0)
+    assert _value(out, "percent", "ana|model") == 1.0  # was 0.5: the check's label counted as the model's
+
+
+def test_span_overlap_f1_is_zero_where_one_rater_found_nothing():
+    task = jl.Task(["PER"], kind="spans")
+    span = [{"start": 0, "end": 4, "label": "PER"}]
+    one_sided = pd.DataFrame({"record": [1, 1], "annotator": ["a", "b"], "label": [span, []]})
+    out = jl.agreement(one_sided, task=task, n_boot=0).set_index("label")
+    assert out.loc["exact", "value"] == 0.0 and out.loc["overlap", "value"] == 0.0  # overlap was NaN
+    apart = [{"start": 6, "end": 9, "label": "PER"}]
+    disjoint = pd.DataFrame({"record": [1, 1], "annotator": ["a", "b"], "label": [span, apart]})
+    assert jl.agreement(disjoint, task=task, n_boot=0).set_index("label").loc["overlap", "value"] == 0.0
+
+
 def test_span_f1_exact_and_overlap():
     task = jl.Task(["PER", "ORG"], kind="spans")
     long = pd.DataFrame(

@@ -310,6 +310,9 @@ def choose_examples(
         raise ValueError(f"per_label must be a non-negative integer, got {per_label!r}.")
     if "label" not in df.columns or per_label == 0 or task.kind == "spans":
         return []
+    # rows by position: an index may repeat (keys in an id= column), and .loc would take every row of a key
+    df = df.reset_index(drop=True)
+    text_of = None if text_of is None else text_of.reset_index(drop=True)
     labeled = df[df["label"].notna()]
     if "label_source" in labeled.columns:
         labeled = labeled[labeled["label_source"].fillna("human").isin(["human", "llm_edited", "llm_accepted"])]

@@ -92,6 +92,13 @@ def test_choose_examples_prefers_latest_by_time(task):
         choose_examples(df, task, per_label=-1)
 
 
+def test_choose_examples_pairs_each_text_with_its_own_label_when_the_index_repeats(task):
+    df = pd.DataFrame({"text": ["UNLABELED bank news", "sports news"], "label": [None, "Sports"]}, index=[0, 0])
+    assert choose_examples(df, task) == [("sports news", "Sports")]
+    given = pd.Series(["rendered bank", "rendered sports"], index=df.index)  # as preannotate passes them
+    assert choose_examples(df, task, text_of=given) == [("rendered sports", "Sports")]  # was the bank text
+
+
 def test_labels_joining_alternatives_are_scored_through_their_parts():
     task = jl.Task(["World", "Sci/Tech", "Arts & Culture", "N/A"])
     p = jl.prompts.Prompt(task)

@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS spans (
 def default_cache() -> Path:
     """``$JLABEL_CACHE``, else ``~/.cache/jlabel/scores.sqlite``."""
     if os.environ.get("JLABEL_CACHE"):
-        return Path(os.environ["JLABEL_CACHE"])
+        return Path(os.environ["JLABEL_CACHE"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jlabel" / "scores.sqlite"
 
 
@@ -70,7 +70,7 @@ class ScoreCache:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = str(path)
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -180,7 +180,15 @@ def _unpack(found: dict[str, bytes], keys: Sequence[str], dtype, width: int) -> 
 
 def text_hashes(values: pd.Series) -> np.ndarray:
     """A stable 64-bit hash (16 hex digits) per text, vectorised."""
-    hashed = pd.util.hash_pandas_object(values.astype(object), index=False).to_numpy(dtype=np.uint64)
+    try:
+        hashed = pd.util.hash_pandas_object(values.astype(object), index=False).to_numpy(dtype=np.uint64)
+    except UnicodeEncodeError:  # a lone surrogate (half an emoji cut off): hashed as its bytes would be
+        values = values.astype(object).map(
+            lambda v: (
+                v.encode("utf-8", "surrogatepass").decode("utf-8", "backslashreplace") if isinstance(v, str) else v
+            )
+        )
+        hashed = pd.util.hash_pandas_object(values, index=False).to_numpy(dtype=np.uint64)
     return np.char.mod("%016x", hashed).astype(object)
 
 
@@ -228,10 +236,12 @@ def preannotate(
     batch
         Records per model call and per cache write (an interrupt loses at most one batch).
     resume
-        With ``calibrate=None``: keep the zero-shot suggestions ``df`` already holds from the same
-        model and prompt, with their warnings (a grown frame scores only its new records). They
-        are taken as raw scores, so resume a frame that was pre-annotated with ``calibrate=None``
-        too. With a calibration, the score cache is what resumes a run (``cache=``).
+        Without a cache and with ``calibrate=None``: keep the zero-shot suggestions ``df`` already
+        holds from the same model and prompt, with their warnings (a grown frame scores only its new
+        records). They are taken as raw scores, so resume a frame that was pre-annotated with
+        ``calibrate=None`` too. The frame cannot tell whether a record's text was edited since: pass
+        ``resume=False`` after editing texts. With a cache (the default) the cache resumes a run,
+        and an edited text is scored again.
     cache
         ``True`` for :func:`default_cache`, a path, or ``None``/``False`` for no cache.
     store
@@ -318,7 +328,9 @@ def _preannotate(df, task, llm, prompt, examples, calibrate, batch, resume, cach
         )
     store_cache = _open_cache(cache)
     try:
-        held = _without_done(df, task, model, prompt) if resume and calibrate is None and "llm_probs" in df else None
+        # the frame cannot tell whether a record's text changed since; a cache (keyed by text) can, so it wins
+        from_frame = resume and calibrate is None and store_cache is None and "llm_probs" in df
+        held = _without_done(df, task, model, prompt) if from_frame else None
         raw, notes, errors, _ = _score(model, task, prompt, record_text, store_cache, batch, progress, held)
         if held is not None and "llm_error" in df:  # the kept suggestions keep their warnings
             kept = ~np.isnan(held).any(axis=1)

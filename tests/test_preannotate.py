@@ -233,6 +233,24 @@ def test_resume_after_interruption_computes_only_the_rest(task, tmp_path):
     pd.testing.assert_frame_equal(out, full)
 
 
+def test_an_edited_text_is_scored_again_not_resumed_from_the_frame(df, task, tmp_path):
+    first = jl.preannotate(df, task, KeywordLLM(), cache=tmp_path / "c.sqlite", calibrate=None, progress=False)
+    edited = first.copy()
+    edited.loc["r0", "text"] = "The striker scored in the match."  # was about the bank
+    again = KeywordLLM()
+    out = jl.preannotate(edited, task, again, cache=tmp_path / "c.sqlite", calibrate=None, progress=False)
+    assert again.calls == ["The striker scored in the match."]  # was: none, the old suggestion kept
+    assert out.loc["r0", "llm_label"] == "Sports" and first.loc["r0", "llm_label"] == "Business"
+
+
+def test_a_text_with_half_an_emoji_does_not_stop_the_run(task, tmp_path, monkeypatch):
+    frame = pd.DataFrame({"text": pd.Series(["the bank", "great striker \ud83d"], dtype=object)})  # a lone surrogate
+    out = jl.preannotate(frame, task, KeywordLLM(), cache=tmp_path / "c.sqlite", calibrate=None, progress=False)
+    assert out["llm_label"].tolist() == ["Business", "Sports"]  # was: UnicodeEncodeError for the whole run
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert ScoreCache("~/cache/s.sqlite").path == str(tmp_path / "cache" / "s.sqlite")  # was a folder named ~
+
+
 def test_resume_from_the_frame_without_a_cache(df, task):
     model = KeywordLLM()
     df = pd.concat(

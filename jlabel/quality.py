@@ -91,8 +91,8 @@ def check(
     - *model disagrees* (confident learning): a per-label threshold is the model's mean
       probability of that label over the records people gave that label; a record is
       suspect when the model's probability of another label reaches that label's threshold
-      (the most probable such label is the model's label). Score: that probability minus
-      the probability of the human label.
+      and is above the probability of the human label (the most probable such label is the
+      model's label). Score: that probability minus the probability of the human label.
     - *similar text, different label*: records whose text is the same after lower-casing
       and dropping punctuation, where this record's label is not the group's only majority.
       Score: the share of the group that gave another label.
@@ -184,9 +184,10 @@ def _check(df, task, llm, explain, probs, similar, id, learn, cache, store) -> p
         thresholds = np.where(per_label > 0, sums / np.maximum(per_label, 1), np.inf)  # unseen label: never
         above = np.where(p >= thresholds, p, -1.0)
         best = above.argmax(axis=1)
-        suspect = (above.max(axis=1) >= 0) & (best != y)
+        p_label = p[np.arange(len(y)), y]
+        suspect = above.max(axis=1) > p_label  # the model prefers a label that reaches its threshold
         rows = np.flatnonzero(use)[suspect]
-        p_best, p_human = p[suspect, best[suspect]], p[suspect, y[suspect]]
+        p_best, p_human = p[suspect, best[suspect]], p_label[suspect]
         best_labels = labels[best[suspect]]
         reason = (
             "model says "
@@ -351,15 +352,17 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Indexed by annotator: ``labels``; ``labels_per_hour`` (labels over the time spent in
-        sessions, a session ending at a 30-minute gap; NaN without time); ``accept_low``,
+        Indexed by annotator: ``labels``; ``labels_per_hour`` (the labels after the first of
+        each session over the time from its first label to its last, a session ending at a
+        30-minute gap; sessions of one label count for neither; NaN without time); ``accept_low``,
         ``accept_mid``, ``accept_high`` (share of labels equal to the suggestion when its
         confidence was below 0.5, 0.5-0.8, at least 0.8); ``model_agreement``,
         ``model_agreement_blind``, ``model_agreement_shown`` (same share, overall and by
         whether the suggestion was hidden); ``agreement_with_others`` (share of other
         annotators' labels on the same records that match); ``disagree_early``,
         ``disagree_late`` and ``fatigue`` (disagreement rate in the first and second half
-        of positions in a session, and late minus early); ``weakest_label`` and
+        of positions in each session, split at the session's median position, and late
+        minus early); ``weakest_label`` and
         ``weakest_label_disagree`` (the label with the highest disagreement rate).
         Disagreement: with the majority of other annotators, else with the model.
     """
@@ -369,7 +372,7 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     annotator = table["annotator"].astype(str).to_numpy()
     frame = pd.DataFrame({"annotator": annotator})
 
-    # speed: labels over the span of each session
+    # speed: the labels after each session's first over the session's span
     position = table["position"].to_numpy()
     ts = pd.to_datetime(table["ts"], utc=True)
     nanoseconds = ts.to_numpy(dtype="datetime64[ns]").astype(np.int64)
@@ -382,6 +385,7 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     session[order] = np.cumsum(np.r_[True, (annotator[order][1:] != annotator[order][:-1]) | restart])
     seconds = nanoseconds / 1e9 if ts.notna().all() else np.full(len(table), np.nan)
     spans = pd.DataFrame({"annotator": annotator, "session": session, "t": seconds}).groupby(["annotator", "session"])
+    intervals = (spans["t"].size() - 1).groupby(level=0).sum()
     hours = (spans["t"].max() - spans["t"].min()).groupby(level=0).sum() / 3600
 
     has = table["suggested_key"].notna().to_numpy()
@@ -405,7 +409,7 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
     frame["others"] = np.bincount(record)[record] - 1
 
     wrong = disagreement(table).astype("float64").to_numpy()
-    half = pd.Series(position).groupby(annotator).transform("median").to_numpy()
+    half = pd.Series(position).groupby(session).transform("median").to_numpy()
     frame["early"] = np.where(position <= half, wrong, np.nan)
     frame["late"] = np.where(position > half, wrong, np.nan)
     frame["wrong"] = wrong
@@ -424,7 +428,7 @@ def annotator_report(data, *, task: Task | None = None) -> pd.DataFrame:
         disagree_early=("early", "mean"),
         disagree_late=("late", "mean"),
     )
-    out.insert(1, "labels_per_hour", out["labels"] / hours.reindex(out.index).where(lambda h: h > 0))
+    out.insert(1, "labels_per_hour", intervals.reindex(out.index) / hours.reindex(out.index).where(lambda h: h > 0))
     out["agreement_with_others"] = out.pop("same") / out.pop("others").where(lambda n: n > 0)
     out["fatigue"] = out["disagree_late"] - out["disagree_early"]
     by_label = pd.DataFrame({"annotator": annotator, "label": table["key"].to_numpy(dtype=object), "wrong": wrong})
@@ -518,6 +522,11 @@ def fit_temperature(df: pd.DataFrame, task: Task, *, probs: str = "llm_probs") -
     return calibration.temperature(np.log(np.clip(p, 1e-12, None)), y)
 
 
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs: str = "llm_probs") -> pd.DataFrame:
     """A copy of ``df`` with the model's probabilities scaled by ``temperature`` (llm_* columns rewritten).
 
@@ -527,10 +536,9 @@ def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
     matrix = probs_matrix(df, task, probs)
-    logits = np.log(np.clip(matrix, 1e-12, None)) / temperature
-    logits -= np.nanmax(logits, axis=1, keepdims=True) if len(df) else 0
-    scaled = np.exp(logits)
-    scaled /= scaled.sum(axis=1, keepdims=True)
+    scored = ~np.isnan(matrix).any(axis=1)
+    scaled = np.full_like(matrix, np.nan)
+    scaled[scored] = _softmax(np.log(np.clip(matrix[scored], 1e-12, None)) / temperature)
     out = set_suggestions(df, task, scaled, model="")
     for column in ("llm_model", "llm_prompt", "llm_source"):
         if column in df.columns:

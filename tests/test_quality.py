@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,11 +47,22 @@ def test_check_finds_flipped_labels_like_a_plain_confident_learning_loop():
     expected = set()
     for i in range(len(df)):
         over = [j for j in range(4) if p[i, j] >= thresholds[j]]
-        if over and max(over, key=lambda j: p[i, j]) != given[i]:
+        if over and p[i, max(over, key=lambda j: p[i, j])] > p[i, given[i]]:
             expected.add(str(i))
     assert set(suspects.index) == expected
     first = suspects.iloc[0]
     assert first["model_label"] != first["label"] and "model says" in first["reason"]
+
+
+def test_check_never_flags_a_label_the_model_prefers():
+    # "b" is rare and under-rated, so its threshold is low (0.01): p(b) = 0.3 or 0.4 reaches it
+    task = jl.Task(["a", "b"], text="text")
+    df = pd.DataFrame({"text": [f"t{i}" for i in range(6)], "label": ["a"] * 5 + ["b"]})
+    model_probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.95, 0.05], [0.6, 0.4], [0.99, 0.01]])
+    suspects = jl.check(jl.set_suggestions(df, task, model_probs, model="m"), task, learn=False)
+    assert suspects.index.tolist() == ["5"]  # records 2 and 4 were flagged, though the model agrees
+    assert suspects.loc["5", "model_label"] == "a" and "model says a with p=0.99" in suspects.loc["5", "reason"]
+    assert suspects.loc["5", "score"] == pytest.approx(0.98)
 
 
 def test_check_flags_same_text_with_different_labels():
@@ -208,7 +221,7 @@ def test_annotator_report_from_a_store(tmp_path):
     report = jl.annotator_report(store)
     assert list(report.index) == ["ana", "ben"]
     assert report.loc["ana", "labels"] == 40
-    assert report.loc["ana", "labels_per_hour"] == pytest.approx(40 / (39 * 30 / 3600))
+    assert report.loc["ana", "labels_per_hour"] == pytest.approx(39 / (39 * 30 / 3600))  # 30 s a label
     assert report.loc["ana", "model_agreement"] == 1.0
     ben_right = np.mean([r["value"] == r["suggestion"] for r in rows if r["annotator"] == "ben"])
     assert report.loc["ben", "model_agreement"] == pytest.approx(ben_right)
@@ -220,35 +233,73 @@ def test_annotator_report_from_a_store(tmp_path):
         jl.annotator_report(pd.DataFrame({"label": [None]}))
 
 
-def test_labels_per_hour_counts_sessions_that_start_with_a_skip():
-    # two sessions six hours apart, each a skip and then two labels a minute apart: 4 labels in 4 minutes
-    rows = [
-        (minute, record, action)
-        for start in (0, 360)
-        for minute, record, action in (
-            (start, f"s{start}", "skip"),
-            (start + 1, f"a{start}", "label"),
-            (start + 2, f"b{start}", "label"),
-        )
-    ]
-    events = pd.DataFrame(
+def _events(rows) -> pd.DataFrame:
+    """A journal of ana's decisions from ``(minute, record, action, value)`` rows, suggestion "x"."""
+    return pd.DataFrame(
         {
-            "id": range(1, 7),
+            "id": range(1, len(rows) + 1),
             "ts": pd.DatetimeIndex(
-                [pd.Timestamp("2026-01-01T09:00", tz="UTC") + pd.Timedelta(minutes=m) for m, _, _ in rows]
+                [pd.Timestamp("2026-01-01T09:00", tz="UTC") + pd.Timedelta(minutes=m) for m, _, _, _ in rows]
             ).as_unit("ns"),
-            "record": [r for _, r, _ in rows],
+            "record": [r for _, r, _, _ in rows],
             "annotator": "ana",
-            "action": [a for _, _, a in rows],
-            "value": [None if a == "skip" else "x" for _, _, a in rows],
+            "action": [a for _, _, a, _ in rows],
+            "value": [v for _, _, _, v in rows],
             "suggestion": "x",
             "confidence": 0.9,
             "meta": None,
         }
     )
+
+
+def test_labels_per_hour_counts_sessions_that_start_with_a_skip():
+    # two sessions six hours apart, each a skip and then two labels a minute apart: 2 intervals in 2 minutes
+    events = _events(
+        [
+            (minute, record, action, None if action == "skip" else "x")
+            for start in (0, 360)
+            for minute, record, action in (
+                (start, f"s{start}", "skip"),
+                (start + 1, f"a{start}", "label"),
+                (start + 2, f"b{start}", "label"),
+            )
+        ]
+    )
     report = jl.annotator_report(events, task=jl.Task(["x", "y"]))
     assert report.loc["ana", "labels"] == 4
-    assert report.loc["ana", "labels_per_hour"] == pytest.approx(4 / (2 / 60))  # was 0.66: the 6 hours counted
+    assert report.loc["ana", "labels_per_hour"] == pytest.approx(2 / (2 / 60))  # was 0.33: the 6 hours counted
+
+
+def test_labels_per_hour_leaves_out_one_label_sessions():
+    # two labels a minute apart, then eight labels 45 minutes apart: each a session of one label
+    minutes = [0, 1] + [45 * i for i in range(2, 10)]
+    events = _events([(m, f"r{i}", "label", "x") for i, m in enumerate(minutes)])
+    report = jl.annotator_report(events, task=jl.Task(["x", "y"]))
+    assert report.loc["ana", "labels"] == 10
+    assert report.loc["ana", "labels_per_hour"] == pytest.approx(60)  # was 600: 10 labels over 1 minute
+    alone = jl.annotator_report(events.iloc[2:], task=jl.Task(["x", "y"]))
+    assert np.isnan(alone.loc["ana", "labels_per_hour"])  # no interval, no time
+
+
+def test_fatigue_splits_each_session_at_its_own_half():
+    # ten sessions of 4 labels, an hour apart, the last 2 of each disagreeing; then one clean session of 40
+    rows = [(60 * s + pos, f"s{s}-{pos}", "label", "y" if pos >= 3 else "x") for s in range(10) for pos in range(1, 5)]
+    rows += [(600 + pos, f"long-{pos}", "label", "x") for pos in range(1, 41)]
+    report = jl.annotator_report(_events(rows), task=jl.Task(["x", "y"]))
+    assert report.loc["ana", "disagree_early"] == 0  # was 20/22: one median (4) over all sessions
+    assert report.loc["ana", "disagree_late"] == pytest.approx(20 / 40)
+    assert report.loc["ana", "fatigue"] == pytest.approx(0.5)
+
+
+def test_apply_temperature_keeps_unscored_records_without_a_warning():
+    task = jl.Task(["a", "b"])
+    df = jl.set_suggestions(pd.DataFrame({"label": ["a", None]}), task, np.array([[0.9, 0.1], [np.nan] * 2]), model="m")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "All-NaN slice encountered"
+        scaled = jl.apply_temperature(df, task, 2.0)
+    p = jl.probs(scaled, task)
+    assert p[0] == pytest.approx(_softmax(np.log([[0.9, 0.1]]) / 2.0)[0])
+    assert np.isnan(p[1]).all() and pd.isna(scaled["llm_label"].iloc[1])
 
 
 class _Explainer:

@@ -61,6 +61,7 @@ MAX_RATERS = 40
 MAX_LABELS = 60  # more labels than this are drawn as "(other)": k x k confusion cells stay under Altair's limit
 MAX_LINES = 12  # annotators drawn one by one in the error chart; the rest as "(others)"
 OTHER = "(other)"
+NONE = "(none)"  # the empty side of a multi-label or span confusion pair
 MAX_TIME_ROWS = 1500
 # time bins of the progress chart, finest first, with their length
 _FREQUENCIES = {
@@ -174,10 +175,23 @@ def _finish(table: pd.DataFrame, *, positions: bool = True) -> pd.DataFrame:
     table["correct"] = (table["key"] == table["suggested_key"]).to_numpy(dtype=bool) & table["suggested_key"].notna()
     table["record_code"] = pd.factorize(table["record"])[0]
     single = pd.api.types.infer_dtype(table["value"], skipna=True) in ("string", "empty")
-    table["label"] = _top(table["key"], MAX_LABELS) if single else pd.Series(_ALL, index=table.index, dtype=object)
+    table["label"] = (
+        _capped(table["key"], _frequent_labels(table)) if single else pd.Series(_ALL, index=table.index, dtype=object)
+    )
     table["confidence"] = pd.to_numeric(table["confidence"], errors="coerce").astype("float64")
     table["position"] = _positions(table) if positions else 1
     return table.reset_index(drop=True)
+
+
+def _frequent_labels(table: pd.DataFrame) -> pd.Index:
+    """The ``MAX_LABELS`` labels most frequent among human labels and suggestions together."""
+    counts = pd.concat([table["key"], table["suggested_key"]], ignore_index=True).value_counts()
+    return counts.index[:MAX_LABELS]
+
+
+def _capped(values: pd.Series, kept: pd.Index) -> pd.Series:
+    """``values`` with those not in ``kept`` replaced by ``"(other)"``."""
+    return values.where(values.isin(kept) | values.isna(), OTHER)
 
 
 def _top(values: pd.Series, limit: int, other: str = OTHER) -> pd.Series:
@@ -350,9 +364,12 @@ def progress_table(data, *, task: Task | None = None) -> pd.DataFrame:
 def confusion_table(data, *, task: Task | None = None) -> pd.DataFrame:
     """Counts of (human label, model suggestion) over labeled records that had a suggestion.
 
-    Multi-label: every (human label, suggested label) pair of a record, ``(none)`` for an
-    empty side. Spans: spans matched by offsets, ``(none)`` for a span only one side has.
-    ``share`` is the count over its human label's total.
+    Single-label: labels beyond the ``MAX_LABELS`` most frequent (human labels and
+    suggestions counted together) are ``(other)``. Multi-label: a label both sides gave is
+    on the diagonal, one only the human gave is (label, ``(none)``), one only the model
+    gave is (``(none)``, label); two empty sets are (``(none)``, ``(none)``). Spans: spans
+    with the same offsets and label on the diagonal, the rest matched by offsets, ``(none)``
+    for a span only one side has. ``share`` is the count over its human label's total.
     """
     decisions = prepare(data, task=task)
     table = decisions.table
@@ -362,23 +379,46 @@ def confusion_table(data, *, task: Task | None = None) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     kind = decisions.task.kind if decisions.task is not None else "single"
     if kind == "single":
-        # the human label column is already capped to MAX_LABELS; cap the suggestions to the same labels
-        shown = set(table["label"].unique())
-        suggested = table["suggested_key"].where(table["suggested_key"].isin(shown), OTHER)
+        # the human label column is capped to the most frequent labels; cap the suggestions to the same
+        suggested = _capped(table["suggested_key"], _frequent_labels(decisions.table))
         pairs = _objects({"label": table["label"].to_numpy(), "suggested": suggested.to_numpy(dtype=object)})
     elif kind == "multi":
-        rows = np.arange(len(table))
-        human = pd.DataFrame({"row": rows, "label": table["value"].to_numpy()}).explode("label")
-        model = pd.DataFrame({"row": rows, "suggested": table["suggested"].to_numpy()}).explode("suggested")
-        pairs = human.merge(model, on="row").fillna("(none)")[["label", "suggested"]]
+        pairs = _multi_label_pairs(table)
     else:
-        rows = np.arange(len(table))
-        human = _span_rows(rows, table["value"].to_numpy(), "label")
-        model = _span_rows(rows, table["suggested"].to_numpy(), "suggested")
-        pairs = human.merge(model, on=["row", "start", "end"], how="outer").fillna("(none)")[["label", "suggested"]]
+        pairs = _span_pairs(table)
     counts = pairs.groupby(["label", "suggested"]).size().rename("n").reset_index()
     counts["share"] = counts["n"] / counts.groupby("label")["n"].transform("sum")
     return counts[columns]
+
+
+def _one_to_one(human: pd.DataFrame, model: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """Outer join of human and model rows equal on ``on``, each row used once (the k-th meets the k-th)."""
+    human = human.assign(nth=human.groupby(on).cumcount())
+    model = model.assign(nth=model.groupby(on).cumcount())
+    return human.merge(model, on=[*on, "nth"], how="outer").drop(columns="nth")
+
+
+def _multi_label_pairs(table: pd.DataFrame) -> pd.DataFrame:
+    rows = np.arange(len(table))
+    human = pd.DataFrame({"row": rows, "label": table["value"].to_numpy()}).explode("label").dropna()
+    model = pd.DataFrame({"row": rows, "suggested": table["suggested"].to_numpy()}).explode("suggested").dropna()
+    pairs = _one_to_one(human.assign(item=human["label"]), model.assign(item=model["suggested"]), ["row", "item"])
+    both_empty = np.setdiff1d(rows, np.union1d(human["row"], model["row"]))
+    nothing = pd.DataFrame({"label": [NONE] * len(both_empty), "suggested": NONE})
+    return pd.concat([pairs[["label", "suggested"]], nothing]).fillna(NONE)
+
+
+def _span_pairs(table: pd.DataFrame) -> pd.DataFrame:
+    rows = np.arange(len(table))
+    human = _span_rows(rows, table["value"].to_numpy(), "label")
+    model = _span_rows(rows, table["suggested"].to_numpy(), "suggested")
+    offsets = ["row", "start", "end"]
+    same = _one_to_one(human.assign(item=human["label"]), model.assign(item=model["suggested"]), [*offsets, "item"])
+    exact = same["label"].notna() & same["suggested"].notna()
+    human_left = same.loc[same["suggested"].isna(), [*offsets, "label"]]
+    model_left = same.loc[same["label"].isna(), [*offsets, "suggested"]]
+    relabeled = _one_to_one(human_left, model_left, offsets)
+    return pd.concat([same.loc[exact, ["label", "suggested"]], relabeled[["label", "suggested"]]]).fillna(NONE)
 
 
 def _span_rows(rows: np.ndarray, values: np.ndarray, name: str) -> pd.DataFrame:

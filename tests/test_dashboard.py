@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import altair as alt
@@ -216,7 +217,8 @@ def test_multi_and_span_confusion():
         }
     )
     table = confusion_table(df, task=multi).set_index(["label", "suggested"])["n"].to_dict()
-    assert table == {("a", "a"): 1, ("b", "a"): 1, ("(none)", "c"): 1}
+    # labels on both sides on the diagonal, the rest against "(none)"
+    assert table == {("a", "a"): 1, ("b", "(none)"): 1, ("(none)", "c"): 1}
     spans = jl.Task(["PER", "ORG"], kind="spans")
     df = pd.DataFrame(
         {
@@ -231,6 +233,44 @@ def test_multi_and_span_confusion():
     assert table == {("PER", "ORG"): 1, ("ORG", "(none)"): 1}
     for source, task in ((df, spans),):
         jl.dashboard(source, task=task).to_dict()
+
+
+def test_multi_label_confusion_puts_the_same_set_on_the_diagonal():
+    task = jl.Task(["a", "b", "c"], kind="multi")
+    df = pd.DataFrame({"label": [["a", "b"], ["a", "b"], ["c"], []], "annotator": ["ana"] * 4})
+    df = jl.set_suggestions(
+        df, task, np.array([[0.9, 0.9, 0.1], [0.9, 0.9, 0.1], [0.9, 0.1, 0.1], [0.1] * 3]), model="m"
+    )
+    table = confusion_table(df, task=task).set_index(["label", "suggested"])["n"].to_dict()
+    # an empty set on both sides is an agreement too: it stays on the diagonal as "(none)"
+    expected = {("a", "a"): 2, ("b", "b"): 2, ("c", "(none)"): 1, ("(none)", "a"): 1, ("(none)", "(none)"): 1}
+    assert table == expected
+
+
+def test_span_confusion_pairs_spans_at_the_same_offsets_one_to_one():
+    task = jl.Task(["PER", "ORG", "LOC"], kind="spans")
+    per, org, loc = ({"start": 0, "end": 4, "label": name} for name in ("PER", "ORG", "LOC"))
+    df = pd.DataFrame({"text": ["Acme"], "annotator": ["ana"], "label": [[per, org]], "llm_label": [[org, loc]]})
+    table = confusion_table(df, task=task).set_index(["label", "suggested"])["n"].to_dict()
+    assert table == {("ORG", "ORG"): 1, ("PER", "LOC"): 1}
+
+
+def test_confusion_keeps_a_suggestion_no_human_has_used():
+    task = jl.Task(["pos", "neg", "neutral"])
+    df = pd.DataFrame({"label": ["pos", "pos", "neg", "neg"], "annotator": ["ana"] * 4})
+    df = jl.set_suggestions(
+        df, task, np.array([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.2, 0.1, 0.7]]), model="m"
+    )
+    table = confusion_table(df, task=task).set_index(["label", "suggested"])["n"].to_dict()
+    assert table == {("pos", "pos"): 1, ("pos", "neutral"): 1, ("neg", "neg"): 1, ("neg", "neutral"): 1}
+
+
+def test_confusion_caps_to_the_most_frequent_of_human_and_model_labels(monkeypatch):
+    monkeypatch.setattr(sys.modules[confusion_table.__module__], "MAX_LABELS", 2)
+    df = pd.DataFrame({"label": ["a", "a", "b"], "llm_label": ["c", "c", "c"], "annotator": "ana"})
+    # counted over both sides: c (3) and a (2) are drawn, b (1) is "(other)"
+    table = confusion_table(df, task=jl.Task(["a", "b", "c"])).set_index(["label", "suggested"])["n"].to_dict()
+    assert table == {("a", "c"): 2, ("(other)", "c"): 1}
 
 
 def test_linked_selection_filters_the_other_charts(store):

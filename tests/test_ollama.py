@@ -8,7 +8,10 @@ marked ``model`` run that model.
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import numpy as np
@@ -128,12 +131,49 @@ from jlabel.llm.ollama import check_spans, distribution, label_codes, resolve_ho
     [
         ("127.0.0.1", "http://127.0.0.1:11434"),
         ("localhost:8080", "http://localhost:8080"),
-        ("https://gpu.lan/", "https://gpu.lan:11434"),
+        ("https://gpu.lan/", "https://gpu.lan:443"),
         ("http://[::1]:11434", "http://[::1]:11434"),
     ],
 )
 def test_resolve_host(given_host, expected):
     assert resolve_host(given_host) == expected
+
+
+@pytest.mark.parametrize(
+    "given_host",
+    [
+        "10.0.0.5",
+        "gpu.lan/ollama",
+        "http://10.0.0.5",
+        "https://ollama.corp.lan",
+        "http://gpu.lan/ollama/",
+        "https://[fd00::5]",
+        "https://gpu.lan:8443",
+        ":8080",
+    ],
+)
+def test_resolve_host_picks_the_port_the_ollama_client_picks(given_host, monkeypatch):
+    # a shared OLLAMA_HOST must mean the same server to jlabel and to the ollama client (and CLI):
+    # 11434 without a scheme, the scheme's own port (80, 443) with one
+    from ollama._client import _parse_host
+
+    assert resolve_host(given_host) == _parse_host(given_host)
+    monkeypatch.setenv("OLLAMA_HOST", given_host)
+    assert resolve_host() == _parse_host(given_host)
+
+
+def test_a_host_without_a_port_is_checked_for_egress_on_its_resolved_address(monkeypatch):
+    import socket
+
+    from jlabel.llm import EgressError, llm
+
+    monkeypatch.delenv("JLABEL_ALLOWED_HOSTS", raising=False)
+    attempts = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: attempts.append(address))
+    for host in ("http://8.8.8.8", "https://8.8.4.4/ollama"):
+        with pytest.raises(EgressError, match=r"'8\.8\.[84]\.[84]'"):
+            llm("ollama:qwen2.5:7b", host=host)
+    assert attempts == []
 
 
 def test_resolve_host_uses_ollama_host_then_default(monkeypatch):
@@ -307,10 +347,13 @@ def test_spans_are_checked_against_the_text(host):
 def test_long_record_is_cut_with_a_warning(host, news_task):
     from jlabel.llm import llm
 
-    short = llm(f"ollama:{MODEL}", host=host, max_chars=60)
+    # max_chars bounds the whole prompt: the record gets what the instructions and label list leave
+    fixed = sum(len(m["content"]) for m in _coded(news_task, ""))
+    short = llm(f"ollama:{MODEL}", host=host, max_chars=fixed + 60)
     scores = short.score_records(news_task, ["Markets fell. " * 40, TEXTS[0]])
     assert scores.errors == [None, None]
     assert "text of 560 characters cut to 60" in scores.warnings[0] and scores.warnings[1] is None
+    assert short.cuts_as in scores.warnings[0]
     np.testing.assert_allclose(scores.probs.sum(axis=1), 1)
 
 
@@ -471,3 +514,124 @@ def test_the_coded_label_list_shows_a_users_verbalisers_not_the_automatic_parts(
     assert "2. Sci/Tech\n" in listed + "\n" and "(Sci, Tech)" not in listed  # the prompt Ollama users had
     mine = jl.prompts.Prompt(task, verbalizers={"Sci/Tech": ["Sci/Tech", "Science"]})
     assert "2. Sci/Tech (Science)" in OllamaLLM._coded_messages(None, mine, ["1", "2"], "x")[0]["content"]
+
+
+# --- what goes to the server: no credential it was not given, no prompt larger than num_ctx ------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """An "Ollama" that lists one model, answers any chat with ``1``, and records every request."""
+
+    seen: ClassVar[list[tuple[str, dict, dict | None]]] = []
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        type(self).seen.append((self.path, dict(self.headers), None))
+        self._reply({"models": [{"name": "m:latest", "model": "m:latest", "digest": "ab" * 32, "size": 1}]})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        type(self).seen.append((self.path, dict(self.headers), body))
+        top = [{"token": "1", "logprob": -0.1}, {"token": "2", "logprob": -2.5}, {"token": "yes", "logprob": -3.0}]
+        self._reply(
+            {
+                "model": "m:latest",
+                "created_at": "2024-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": "1"},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 1,
+                "eval_count": 1,
+                "logprobs": [{"token": "1", "logprob": -0.1, "top_logprobs": top}],
+            }
+        )
+
+
+@pytest.fixture
+def recorder():
+    """The recording server's URL; ``_Recorder.seen`` holds (path, headers, body) per request."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Recorder.seen = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_api_key_from_the_environment_is_never_sent(recorder, monkeypatch):
+    # OLLAMA_API_KEY is an ollama.com cloud credential, which the ollama client adds to every request
+    # as a Bearer token: jlabel was not given it, so it must not reach the (LAN, plain http) server
+    from jlabel.llm import llm
+
+    monkeypatch.setenv("OLLAMA_API_KEY", "sk-ollama-cloud-SECRET")
+    with llm("ollama:m", host=recorder) as model:
+        model.generate([{"role": "user", "content": "hi"}], max_tokens=2)
+        model.score(jl.Task(["World", "Sports"]), ["a record"])
+    assert [path for path, _, _ in _Recorder.seen] == ["/api/tags", "/api/chat", "/api/chat"]
+    for _, headers, _ in _Recorder.seen:
+        assert "authorization" not in {k.lower() for k in headers}
+        assert "SECRET" not in json.dumps(headers)
+
+
+def _coded(task, text, examples=()):
+    from jlabel.llm.ollama import OllamaLLM, label_codes
+
+    prompt = jl.prompts.Prompt(task, examples=tuple(examples))
+    return OllamaLLM._coded_messages(None, prompt, label_codes(len(task.labels)), text)
+
+
+def _sent_chars(body):
+    return sum(len(m["content"]) for m in body["messages"])
+
+
+def test_the_whole_prompt_is_kept_within_max_chars(recorder):
+    # few-shot examples, instructions and label descriptions count too: were only the record cut to
+    # max_chars, the prompt would outgrow num_ctx and the server would silently drop its start
+    from jlabel.llm import llm
+
+    task = jl.Task(
+        {"Business": "Companies, markets and money.", "Sports": "Games and athletes."},
+        instructions="Classify the news article by topic.",
+    )
+    examples = [("Shares rose after the report. " * 20, "Business"), ("The team won the cup. " * 20, "Sports")]
+    record = "Rates rose again at the central bank. " * 100
+    fixed = sum(len(m["content"]) for m in _coded(task, "", examples))
+    with llm("ollama:m", host=recorder, num_ctx=1024, max_chars=fixed + 500) as model:
+        scores = model.score_records(task, [record, "Rates rose."], examples=examples)
+        assert scores.errors == [None, None]
+        assert f"text of {len(record)} characters cut to 500 " in scores.warnings[0] and scores.warnings[1] is None
+        sent = [body for path, _, body in _Recorder.seen if path == "/api/chat"]
+        assert [_sent_chars(body) for body in sent] == [fixed + 500, fixed + len("Rates rose.")]
+        assert sent[0]["messages"][-1]["content"].endswith(record[:500])
+        # multi-label and spans prompts are budgeted the same way
+        multi = jl.Task(["Business", "Sports"], kind="multi", instructions="Which topics apply?")
+        _Recorder.seen = []
+        model.score_records(multi, [record])
+        spans = jl.Task(["ORG"], kind="spans", instructions="Mark the organisations.")
+        model.spans(spans, [record])
+        sent = [body for path, _, body in _Recorder.seen if path == "/api/chat"]
+        assert len(sent) == 3 and all(_sent_chars(body) <= fixed + 500 for body in sent)
+        assert all(len(body["messages"][-1]["content"]) > 400 for body in sent)  # the record is still there
+
+
+def test_a_prompt_too_large_without_the_record_is_an_error_not_a_silent_cut(recorder):
+    from jlabel.llm import llm
+
+    task = jl.Task(["Business", "Sports"], instructions="Classify the news article by topic.")
+    long = "The quarterly report discussed revenue, margins and the outlook for the year. " * 40
+    with llm("ollama:m", host=recorder, num_ctx=1024) as model:
+        scores = model.score_records(task, ["Rates rose."], examples=[(long, "Business"), (long, "Sports")])
+    assert np.isnan(scores.probs).all()
+    assert scores.errors[0].startswith("ValueError: the prompt without the record needs ")
+    assert "more than num_ctx=1024" in scores.errors[0] and "use fewer few-shot examples" in scores.errors[0]
+    assert [path for path, _, _ in _Recorder.seen] == ["/api/tags"]  # nothing was sent to be cut

@@ -2,7 +2,9 @@
 
 ``jl.llm("ollama:MODEL", host=...)`` talks to an Ollama server through the official
 ``ollama`` client. The host comes from ``host=``, else ``OLLAMA_HOST``, else
-``http://127.0.0.1:11434``, and passes the egress guard before the first request.
+``http://127.0.0.1:11434``, and passes the egress guard before the first request. No credential
+goes with it: the ``Authorization`` header the client adds from ``OLLAMA_API_KEY`` (an ollama.com
+key) is removed.
 
 How the probabilities are computed
 ----------------------------------
@@ -41,11 +43,13 @@ Limits
   name) thus gets a flat, low-confidence row, not a confident one.
 - Whether logprobs are taken before or after the ``format`` grammar depends on the server;
   the ratios between the codes it lists are the same either way.
-- Records are cut to ``max_chars`` characters so that the prompt fits ``num_ctx`` (Ollama
-  itself would silently drop the start of the prompt, instructions included). It is a budget
-  in characters, as the client cannot count the server's tokens: the default assumes about 3
-  characters per token, as in English. Text with more tokens per character (Chinese,
-  Japanese, emoji) can still overflow: give such data a smaller ``max_chars``.
+- The whole prompt (every message: instructions, label list and descriptions, few-shot
+  examples, the record) is kept within ``max_chars`` characters so that it fits ``num_ctx``
+  (Ollama itself would silently drop the start of the prompt, instructions included): the
+  record is cut to what the rest leaves, and a prompt too large without the record is an
+  error. It is a budget in characters, as the client cannot count the server's tokens: the
+  default assumes about 3 characters per token, as in English. Text with more tokens per
+  character (Chinese, Japanese, emoji) can still overflow: give such data a smaller ``max_chars``.
 - The server keeps the shared prompt prefix in its cache between requests; the record sits
   at the end of the prompt so that the instructions and label list are evaluated once.
 """
@@ -86,17 +90,18 @@ def resolve_host(host: str | None = None) -> str:
     Returns
     -------
     str
-        ``scheme://host:port`` (port 11434 unless given), and a path prefix when given (a
-        server behind a reverse proxy). ``0.0.0.0``, ``::`` and an empty host (``":11434"``,
-        as a server's own ``OLLAMA_HOST`` often reads) mean this machine, as to the ``ollama``
-        client.
+        ``scheme://host:port``, and a path prefix when given (a server behind a reverse proxy).
+        Without a port, as the ``ollama`` client and CLI read the same ``OLLAMA_HOST``: 11434
+        when no scheme is given, else the scheme's own port (80 for ``http://``, 443 for
+        ``https://``). ``0.0.0.0``, ``::`` and an empty host (``":11434"``, as a server's own
+        ``OLLAMA_HOST`` often reads) mean this machine, as to the ``ollama`` client.
 
     Examples
     --------
-    >>> resolve_host("10.0.0.5")
-    'http://10.0.0.5:11434'
-    >>> resolve_host("https://gpu-box.lan:8443/")
-    'https://gpu-box.lan:8443'
+    >>> resolve_host("10.0.0.5"), resolve_host("http://10.0.0.5")
+    ('http://10.0.0.5:11434', 'http://10.0.0.5:80')
+    >>> resolve_host("https://gpu-box.lan/"), resolve_host("https://gpu-box.lan:8443/")
+    ('https://gpu-box.lan:443', 'https://gpu-box.lan:8443')
     >>> resolve_host("0.0.0.0"), resolve_host(":8080"), resolve_host("http://gpu.lan:8080/ollama/")
     ('http://127.0.0.1:11434', 'http://127.0.0.1:8080', 'http://gpu.lan:8080/ollama')
     """
@@ -104,7 +109,8 @@ def resolve_host(host: str | None = None) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"Ollama host must be a URL such as {DEFAULT_HOST!r}, got {raw!r}.")
     text = raw.strip()
-    parsed = urllib.parse.urlsplit(text if "://" in text else f"http://{text}")
+    schemed = "://" in text
+    parsed = urllib.parse.urlsplit(text if schemed else f"http://{text}")
     try:
         port = parsed.port
     except ValueError:
@@ -117,14 +123,17 @@ def resolve_host(host: str | None = None) -> str:
     if name in ("0.0.0.0", "::"):  # where a server listens on every address: reached here on loopback
         name = "127.0.0.1"
     hostname = f"[{name}]" if ":" in name else name
-    return f"{parsed.scheme}://{hostname}:{port or 11434}{parsed.path.rstrip('/')}"
+    default = {"http": 80, "https": 443}[parsed.scheme] if schemed else 11434
+    return f"{parsed.scheme}://{hostname}:{port or default}{parsed.path.rstrip('/')}"
 
 
 def _pinned_transport(host: str, address: str | None):
     """An httpx transport that sends every request to ``address`` (the one checked for ``host``).
 
     TLS still checks the certificate against ``host`` (sent as the SNI name), and the Host header
-    keeps the name. A request for any other host is refused: nothing else was checked.
+    keeps the name. A request for any other host is refused: nothing else was checked. No
+    ``Authorization`` header goes out: jlabel is given no credential, and the one the ``ollama``
+    client adds from ``OLLAMA_API_KEY`` (an ollama.com cloud key) is not for this server.
     """
     import httpx
 
@@ -134,6 +143,7 @@ def _pinned_transport(host: str, address: str | None):
                 raise EgressError(
                     f"jlabel refuses to send a request to {request.url.host!r}: only {host!r} was checked."
                 )
+            request.headers.pop("Authorization", None)
             if address is not None:
                 request.url = request.url.copy_with(host=address)
                 request.extensions = {**request.extensions, "sni_hostname": host}
@@ -232,9 +242,10 @@ class OllamaLLM(LLM):
     num_ctx
         The context window asked of the server, in tokens.
     max_chars
-        Records longer than this are cut (with a warning) so the prompt fits ``num_ctx``;
-        default ``3 * (num_ctx - 512)``, which assumes about 3 characters per token (English):
-        lower it for text with more tokens per character (Chinese, Japanese, emoji).
+        The most characters of a prompt (all its messages, the record included), so that it fits
+        ``num_ctx``: a longer record is cut (with a warning) to what the rest leaves; default
+        ``3 * (num_ctx - 512)``, which assumes about 3 characters per token (English): lower it
+        for text with more tokens per character (Chinese, Japanese, emoji).
     max_spans
         The most spans asked for per record (a bound on generation time).
     seed
@@ -392,7 +403,7 @@ class OllamaLLM(LLM):
             single: one probability per label, summing to 1; multi: P(yes) per label. The
             warning says when the text was cut to fit ``num_ctx``.
         """
-        text, warning = self._fit(text)
+        text, warning = self._fit_record(prompt, text)
         if prompt.task.kind == "multi":
             row = np.array(
                 [
@@ -415,7 +426,7 @@ class OllamaLLM(LLM):
 
     @property
     def cuts_as(self) -> str:
-        return f"cut to {self.max_chars} to fit num_ctx={self.num_ctx}"
+        return f"to fit num_ctx={self.num_ctx} with max_chars={self.max_chars}"
 
     def score_vector_one(self, prompt: Prompt, text: str) -> tuple[np.ndarray, str | None, np.ndarray | None]:
         """:meth:`score_one`, and the record's vector from the server's ``/api/embed`` (a second request).
@@ -428,7 +439,7 @@ class OllamaLLM(LLM):
         if not self._embeds:
             return row, warning, None
         try:
-            response = self._call("embed", model=self.model, input=self._fit(text)[0], truncate=True)
+            response = self._call("embed", model=self.model, input=self._fit_record(prompt, text)[0], truncate=True)
         except RuntimeError:  # the server answered an error: this model does not embed
             self._embeds = False
             return row, warning, None
@@ -442,7 +453,7 @@ class OllamaLLM(LLM):
         nearest place the quote occurs, or the span is dropped (see :func:`check_spans`). A
         span's confidence is the geometric mean probability of the tokens that wrote it.
         """
-        text, warning = self._fit(text)
+        text, warning = self._fit_record(prompt, text)
         item = {
             "type": "object",
             "properties": {
@@ -488,13 +499,33 @@ class OllamaLLM(LLM):
         messages.append({"role": "user", "content": prompt.user_text(text)})
         return messages
 
-    def _fit(self, text: str) -> tuple[str, str | None]:
+    def _fit_record(self, prompt: Prompt, text: str) -> tuple[str, str | None]:
+        """Cut ``text`` so that the whole prompt sent for it keeps within ``max_chars`` characters."""
         if not isinstance(text, str):
             raise TypeError(f"record text must be a string, got {type(text).__name__}: {text!r}")
-        if len(text) <= self.max_chars:
+        task = prompt.task
+        if task.kind == "single":
+            codes = label_codes(len(task.labels))
+            return self._fit(text, lambda t: self._coded_messages(prompt, codes, t))
+        if task.kind == "multi":  # one prompt per label: the longest label's is the largest
+            return self._fit(text, lambda t: prompt.messages(t, label=max(task.labels, key=len)))
+        return self._fit(text, prompt.messages)
+
+    def _fit(self, text: str, build: Callable[[str], list[dict[str, str]]]) -> tuple[str, str | None]:
+        """Cut ``text`` so that the messages ``build(text)`` hold at most ``max_chars`` characters in all."""
+        full = _chars(build(text))
+        if full <= self.max_chars:
             return text, None
-        return text[: self.max_chars], (
-            f"text of {len(text)} characters cut to {self.max_chars} to fit num_ctx={self.num_ctx} "
+        fixed = _chars(build(""))
+        times = max(1, (full - fixed) // max(1, len(text)))  # a template may show the record more than once
+        keep = (self.max_chars - fixed) // times
+        if keep <= 0:
+            raise ValueError(
+                f"the prompt without the record needs {fixed} characters, more than num_ctx={self.num_ctx} holds "
+                f"(max_chars={self.max_chars}): use fewer few-shot examples or a larger num_ctx"
+            )
+        return text[:keep], (
+            f"text of {len(text)} characters cut to {keep} {self.cuts_as} for the whole prompt "
             f"(raise num_ctx= or max_chars= to keep more)"
         )
 
@@ -539,6 +570,11 @@ class OllamaLLM(LLM):
             if any(groups):
                 return distribution(alternatives, groups, chosen=chosen)
         raise ValueError(f"no answer among the model's top tokens (it wrote {response.message.content!r})")
+
+
+def _chars(messages: Sequence[dict[str, str]]) -> int:
+    """The characters of a prompt: every message's text (the chat template's few are in the reserve)."""
+    return sum(len(m["content"]) for m in messages)
 
 
 def _key(token: str) -> str:

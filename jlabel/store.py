@@ -530,7 +530,8 @@ class Store:
         columns = ("id", "ts", "record", "annotator", "action", "value")
         events = self._query((*DECISIONS, "undo"), False, columns, convert_ts=False)
         state = replay(events)  # as state() gives it, from the same read
-        decided = state["status"].isin(list(SOURCE_OF))  # a surviving label-setting decision
+        # a surviving label (a skip after a label keeps it), or a surviving decision that set or cleared one
+        decided = state["label"].notna() | state["status"].isin(list(SOURCE_OF))
         labeled = events.loc[events["action"].isin(list(SOURCE_OF)), "record"]  # undone ones too
         undone = state.index[~decided & state.index.isin(labeled)]
         _write_state(df, keys, state[decided], self.task)

@@ -444,6 +444,15 @@ def test_apply_leaves_a_record_whose_decisions_were_all_undone(store):
     assert df["annotator"].tolist() == ["lead", "lead"] and df["labeled_at"].tolist() == [when, when]
 
 
+def test_apply_writes_a_label_that_a_later_skip_left_standing(store):
+    store.record("r1", "accept", "b", annotator="ana")
+    store.record("r1", "accept", "b", annotator="ben")
+    store.record("r1", "skip", annotator="ben")  # ben looks again and skips: the label stands
+    df = pd.DataFrame({"text": ["x"]}, index=["r1"])
+    store.apply(df)
+    assert df["label"].tolist() == ["b"]  # was NA: the skip, the record's latest decision, hid the label
+
+
 def test_apply_restores_the_label_recorded_before_the_first_decision(store):
     # the panel journals the frame's label before a decision in meta["before"]; with it, apply undoes a
     # decision that a frame saved before the undo still holds

@@ -104,7 +104,9 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
         raise SystemExit(f"jlabel: --out {str(path)!r} must end in .csv, .parquet or .jsonl.")
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "parquet":
-        df.to_parquet(path)
+        from .io import write_parquet
+
+        write_parquet(df, path)
     elif kind == "jsonl":
         plain = df.copy()
         if "llm_probs" in plain:

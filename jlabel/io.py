@@ -547,9 +547,26 @@ def _exact_floats(data: list[dict], frame: pd.DataFrame) -> None:
 
 
 def _export_parquet(df: pd.DataFrame, path: Path, task: Task) -> None:
+    write_parquet(df, path, task=task)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path, *, task: Task | None = None) -> None:
+    """``df`` as a Parquet file that pandas, pyarrow and :func:`read` all read back (the task in its metadata).
+
+    pandas records an Arrow list column (``llm_probs``) under a dtype name its own reader cannot parse
+    (``pd.read_parquet`` fails with "data type 'list<item: double>[pyarrow]' not understood"): such
+    columns are recorded as object columns, which every reader understands.
+    """
     table = pa.Table.from_pandas(df, preserve_index=True)
     metadata = dict(table.schema.metadata or {})
-    metadata[_TASK_META] = json.dumps(task.to_dict()).encode("utf-8")
+    pandas_meta = table.schema.pandas_metadata
+    if pandas_meta:
+        for column in pandas_meta["columns"]:
+            if str(column.get("numpy_type", "")).startswith("list<"):
+                column["numpy_type"] = "object"
+        metadata[b"pandas"] = json.dumps(pandas_meta).encode("utf-8")
+    if task is not None:
+        metadata[_TASK_META] = json.dumps(task.to_dict()).encode("utf-8")
     pq.write_table(table.replace_schema_metadata(metadata), path)
 
 

@@ -272,6 +272,23 @@ def test_a_jsonl_file_jlabel_wrote_reads_back_with_its_keys(tmp_path):
         cli.read_table(tmp_path / "named.jsonl", id="nope")
 
 
+@pytest.mark.parametrize("kind", ["single", "multi"])
+def test_parquet_jlabel_writes_is_read_by_pandas_itself(tmp_path, kind):
+    task = jl.Task(["a", "b"], kind=kind)
+    frame = pd.DataFrame({"text": ["x", "y"], "label": ["a", "b"] if kind == "single" else [["a"], ["b"]]})
+    suggested = jl.set_suggestions(frame, task, [[0.9, 0.2], [0.1, 0.7]], model="m")
+    path = cli.write_table(suggested, tmp_path / "out.parquet")
+    plain = pd.read_parquet(path)  # was: TypeError data type 'list<item: double>[pyarrow]' not understood
+    np.testing.assert_allclose(
+        np.stack(plain["llm_probs"].to_numpy()),
+        [[0.9, 0.2], [0.1, 0.7]] if kind == "multi" else [[0.9 / 1.1, 0.2 / 1.1], [0.125, 0.875]],
+    )
+    assert cli.read_table(path)["llm_probs"].dtype == suggested["llm_probs"].dtype
+    jl.export(suggested, tmp_path / "export.parquet", task=task)
+    assert pd.read_parquet(tmp_path / "export.parquet")["llm_label"].notna().all()
+    assert jl.read(tmp_path / "export.parquet")["llm_probs"].dtype == suggested["llm_probs"].dtype
+
+
 def test_multi_label_and_span_lists_are_json_in_csv(tmp_path):
     task = jl.Task(["a", "b", "c"], kind="multi")
     frame = pd.DataFrame({"text": ["x", "y"], "label": [["a", "b"], None]})

@@ -317,7 +317,7 @@ def _first_non_list(series: pd.Series):
 
 
 def _as_list_or_none(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+    if value is None or (not hasattr(value, "__len__") and pd.isna(value)):  # None, NaN, pd.NA
         return None
     return list(value)
 
@@ -362,6 +362,11 @@ def set_suggestions(
     if task.kind == "spans":
         raise ValueError("set_suggestions takes label probabilities; span tasks have no label matrix.")
     valid = ~np.isnan(matrix).any(axis=1)
+    if not np.isfinite(matrix[valid]).all():
+        raise ValueError(
+            "probs holds infinite values: give probabilities (or scores such as softmax outputs), not exp() of "
+            "large logits; NaN marks a row without a suggestion."
+        )
     if (matrix[valid] < 0).any() or (task.kind == "multi" and (matrix[valid] > 1).any()):
         raise ValueError("probs must be probabilities: non-negative (and at most 1 for multi-label tasks).")
     out = ensure_columns(df.copy(), task)
@@ -386,6 +391,7 @@ def set_suggestions(
     out["llm_model"] = pd.Series(np.where(valid, model, None), index=df.index).astype(STRING_DTYPE)
     out["llm_prompt"] = pd.Series(np.where(valid, prompt, None), index=df.index).astype(STRING_DTYPE)
     out["llm_source"] = pd.Series(np.where(valid, source, None), index=df.index).astype(STRING_DTYPE)
+    out.loc[valid, "llm_error"] = pd.NA  # a new suggestion: an earlier run's error no longer holds
     return out
 
 

@@ -36,6 +36,23 @@ def test_label_lists_read_back_as_text_become_lists_again():
         ensure_columns(pd.DataFrame({"text": ["x"], "label": ["Fraud"]}), task)
 
 
+def test_set_suggestions_refuses_infinite_scores_and_clears_an_old_error():
+    task = jl.Task(["ham", "spam"])
+    frame = pd.DataFrame({"text": ["x", "y"], "llm_error": ["TimeoutError: model did not answer", None]})
+    with pytest.raises(ValueError, match="infinite"):
+        jl.set_suggestions(frame, task, [[1.0, np.inf], [0.5, 0.5]], model="m")  # was: 'ham' at confidence 0
+    out = jl.set_suggestions(frame, task, [[0.1, 0.9], [np.nan, np.nan]], model="m")
+    assert pd.isna(out["llm_error"].iloc[0])  # the new suggestion's record has no old error
+
+
+def test_probs_reads_an_object_column_with_pd_na():
+    task = jl.Task(["a", "b", "c"])
+    frame = pd.DataFrame({"text": ["x", "y"], "llm_probs": pd.Series([[0.1, 0.2, 0.7], pd.NA], dtype=object)})
+    P = jl.probs(frame, task)  # was: ValueError blaming the valid first row
+    np.testing.assert_allclose(P[0], [0.1, 0.2, 0.7])
+    assert np.isnan(P[1]).all()
+
+
 def test_missing_keys_and_bad_id_column():
     with pytest.raises(ValueError, match="missing keys"):
         record_keys(pd.DataFrame({"id": ["a", None]}), id="id")

@@ -136,13 +136,13 @@ def _guess_task(values: pd.Series) -> Task | None:
         return None
     first = values.iloc[0]
     if isinstance(first, str):
-        return Task(pd.unique(values.astype(str)).tolist())
+        return Task.from_data(pd.unique(values.astype(str)).tolist())
     flat = values.explode().dropna()
     if flat.empty:
         return None
     if isinstance(flat.iloc[0], dict):
-        return Task(pd.unique(flat.map(lambda s: s["label"])).tolist(), kind="spans")
-    return Task(pd.unique(flat).tolist(), kind="multi")
+        return Task.from_data(pd.unique(flat.map(lambda s: s["label"])).tolist(), kind="spans")
+    return Task.from_data(pd.unique(flat).tolist(), kind="multi")
 
 
 def _key(value) -> str:

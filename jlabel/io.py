@@ -238,7 +238,7 @@ def infer_task(df: pd.DataFrame) -> Task:
     labels = pd.unique(names).tolist()
     if not labels:
         raise ValueError("The frame's label lists are all empty; pass task=jl.Task(labels, kind=...).")
-    task = Task(labels, kind=kind)
+    task = Task.from_data(labels, kind=kind)
     width = _probs_width(df) if kind != "spans" else None
     if width is not None and width != len(labels):
         raise ValueError(
@@ -645,7 +645,7 @@ def _task_for(found: list, kind: str, task: Task | None, path: Path) -> Task:
     labels = list(dict.fromkeys(found))
     if not labels:
         raise ValueError(f"{path} holds no labels to infer the task from; pass task=jl.Task(...).")
-    return Task(labels, kind=kind or "single")
+    return Task.from_data(labels, kind=kind or "single")
 
 
 def _read_training(path: Path, rows: list[tuple[int, dict]], task: Task | None) -> pd.DataFrame:

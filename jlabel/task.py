@@ -5,16 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import numbers
-import re
 import string
+import unicodedata
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
 
 KINDS = ("single", "multi", "spans")
-
-_FIELD = re.compile(r"{([^{}]+)}")
 
 
 @dataclass(frozen=True)
@@ -57,9 +56,16 @@ class Task:
         instructions: str = "",
         text: str = "text",
     ) -> None:
+        self._define(labels, kind, instructions, text, new=True)
+
+    def _define(self, labels, kind: str, instructions: str, text: str, *, new: bool) -> None:
+        """Set the fields. ``new=False`` (a definition an earlier jlabel saved) skips the checks added
+        since, so that a store or file made then still opens: its task id is what it was."""
         names, descriptions = _parse_labels(labels)
         if kind not in KINDS:
             raise ValueError(f"Unknown task kind {kind!r}: use one of {', '.join(map(repr, KINDS))}.")
+        if new:
+            _check_new_labels(names, kind)
         if not isinstance(instructions, str):
             raise TypeError(f"instructions must be a string, got {type(instructions).__name__}.")
         if not isinstance(text, str) or not text.strip():
@@ -72,20 +78,27 @@ class Task:
         object.__setattr__(self, "instructions", instructions)
         object.__setattr__(self, "text", text)
         object.__setattr__(self, "descriptions", descriptions)
-        if self.is_template:
+        if new:
             _check_template(text)
+
+    @classmethod
+    def from_data(cls, labels: Sequence[str], kind: str = "single") -> Task:
+        """The task a frame's or a file's labels show (text column ``text``), as jlabel guesses it.
+
+        The checks of a task you define (two labels at least, labels told apart by more than case)
+        are left out: the data holds what it holds, such as one label so far.
+        """
+        return cls.from_dict({"labels": list(labels), "kind": kind, "text": "text"})
 
     @property
     def is_template(self) -> bool:
         """Whether ``text`` is a ``{column}`` template rather than a column name."""
-        return bool(_FIELD.search(self.text))
+        return bool(_template_fields(self.text))
 
     @property
     def text_columns(self) -> tuple[str, ...]:
         """The frame columns the record text is built from."""
-        if not self.is_template:
-            return (self.text,)
-        return tuple(dict.fromkeys(_FIELD.findall(self.text)))
+        return _template_fields(self.text) or (self.text,)
 
     def to_dict(self) -> dict:
         """The task's definition as plain JSON-able data."""
@@ -102,7 +115,9 @@ class Task:
         """Rebuild a task from :meth:`to_dict` output."""
         descriptions = data.get("descriptions") or {}
         labels = {k: descriptions.get(k, "") for k in data["labels"]} if descriptions else data["labels"]
-        return cls(labels, kind=data["kind"], instructions=data.get("instructions", ""), text=data["text"])
+        task = cls.__new__(cls)
+        task._define(labels, data["kind"], data.get("instructions", ""), data["text"], new=False)
+        return task
 
     @property
     def id(self) -> str:
@@ -149,6 +164,10 @@ class Task:
             spans.append({"start": start, "end": end, "label": span["label"]})
         return sorted(spans, key=lambda s: (s["start"], s["end"], self.labels.index(s["label"])))
 
+    def __hash__(self) -> int:
+        # equal tasks (same fields) have the same definition, hence the same id
+        return hash(self.id)
+
     def __repr__(self) -> str:
         return f"Task(labels={list(self.labels)!r}, kind={self.kind!r}, text={self.text!r}, id={self.id!r})"
 
@@ -161,6 +180,11 @@ def _is_integer(value) -> bool:
 def _parse_labels(labels) -> tuple[tuple[str, ...], dict[str, str]]:
     if isinstance(labels, str):
         raise TypeError(f"labels must be a list of names or a {{name: description}} dict, not the string {labels!r}.")
+    if isinstance(labels, AbstractSet):
+        raise TypeError(
+            f"labels must be in a fixed order, got a {type(labels).__name__} whose order changes between "
+            f"Python sessions (and with it the task id): pass a list, e.g. sorted(labels)."
+        )
     if isinstance(labels, Mapping):
         names = list(labels)
         descriptions = {}
@@ -168,7 +192,7 @@ def _parse_labels(labels) -> tuple[tuple[str, ...], dict[str, str]]:
             if description is not None and not isinstance(description, str):
                 raise TypeError(f"The description of label {name!r} must be a string, got {description!r}.")
             if description:
-                descriptions[name] = description.strip()
+                descriptions[str(name)] = description.strip()
     elif isinstance(labels, Sequence) or hasattr(labels, "__iter__"):
         names = list(labels)
         descriptions = {}
@@ -181,6 +205,7 @@ def _parse_labels(labels) -> tuple[tuple[str, ...], dict[str, str]]:
             raise TypeError(f"Labels must be strings, got {name!r} ({type(name).__name__}).")
         if not name.strip():
             raise ValueError(f"A label must not be empty or only whitespace, got {name!r}.")
+    names = [str(name) for name in names]  # numpy strings (np.unique) become plain str
     seen, duplicates = set(), []
     for name in names:
         if name in seen and name not in duplicates:
@@ -191,16 +216,56 @@ def _parse_labels(labels) -> tuple[tuple[str, ...], dict[str, str]]:
     return tuple(names), descriptions
 
 
+def _check_new_labels(names: tuple[str, ...], kind: str) -> None:
+    """Labels an annotator can tell apart, and enough of them for the kind."""
+    for name in names:
+        if name != name.strip():
+            raise ValueError(
+                f"The label {name!r} has leading or trailing whitespace, which annotators cannot see: "
+                f"use {name.strip()!r} (e.g. [label.strip() for label in labels])."
+            )
+    folded = {}
+    for name in names:
+        key = unicodedata.normalize("NFC", name).casefold()
+        if key in folded:
+            raise ValueError(
+                f"The labels {folded[key]!r} and {name!r} look the same (they differ only in case or Unicode "
+                f"form): keep one of them."
+            )
+        folded[key] = name
+    if kind == "single" and len(names) < 2:
+        raise ValueError(
+            f"A single-label task needs at least two labels, got {list(names)}: every record would get that "
+            f"label. For a yes/no label use Task({list(names)!r}, kind='multi'), or add the other label."
+        )
+
+
+def _template_fields(text: str) -> tuple[str, ...]:
+    """The columns a template names, in order, once each (as frame.texts fills them); () for a column name."""
+    if "{" not in text and "}" not in text:
+        return ()
+    return tuple(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(text) if name is not None))
+
+
 def _check_template(template: str) -> None:
+    if "{" not in template and "}" not in template:
+        return
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as error:
         raise ValueError(
-            f"The text template {template!r} is malformed ({error}); escape literal braces as {{{{ }}}}."
+            f"The text template {template!r} is malformed ({error}): name columns like '{{title}}' and write "
+            f"a literal brace doubled, as {{{{ or }}}}."
         ) from None
     for _, name, spec, conversion in parsed:
         if name is not None and (not name or spec or conversion):
             raise ValueError(
                 f"The text template {template!r} may only name columns, like '{{title}}'; "
-                f"got field {name!r}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}."
+                f"got field {name!r}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}. "
+                f"Write a literal brace doubled, as {{{{ or }}}}."
             )
+    if not any(name is not None for _, name, _, _ in parsed):
+        raise ValueError(
+            f"The text template {template!r} names no column: doubled braces ({{{{ }}}}) are literal braces. "
+            f"Name a column with single braces, like '{{title}}'."
+        )

@@ -634,7 +634,7 @@ def test_repeated_record_keys_are_kept_in_a_record_column(tmp_path):
     assert "record" not in jl.read(train).columns
     ls = [{"id": 3, "data": {"text": "a", "record": "mine"}, "annotations": []}] * 2
     (tmp_path / "ls.json").write_text(json.dumps(ls))
-    back = jl.read(tmp_path / "ls.json", task=jl.Task(["x"]))
+    back = jl.read(tmp_path / "ls.json", task=jl.Task(["x", "y"]))
     assert back["record"].tolist() == ["mine", "mine"] and back["jlabel_record"].tolist() == [3, 3]
 
 

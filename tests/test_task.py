@@ -1,3 +1,5 @@
+import unicodedata
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -45,21 +47,21 @@ def test_bad_definitions_are_clear_errors(labels, kind, error, match):
 
 
 def test_template_text():
-    task = jl.Task(["a"], text="{title}\n\n{body}")
+    task = jl.Task(["a", "b"], text="{title}\n\n{body}")
     assert task.is_template and task.text_columns == ("title", "body")
     df = pd.DataFrame({"title": ["T", None], "body": ["B", 7]})
     assert texts(df, task).tolist() == ["T\n\nB", "\n\n7"]
 
 
 def test_template_naming_missing_column():
-    task = jl.Task(["a"], text="{title}: {body}")
+    task = jl.Task(["a", "b"], text="{title}: {body}")
     with pytest.raises(KeyError, match=r"\['body'\]"):
         texts(pd.DataFrame({"title": ["x"]}), task)
 
 
 def test_malformed_template():
     with pytest.raises(ValueError, match="may only name columns"):
-        jl.Task(["a"], text="{title!r}")
+        jl.Task(["a", "b"], text="{title!r}")
 
 
 def test_check_value_per_kind():
@@ -93,3 +95,87 @@ def test_check_value_takes_numpy_values_and_refuses_booleans():
     assert multi.check_value(np.array([], dtype=object)) == []
     with pytest.raises(TypeError, match="takes a list"):
         multi.check_value(np.array([["a"]]))
+
+
+@pytest.mark.parametrize(
+    "labels", [{"World", "Sports"}, frozenset({"World", "Sports"}), {"World": 1, "Sports": 2}.keys()]
+)
+def test_unordered_labels_are_refused(labels):
+    # a set's order depends on the hash seed: the task id would change from one kernel to the next
+    with pytest.raises(TypeError, match=r"sorted\(labels\)"):
+        jl.Task(labels)
+
+
+def test_template_columns_are_the_fields_str_format_fills():
+    task = jl.Task(["a", "b"], text="{title} {{n/a}} {body}")
+    assert task.is_template and task.text_columns == ("title", "body")
+    df = pd.DataFrame({"title": ["Hello"], "body": ["World"]})
+    assert texts(df, task).tolist() == ["{title} {{n/a}} {body}".format(title="Hello", body="World")]
+    assert jl.Task(["a", "b"], text="{title}{title}").text_columns == ("title",)
+    plain = jl.Task(["a", "b"], text="body")
+    assert not plain.is_template and plain.text_columns == ("body",)
+
+
+@pytest.mark.parametrize("template", ["{title. {body", "{title} }", "title}", "{{title}}", "{}"])
+def test_malformed_or_columnless_template_is_a_clear_error(template):
+    with pytest.raises(ValueError, match="literal brace") as error:
+        jl.Task(["a", "b"], text=template)
+    assert repr(template) in str(error.value) and "{{" in str(error.value)
+
+
+@pytest.mark.parametrize("labels", [["Sports", "Sports "], ["Business", "\tBusiness"], {" Sports": "games"}])
+def test_labels_with_surrounding_whitespace_are_refused(labels):
+    with pytest.raises(ValueError, match=r"leading or trailing whitespace.*strip\(\)"):
+        jl.Task(labels)
+
+
+@pytest.mark.parametrize(
+    "labels", [["Sports", "sports"], [unicodedata.normalize("NFC", "Café"), unicodedata.normalize("NFD", "Café")]]
+)
+def test_labels_that_look_the_same_are_refused(labels):
+    with pytest.raises(ValueError, match="look the same") as error:
+        jl.Task([*labels, "World"])
+    assert repr(labels[0]) in str(error.value) and repr(labels[1]) in str(error.value)
+
+
+def test_task_is_hashable_and_hash_agrees_with_equality():
+    a = jl.Task({"x": "an x", "y": ""}, instructions="Do it.")
+    b = jl.Task.from_dict(a.to_dict())
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert len({a, b, jl.Task(["x", "y"])}) == 2
+
+
+def test_single_label_task_needs_two_labels():
+    with pytest.raises(ValueError, match=r"at least two labels.*kind='multi'"):
+        jl.Task(["toxic"])
+    assert jl.Task(["toxic"], kind="multi").labels == ("toxic",)
+    assert jl.Task(["PER"], kind="spans").labels == ("PER",)
+
+
+def test_numpy_label_names_become_str():
+    task = jl.Task(np.unique(["b", "a", "b"]))
+    assert task.labels == ("a", "b") and all(type(label) is str for label in task.labels)
+    described = jl.Task(dict(zip(np.array(["a", "b"]), ["first", "second"])))
+    assert all(type(key) is str for key in described.descriptions)
+    assert all(type(label) is str for label in described.labels)
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"labels": ["toxic"], "descriptions": {}, "kind": "single", "instructions": "", "text": "text"},
+        {"labels": ["Sports ", "sports"], "descriptions": {}, "kind": "single", "instructions": "", "text": "text"},
+        {"labels": ["a", "b"], "descriptions": {}, "kind": "single", "instructions": "", "text": "{{x}} {body}"},
+    ],
+)
+def test_a_store_an_earlier_jlabel_made_still_opens(saved, tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    jl.Store(path, task=jl.Task(["a", "b"])).close()
+    with sqlite3.connect(path) as conn:  # the task row as a jlabel without today's checks wrote it
+        conn.execute("UPDATE jlabel_meta SET value = ? WHERE key = 'task'", (json.dumps(saved),))
+    with jl.Store(path) as store:  # was: ValueError from today's checks, the store locked
+        assert store.task.to_dict() == saved
+    assert jl.Task.from_dict(saved).id == jl.Task.from_dict(store.task.to_dict()).id

@@ -6,13 +6,14 @@ import argparse
 import datetime as dt
 import html
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import dashboard as dash
-from .store import DECISIONS, Store, _pop_undos
+from .store import DECISIONS, Store, StoreError, _pop_undos
 
 AUDIT_COLUMNS = [
     "event",
@@ -31,6 +32,7 @@ AUDIT_COLUMNS = [
     "current",
 ]
 REPORT_ROWS = 500
+CHECK_DETAILS = ["label", "score", "reason", "explanation"]  # the keys of a check event's meta, in order
 
 
 def audit(store: Store) -> pd.DataFrame:
@@ -152,16 +154,39 @@ def _checks(store: Store, checks: pd.DataFrame | None) -> pd.DataFrame | None:
         return None
     latest = events.drop_duplicates("record", keep="last")
     latest = latest[latest["value"].eq("suspect")]  # a label fixed and checked again is "ok" now
-    return pd.DataFrame(
+    found = pd.DataFrame(
         {
-            "record": latest["record"],
-            "checked_at": latest["ts"].dt.strftime("%Y-%m-%d %H:%M:%S"),
-            "result": latest["value"].astype(str),
-            "suggestion": latest["suggestion"],
-            "confidence": latest["confidence"],
-            "details": latest["meta"].map(lambda m: "" if m is None else str(m)),
+            "record": latest["record"].to_numpy(dtype=object),
+            "checked_at": latest["ts"].dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object),
+            "result": latest["value"].astype(str).to_numpy(dtype=object),
+            "suggestion": latest["suggestion"].to_numpy(dtype=object),
+            "confidence": latest["confidence"].to_numpy(dtype=np.float64),
         }
     )
+    # the why (jl.check journals label, score, reason and explanation) as columns, not a dict repr
+    why = pd.DataFrame.from_records([m if isinstance(m, dict) else {} for m in latest["meta"]], index=found.index)
+    known = [c for c in CHECK_DETAILS if c in why.columns]
+    for column in known + sorted(set(why.columns) - set(known) - set(found.columns), key=str):
+        values = why[column]
+        if column == "score":
+            values = pd.to_numeric(values, errors="coerce")
+        elif values.map(lambda v: isinstance(v, (dict, list))).any():
+            values = values.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        found[str(column)] = values
+    return found
+
+
+def _top_checks(found: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The ``REPORT_ROWS`` suspects with the highest score, and the caption that says so."""
+    if "score" in found.columns:
+        score = pd.to_numeric(found["score"], errors="coerce")
+        found = found.iloc[np.argsort(-score.fillna(-np.inf).to_numpy(), kind="stable")]
+    shown = found.head(REPORT_ROWS)
+    order = ", highest score first" if "score" in found.columns else ""
+    caption = f"Labels flagged as likely wrong: {len(shown)} of {len(found)}{order}."
+    if len(shown) < len(found):
+        caption += " jl.check (or the store's check events) has all."
+    return shown, caption
 
 
 def _annotators(trail: pd.DataFrame) -> pd.DataFrame:
@@ -225,6 +250,7 @@ def report(
     if not isinstance(store, Store):
         raise TypeError(f"report takes a jl.Store, got {type(store).__name__}; open one with jl.Store(path).")
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # before the work, as the other writers do
     trail = audit(store)
     decisions = dash.prepare(store)
     task = store.task
@@ -274,7 +300,8 @@ def report(
     elif found.empty:
         parts.append('<p class="note">Checked: nothing suspect.</p>')
     else:
-        parts.append(_table(found, caption="Labels flagged as likely wrong."))
+        shown, caption = _top_checks(found)
+        parts.append(_table(shown, caption=caption))
     parts.append("<h2>Audit trail</h2>")
     latest = trail.tail(REPORT_ROWS).iloc[::-1].copy()
     latest["ts"] = pd.to_datetime(latest["ts"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S")
@@ -294,10 +321,35 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     return parser
 
 
+def _refuse_other_files(path: Path) -> None:
+    """Raise unless ``path`` is a jlabel store, looking without writing: Store would make one of an empty file."""
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":
+        return  # Store refuses it, untouched, before it writes
+    tables: set[str] = set()
+    if header:
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            return  # Store says what is wrong with it
+    if not {"events", "jlabel_meta"} <= tables:
+        what = "the file is empty" if not header else "a SQLite database without jlabel's tables"
+        raise StoreError(
+            f"{path} is not a jlabel store ({what}); it was left untouched. Give the store file that "
+            f"jl.Store, the Labeler or jl.check(..., store=...) wrote."
+        )
+
+
 def report_command(args: argparse.Namespace) -> int:
     """Run ``jlabel report``: write the store's HTML quality report. Returns 0."""
     if not Path(args.store).is_file():
         raise SystemExit(f"No store at {args.store}.")
+    _refuse_other_files(Path(args.store))
     with Store(args.store) as store:
         path = report(store, args.output, title=args.title)
     print(f"wrote {path}")

@@ -184,3 +184,68 @@ def test_report_counts_blind_labels_apart_and_says_when_no_check_ran(tmp_path, t
     page = jl.report(store, tmp_path / "r.html").read_text(encoding="utf-8")
     assert "6 decisions and 1 undos" in page  # was "7 decisions": the undo counted as one
     assert "No check was journalled" in page  # was "None.", read as "nothing suspect"
+
+
+def test_report_creates_a_missing_folder(store, tmp_path):
+    path = jl.report(store, tmp_path / "reports" / "2024" / "q.html")  # was FileNotFoundError after the charts
+    assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_report_command_refuses_a_file_that_is_not_a_store(tmp_path):
+    import sqlite3
+
+    empty = tmp_path / "copied.db"
+    empty.touch()
+    text = tmp_path / "notes.db"
+    text.write_text("not a database")
+    other = tmp_path / "other.db"  # SQLite, but not jlabel's: a table of its own, or none at all
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE people (name TEXT)")
+    conn.close()
+    blank = tmp_path / "blank.db"
+    conn = sqlite3.connect(blank)
+    conn.execute("PRAGMA user_version = 7")  # a header, no table
+    conn.close()
+    for path in (empty, text, other, blank):
+        before = path.read_bytes()
+        args = argparse.Namespace(store=str(path), output=str(tmp_path / "r.html"), title="t")
+        # a 0-byte file became an empty store, and the command said it wrote a report
+        with pytest.raises(jl.StoreError, match=r"is not (a jlabel store|a SQLite file)"):
+            report_command(args)
+        assert path.read_bytes() == before, path
+        assert not (tmp_path / "r.html").exists()
+
+
+def test_report_caps_the_checks_and_shows_their_details_as_columns(store, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.modules["jlabel.audit"], "REPORT_ROWS", 3)  # jlabel.audit is the function
+    store.record_many(
+        [
+            {
+                "record": f"s{i}",
+                "action": "check",
+                "value": "suspect",
+                "suggestion": "World",
+                "confidence": 0.9,
+                "meta": {"label": "Sports", "score": i / 10, "reason": f"reason number {i}"},
+            }
+            for i in range(8)
+        ]
+    )
+    page = jl.report(store, tmp_path / "r.html").read_text(encoding="utf-8")
+    checks = page.split("<h2>Checks</h2>")[1].split("<h2>")[0]
+    assert "3 of 9" in checks  # 8 suspects and r1's, the top 3 by score
+    assert [f"reason number {i}" in checks for i in range(8)] == [False] * 5 + [True] * 3
+    for column in ("reason", "score", "label"):
+        assert f"<th>{column}</th>" in checks
+    assert "&#x27;reason&#x27;" not in checks and "'reason'" not in checks  # no dict repr
+    # checks given to it are capped the same way, by score
+    given = pd.DataFrame(
+        {"label": "Sports", "score": [0.1, 0.9, 0.5, 0.7, 0.3], "reason": [f"why {i}" for i in range(5)]},
+        index=[f"k{i}" for i in range(5)],
+    )
+    page = jl.report(store, tmp_path / "r.html", checks=given).read_text(encoding="utf-8")
+    checks = page.split("<h2>Checks</h2>")[1].split("<h2>")[0]
+    assert "3 of 5" in checks
+    assert [f"why {i}" in checks for i in range(5)] == [False, True, True, True, False]

@@ -30,12 +30,14 @@ out-of-fold predictions. A label nobody has given yet keeps the LLM's probabilit
 the labels they contain share the rest.
 
 Model selection (the cross-validation) runs on the first fit, at every fit while the LLM alone is chosen
-(and the labels changed), and then whenever the labels new or changed since the last selection reach
-``reselect - 1`` of its labels (default 25 %) or 25 (about 0.15 s for 1,000 labels in
+(and the labels changed), and then whenever the labels new, changed or taken back since the last selection
+reach ``reselect - 1`` of its labels (default 25 %) or 25, or labels taken back leave fewer than ``min_labels``
+or no record of some label (about 0.15 s for 1,000 labels in
 ``benchmarks/bench_learn.py``, in the panel's background thread); the fits in between only re-solve the
 head with every label and re-use the chosen candidate, its weights and temperature. That refit is one
 dense solve of the size of the number of labels (about 80 ms for 1,000 labels, the same benchmark).
-Out-of-fold predictions (:meth:`Assistant.oof`) always come from a selection on the labels as they are.
+Out-of-fold predictions (:meth:`Assistant.oof`) and suggestions (:meth:`Assistant.probs`) always come from a
+selection on the labels as they are.
 
 Self-training (single-label tasks, from ``SELF_TRAIN_MIN`` labels on): at each model selection the
 unlabeled records the suggestion is sure of join the labels with its own guess and a *student* learns from
@@ -63,7 +65,7 @@ import scipy.sparse
 
 from .calibration import newton_multinomial
 from .calibration import temperature as fit_temperature
-from .frame import STRING_DTYPE, record_keys, set_suggestions, texts
+from .frame import STRING_DTYPE, _parse_label_lists, record_keys, set_suggestions, texts
 from .frame import probs as probs_of
 from .task import Task
 
@@ -128,14 +130,16 @@ def text_features(text: pd.Series | Sequence[str], *, max_features: int = 50_000
 
 
 def vector_features(vectors: np.ndarray) -> np.ndarray | None:
-    """Record vectors as unit-length rows of standardised dimensions (float32); rows without one (NaN) are zero.
+    """Record vectors as unit-length rows of standardised dimensions (float32); rows without one are zero.
+
+    A row without one holds NaN, or any value that is not finite (an overflowed hidden state).
 
     ``None`` when fewer than two records have a vector.
     """
     V = np.asarray(vectors, dtype=np.float32)
     if V.ndim != 2:
         raise ValueError(f"vectors must be a 2-d array (one row per record), got shape {V.shape}.")
-    ok = ~np.isnan(V).any(axis=1)
+    ok = np.isfinite(V).all(axis=1)
     if ok.sum() < 2:
         return None
     mean = V[ok].mean(axis=0)
@@ -256,6 +260,10 @@ class _Fusion:
         return F @ self.weights + self.bias
 
 
+class _NotFinite(ValueError):
+    """A combination whose fitted weights are not finite (its sources' scores are not)."""
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -285,6 +293,11 @@ def _fit_fusion(F: np.ndarray, y: np.ndarray, *, bias: bool = True, l2: float = 
     active = np.ones(m, dtype=bool)
     while True:
         fusion = _newton(F[:, :, active], y, bias=bias, l2=l2, steps=steps)
+        if not (np.isfinite(fusion.weights).all() and np.isfinite(fusion.bias).all()):
+            raise _NotFinite(
+                "The combination's fitted weights are not finite: its sources' scores hold values that are not "
+                "finite (check the LLM's probabilities and record vectors for inf or NaN)."
+            )
         if (fusion.weights >= 0).all() or not active.any():
             weights = np.zeros(m)
             weights[active] = fusion.weights
@@ -393,19 +406,27 @@ class _Problem:
         if self.prior and classes == 1 and not zero_shot:
             return self._constant(y)
         specs = {ZERO_SHOT: ([0], False), HEAD: ([1, 2], True), COMBINED: ([0, 1, 2], True)}
+        fitted = {}  # candidate -> _Fusion fitted on every compared record
         for name, (sources, bias) in specs.items():
             if not usable[name]:
                 continue
-            for f in range(k):
-                train, test = fold != f, fold == f
-                if not test.any():
-                    continue
-                if len(np.unique(y[train])) < (1 if name == ZERO_SHOT else 2):
-                    oof[name][test] = np.full(self.c, 1 / self.c)
-                    continue
-                fusion = _fit_fusion(F[train][:, :, sources], y[train], bias=bias)
-                p = _softmax(fusion.logits(F[test][:, :, sources]))
-                oof[name][test] = p if name == ZERO_SHOT else _keep_unseen(p, L[test], y[train])
+            try:
+                for f in range(k):
+                    train, test = fold != f, fold == f
+                    if not test.any():
+                        continue
+                    if name == ZERO_SHOT and not train.any():  # nothing to scale it on: the LLM as it is
+                        oof[name][test] = _softmax(F[test][:, :, 0])
+                        continue
+                    if len(np.unique(y[train])) < (1 if name == ZERO_SHOT else 2):
+                        oof[name][test] = np.full(self.c, 1 / self.c)
+                        continue
+                    fusion = _fit_fusion(F[train][:, :, sources], y[train], bias=bias)
+                    p = _softmax(fusion.logits(F[test][:, :, sources]))
+                    oof[name][test] = p if name == ZERO_SHOT else _keep_unseen(p, L[test], y[train])
+                fitted[name] = _fit_fusion(F[:, :, sources], y, bias=bias)
+            except _NotFinite:  # scores it cannot be fitted on: it takes no part (the others still can)
+                usable[name] = False
         rows = []
         for name in _CANDIDATES:
             if not usable[name]:
@@ -428,12 +449,11 @@ class _Problem:
         table = pd.DataFrame(rows)
         chosen = self._choose(table, np.ones(n) if weights is None else weights)
         fusion = {}
-        for name, (sources, bias) in specs.items():
+        for name, (sources, _) in specs.items():
             if usable[name]:
-                fitted = _fit_fusion(F[:, :, sources], y, bias=bias)
                 weights = np.zeros(3)
-                weights[sources] = fitted.weights
-                fusion[name] = _Fusion(weights, fitted.bias)
+                weights[sources] = fitted[name].weights
+                fusion[name] = _Fusion(weights, fitted[name].bias)
         # temperature scaling of the winner on its out-of-fold logits
         temperature = fit_temperature(_log(oof[chosen]), y, prior=TEMPERATURE_PRIOR)
         table = table.drop(columns=["correct", "losses"]).assign(chosen=lambda t: t["candidate"] == chosen)
@@ -740,7 +760,7 @@ class Assistant:
                     f"probs has shape {base.shape}, expected ({len(df)}, {k}): one row per record, one column per "
                     f"label in the task's order {list(task.labels)}."
                 )
-        self._base = base
+        self._base = _checked_probs(base, task)
         blas_controller()
         self.X = text_features(texts(df, task))
         self._topics = topic_features(self.X, lsa, seed) if lsa else None
@@ -783,7 +803,7 @@ class Assistant:
         probs = np.asarray(probs, dtype=np.float64).reshape(len(rows), -1)
         if probs.shape[1] != len(self.task.labels):
             raise ValueError(f"probs has {probs.shape[1]} columns, expected {len(self.task.labels)}.")
-        self._base[rows] = probs
+        self._base[rows] = _checked_probs(probs, self.task, rows)
 
     def set_vectors(self, vectors: np.ndarray | None) -> None:
         """The LLM's record vectors, ``(n, d)``, for the head to read next to the words (``None``: words only).
@@ -796,7 +816,7 @@ class Assistant:
         self._vectors_changed = False
         dense = None if vectors is None else vector_features(self._raw_vectors)
         self._vectors, self._distilled_on = dense, -1
-        self._no_vector = None if dense is None else np.isnan(self._raw_vectors).any(axis=1)
+        self._no_vector = None if dense is None else ~np.isfinite(self._raw_vectors).all(axis=1)
         if dense is not None and self._topics is not None:  # the head trains on labeled records lacking one too
             dense = self._vectors = impute_vectors(dense, self._topics, self._no_vector)
         parts = [z for z in (self._topics, dense) if z is not None]
@@ -881,7 +901,7 @@ class Assistant:
         with self._lock:
             if self._raw_vectors is None:
                 return self._rows.copy()
-            return self._rows[np.isnan(self._raw_vectors[self._rows]).any(axis=1)]
+            return self._rows[~np.isfinite(self._raw_vectors[self._rows]).all(axis=1)]
 
     def _labels(self, column: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame positions of the labeled records and their targets, one column per problem."""
@@ -902,8 +922,17 @@ class Assistant:
                 )
             rows = np.flatnonzero(present)
             return rows, codes[rows][:, None].astype(np.int64)
-        values = column.to_numpy(dtype=object)
+        values = column.to_numpy(dtype=object).copy()
+        text = np.array([isinstance(v, str) for v in values], dtype=bool)
+        if text.any():  # lists written as text (a CSV file): read as the frame does
+            values[text] = _parse_label_lists(pd.Series(values[text], dtype=object, name="label")).to_numpy()
         present = np.array([isinstance(v, (list, tuple, np.ndarray)) for v in values], dtype=bool)
+        other = [v for v, listed in zip(values, present) if not listed and not pd.isna(v)]
+        if other:
+            raise ValueError(
+                f"The label column holds {other[0]!r}, and a multi-label task keeps lists there (such as "
+                "['a', 'b'], or the text '[\"a\", \"b\"]' a CSV file holds); fix that cell."
+            )
         rows = np.flatnonzero(present)
         exploded = pd.Series(values[rows], dtype=object).explode()
         positions = pd.Index(list(self.task.labels), dtype=object).get_indexer(exploded.to_numpy(dtype=object))
@@ -944,7 +973,7 @@ class Assistant:
         with self._lock:  # predictions from another thread see the old model or the new one, never a mix
             self._rows, self._y, self._ridge, self._held = rows, y, ridge, held
             if select is None:
-                # labels new or changed since the last selection (only new ones while labels only arrive)
+                # labels new, changed or taken back since the last selection (only new ones while labels only arrive)
                 new = self._changed_since_selection()
                 had = len(self._selected_rows)
                 grown = had + new >= self.reselect * max(had, 1) or new >= 25
@@ -954,7 +983,7 @@ class Assistant:
                 # learns as much as new labels do: for a quarter of the labels (or 25), choose again
                 arrived = self._labeled_with_vector() - self._vectored_at
                 arrived = arrived > 0 and arrived >= min(25, (self.reselect - 1) * len(rows))
-                select = self.selections == 0 or grown or waiting or arrived
+                select = self.selections == 0 or grown or waiting or arrived or self._lost_ground()
             selected = bool(select or not self.fitted)
             if selected:
                 self._select()
@@ -1160,12 +1189,37 @@ class Assistant:
         return np.array_equal(self._selected_rows, self._rows) and np.array_equal(self._selected_y, self._y)
 
     def _changed_since_selection(self) -> int:
-        """How many labeled rows are new, or carry another label, since the last model selection."""
+        """How many labeled rows are new, carry another label or were taken back since the last model selection."""
         if not len(self._selected_rows):
             return len(self._rows)
+        if not len(self._rows):
+            return len(self._selected_rows)
         position = np.minimum(np.searchsorted(self._selected_rows, self._rows), len(self._selected_rows) - 1)
         same = (self._selected_rows[position] == self._rows) & (self._selected_y[position] == self._y).all(axis=1)
-        return int((~same).sum())
+        removed = ~np.isin(self._selected_rows, self._rows)
+        return int((~same).sum() + removed.sum())
+
+    def _lost_ground(self) -> bool:
+        """Whether labels taken back since the last selection left fewer than ``min_labels`` or lost a label.
+
+        Fewer than ``min_labels`` labeled records (or scored labeled records) where the selection had enough,
+        or a label of a problem that no labeled record carries any more: the choice rested on labels gone.
+        """
+        if not len(self._selected_rows):
+            return False
+
+        def counts(rows: np.ndarray) -> tuple[int, int]:
+            return len(rows), int((~np.isnan(self._base[rows]).any(axis=1)).sum())
+
+        before, now = counts(self._selected_rows), counts(self._rows)
+        if any(b >= self.min_labels > a for b, a in zip(before, now)):
+            return True
+        for j, problem in enumerate(self._problems):
+            had = np.bincount(self._selected_y[:, j], minlength=problem.c) > 0
+            has = np.bincount(self._y[:, j], minlength=problem.c) > 0 if len(self._y) else np.zeros_like(had)
+            if (had & ~has).any():
+                return True
+        return False
 
     def _labeled_with_vector(self) -> int:
         """How many of the labeled records trained on have a record vector."""
@@ -1318,9 +1372,19 @@ class Assistant:
         return rows, out, _row_source(used)
 
     def probs(self) -> tuple[np.ndarray, np.ndarray]:
-        """Suggestion probabilities for every record ``(n, k)`` and their source: out of fold on labeled records."""
-        out, used = self.predict()
-        rows, oof, oof_used = self.oof()
+        """Suggestion probabilities for every record ``(n, k)`` and their source: out of fold on labeled records.
+
+        Like :meth:`oof`, runs a model selection first when the labels changed since the last one, so that
+        every record's suggestion comes from the same selection (and two calls in a row agree).
+        """
+        self._need_fit()
+        with self._lock:
+            for assistant in (self, self._words):
+                if assistant is not None and assistant.fitted and not assistant._selection_current():
+                    with assistant._lock:
+                        assistant._select()
+            out, used = self.predict()
+            rows, oof, oof_used = self.oof()
         out[rows], used[rows] = oof, oof_used
         return out, used
 
@@ -1334,6 +1398,41 @@ class Assistant:
             raise ValueError(f"df has {len(frame)} rows, the assistant was built on {len(self.df)}.")
         matrix, used = self.probs()
         return write_suggestions(frame, self.task, matrix, used, model=model)
+
+
+def _checked_probs(matrix: np.ndarray, task: Task, rows: np.ndarray | None = None) -> np.ndarray:
+    """The LLM's probabilities checked (finite, non-negative; multi-label: at most 1) and, single-label, rows normalised.
+
+    A row holding a NaN is not scored and is kept as it is. ``rows``: the frame positions of the rows, for
+    the error messages (default: the row numbers).
+    """
+    matrix = np.array(matrix, dtype=np.float64)
+    where = np.arange(len(matrix)) if rows is None else np.asarray(rows)
+    scored = ~np.isnan(matrix).any(axis=1)
+    for bad, what in (
+        (~np.isfinite(matrix), "a value that is not finite"),
+        (matrix < 0, "a negative value"),
+        (matrix > 1 if task.kind == "multi" else np.zeros_like(matrix, dtype=bool), "a value above 1"),
+    ):
+        bad = scored & bad.any(axis=1)
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"probs row {int(where[first])} holds {what} ({matrix[first].tolist()}): the LLM's probabilities "
+                "must be finite and non-negative (at most 1 for a multi-label task); a row of NaN marks a record "
+                "the LLM has not scored."
+            )
+    if task.kind == "single" and scored.any():
+        sums = matrix[scored].sum(axis=1, keepdims=True)
+        if (sums <= 0).any():
+            first = int(np.flatnonzero(scored)[np.flatnonzero(sums[:, 0] <= 0)[0]])
+            raise ValueError(
+                f"probs row {int(where[first])} is all zeros: every row of a single-label task's probabilities "
+                "needs a positive sum (a row of NaN marks a record the LLM has not scored)."
+            )
+        off = np.flatnonzero(scored)[np.abs(sums[:, 0] - 1) > 1e-9]  # rows that sum to 1 stay bit for bit
+        matrix[off] = matrix[off] / matrix[off].sum(axis=1, keepdims=True)
+    return matrix
 
 
 def _row_source(used: np.ndarray) -> np.ndarray:

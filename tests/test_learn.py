@@ -1044,3 +1044,155 @@ def test_suggestions_name_no_model_where_the_model_never_scored():
     assert set(out["llm_source"].iloc[250:]) == {"head"}
     assert out["llm_model"].iloc[250:].isna().all()
     assert out["llm_model"].iloc[:250].eq("m@sha256:0").all()
+
+
+def _repro_vectors_data():
+    rng = np.random.default_rng(0)
+    n = 300
+    y = rng.integers(0, 2, n)
+    df = pd.DataFrame({"text": [f"w{t}{rng.integers(9)} v{rng.integers(40)}" for t in y]})
+    df["label"] = pd.Series([("a", "b")[t] if i < 120 else None for i, t in enumerate(y)], dtype=object)
+    p = np.where(rng.random((n, 1)) < 0.7, np.eye(2)[y], np.eye(2)[1 - y]) * 0.6 + 0.2
+    V = rng.normal(size=(n, 8)) + y[:, None]
+    return df, jl.Task(["a", "b"]), p, V
+
+
+def test_a_non_finite_vector_counts_as_none_and_fit_ends():
+    import signal
+
+    from jlabel.learn import _fit_fusion
+
+    df, task, p, V = _repro_vectors_data()
+    V[3, 2] = np.inf  # one overflowed hidden-state entry
+
+    def stuck(*_):
+        raise TimeoutError("fit() did not end")
+
+    previous = signal.signal(signal.SIGALRM, stuck)
+    signal.alarm(120)
+    try:
+        features = vector_features(V)
+        assert np.isfinite(features).all() and not features[3].any()
+        a = Assistant(df, task, probs=p, vectors=V).fit()
+        assert np.isfinite(a.probs()[0]).all()
+        assert 3 in a._no_vector.nonzero()[0]
+        # the combination never loops forever on features it cannot fit
+        F = np.random.default_rng(1).normal(size=(40, 2, 3))
+        F[0, 0, 1] = np.nan
+        y = np.arange(40) % 2
+        with pytest.raises(ValueError, match="not finite"):
+            _fit_fusion(F, y)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_llm_probabilities_must_be_finite_and_non_negative():
+    df, task, p, _ = _repro_vectors_data()
+    for bad in (np.inf, -0.1):
+        q = p.copy()
+        q[5, 1] = bad
+        with pytest.raises(ValueError, match="row 5"):
+            Assistant(df, task, probs=q)
+    q = p.copy()
+    q[5] = np.nan  # not scored: allowed
+    a = Assistant(df, task, probs=q)
+    with pytest.raises(ValueError, match="finite"):
+        a.set_base([0], [[np.inf, 0.5]])
+    with pytest.raises(ValueError, match="negative"):
+        a.set_base([0], [[-1.0, 0.5]])
+    a.set_base([0, 1], [[np.nan, np.nan], [0.3, 0.7]])
+    assert np.isnan(a.base[0]).all()
+
+
+def test_single_label_probabilities_are_normalised():
+    df, task, y = synthetic(300, seed=1)
+    p = jl.probs(df, task)
+    ab = np.flatnonzero(y < 2)[:120]  # 'c' and 'd' not given yet
+    label = pd.Series(pd.NA, index=df.index, dtype=object)
+    label.iloc[ab] = np.asarray(LABELS, dtype=object)[y[ab]]
+    df["label"] = label
+    good = Assistant(df, task, probs=p).fit()
+    scaled = Assistant(df, task, probs=p * 2.5).fit()
+    pd.testing.assert_frame_equal(good.scores, scaled.scores)
+    np.testing.assert_allclose(good.predict()[0], scaled.predict()[0], atol=1e-5)
+    unlabeled = np.setdiff1d(np.arange(300), ab)
+    good.set_base(unlabeled, p[unlabeled] * 2.5)
+    P, _ = good.predict(unlabeled)
+    assert (P >= 0).all()
+    np.testing.assert_allclose(P.sum(axis=1), 1)
+    good.suggest()
+    with pytest.raises(ValueError, match="positive sum"):
+        good.set_base([0], [[0.0, 0.0, 0.0, 0.0]])
+    q = p.copy()
+    q[7] = 0
+    with pytest.raises(ValueError, match="positive sum"):
+        Assistant(df, task, probs=q)
+
+
+def test_multi_label_labels_written_as_text_are_read():
+    import io
+
+    rng = np.random.default_rng(0)
+    task = jl.Task(["x", "y"], kind="multi")
+    n = 200
+    hasx, hasy = rng.random(n) < 0.5, rng.random(n) < 0.5
+    texts = [
+        " ".join((["xx"] if a else []) + (["yy"] if b else []) + [f"w{rng.integers(30)}" for _ in range(3)])
+        for a, b in zip(hasx, hasy)
+    ]
+    lab = [
+        [name for name, on in (("x", a), ("y", b)) if on] if i < 120 else None
+        for i, (a, b) in enumerate(zip(hasx, hasy))
+    ]
+    df = pd.DataFrame({"text": texts, "label": pd.Series(lab, dtype=object)})
+    buf = io.StringIO()
+    df.to_csv(buf, index=False)
+    buf.seek(0)
+    back = pd.read_csv(buf)
+    a = Assistant(back, task, probs=None).fit()
+    b = Assistant(df, task, probs=None).fit()
+    assert len(a._rows) == 120
+    np.testing.assert_array_equal(a._y, b._y)
+    assert not np.isnan(a.probs()[0]).any()
+    plain = df.copy()
+    plain["label"] = plain["label"].map(lambda v: v[0] if v else v)
+    with pytest.raises(ValueError, match="lists"):
+        Assistant(plain, task, probs=None).fit()
+
+
+def test_labels_taken_back_trigger_a_new_selection():
+    df, task, _ = synthetic(1200, seed=5, labeled=70)
+    a = Assistant(df, task).fit()
+    df.loc[30:69, "label"] = pd.NA  # 30 left, below min_labels
+    a.fit()
+    assert a._changed_since_selection() == 0 or a._selection_current()
+    fresh = Assistant(df, task).fit()
+    assert a.source == fresh.source == "zero-shot"
+    np.testing.assert_allclose(a.predict()[0], fresh.predict()[0])
+    # a removal below min_labels is counted
+    b = Assistant(df, task)
+    b._selected_rows, b._selected_y = np.arange(70), np.zeros((70, 1), dtype=np.int64)
+    b._rows, b._y = np.arange(30), np.zeros((30, 1), dtype=np.int64)
+    assert b._changed_since_selection() == 40
+
+
+def test_probs_twice_in_a_row_agree():
+    df, task, y = synthetic(1200, seed=5, labeled=120)
+    truth = np.asarray(LABELS, dtype=object)[y]
+    a = Assistant(df, task).fit()
+    df.loc[120:129, "label"] = truth[120:130]
+    a.fit()  # below the reselect threshold: no selection
+    P1, s1 = a.probs()
+    P2, s2 = a.probs()
+    np.testing.assert_allclose(P1, P2)
+    assert (s1 == s2).all()
+
+
+def test_one_label_keeps_the_llms_suggestion_for_its_record():
+    task = jl.Task(["a", "b", "c"])
+    P = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    df = pd.DataFrame({"text": ["good one", "bad one", "meh one"], "label": ["a", None, None]})
+    p, source = Assistant(df, task, probs=P).fit().probs()
+    np.testing.assert_allclose(p, P, atol=5e-3)  # temperatures shrunk to about 1 by one label
+    assert list(source) == ["zero-shot"] * 3

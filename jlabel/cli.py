@@ -91,6 +91,17 @@ def _read_csv(path: Path, text: set[str]) -> pd.DataFrame:
     return frame
 
 
+def task_of(args: argparse.Namespace):
+    """The task the options describe (--labels, --kind, --instructions, --text); a bad one is a message."""
+    from .task import Task
+
+    try:
+        return Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
+    except (TypeError, ValueError) as error:
+        message = str(error).replace(f"Task({list(args.labels)!r}, kind='multi')", "--kind multi")
+        raise SystemExit(f"jlabel: {message}") from None
+
+
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write ``df`` as CSV, Parquet or JSONL by the suffix of ``path``, so that :func:`read_table` reads it back.
 
@@ -241,11 +252,10 @@ def demo(args: argparse.Namespace) -> int:
 def preannotate_command(args: argparse.Namespace) -> int:
     """``jlabel preannotate INPUT --labels ... --out OUTPUT``."""
     from .preannotate import preannotate
-    from .task import Task
 
     if FORMATS.get(Path(args.out).suffix.lower()) is None:
         raise SystemExit(f"jlabel: --out {args.out!r} must end in .csv, .parquet or .jsonl.")
-    task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
+    task = task_of(args)
     df = read_table(args.input, text=task.text_columns, id=args.id)
     store = None
     if args.store:

@@ -514,11 +514,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     """Run ``jlabel evaluate``: score prompts on a gold file, print the table. Returns 0."""
     from pathlib import Path
 
-    from .cli import _model, read_table
+    from .cli import _model, read_table, task_of
 
     path = Path(args.gold)
     gold = read_table(path, id=args.id)
-    task = Task(args.labels, kind=args.kind, instructions=args.instructions, text=args.text)
+    task = task_of(args)
     if args.kind == "multi" and args.label_column in gold.columns:
         gold[args.label_column] = gold[args.label_column].map(_label_set)
     prompts: dict[str, str] = {}

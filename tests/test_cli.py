@@ -258,6 +258,12 @@ def test_export_refuses_data_whose_keys_match_no_stored_record(tmp_path):
     assert cli.main([*argv, "--id", "key"]) == 0
 
 
+def test_a_bad_task_on_the_command_line_is_a_message_in_its_terms(tmp_path, capsys):
+    argv = ["preannotate", str(tmp_path / "x.csv"), "--labels", "toxic", "--out", str(tmp_path / "o.csv")]
+    with pytest.raises(SystemExit, match=r"needs at least two labels.*use --kind multi"):
+        cli.main(argv)  # was a traceback saying Task(['toxic'], kind='multi')
+
+
 def test_a_jsonl_file_jlabel_wrote_reads_back_with_its_keys(tmp_path):
     keyed = pd.DataFrame({"text": ["x", "y"]}, index=["r1", "007"])
     back = cli.read_table(cli.write_table(keyed, tmp_path / "keyed.jsonl"))

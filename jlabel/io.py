@@ -1037,7 +1037,7 @@ def _check_parquet(frame: pd.DataFrame, task: Task, path: Path) -> None:
     columns = [c for c in ("label", "llm_label") if c in frame.columns]
     kind = (frame.attrs.get("jlabel_task") or {}).get("kind")
     if kind is None:  # a file jlabel did not write: the kind of its first label that says one
-        telling = (v for c in columns for v in frame[c].dropna() if isinstance(v, str) or len(v) > 0)
+        telling = (v for c in columns for v in frame[c].dropna() if not isinstance(v, _LIST_TYPES) or len(v) > 0)
         first = next(telling, None)
         kind = None if first is None else _kind_of(first)
     if kind is not None and kind != task.kind:
@@ -1045,10 +1045,10 @@ def _check_parquet(frame: pd.DataFrame, task: Task, path: Path) -> None:
     if not columns:
         return
     needed = [*columns, *(task.text_columns if task.kind == "spans" else ())]
-    checked = ensure_columns(frame[[c for c in dict.fromkeys(needed) if c in frame.columns]].copy(), task)
     keys = frame.index.astype(object)  # Python scalars, for the message
-    text = record_texts(checked, task) if task.kind == "spans" else pd.Series("", index=frame.index)
     try:
+        checked = ensure_columns(frame[[c for c in dict.fromkeys(needed) if c in frame.columns]].copy(), task)
+        text = record_texts(checked, task) if task.kind == "spans" else pd.Series("", index=frame.index)
         _validate(checked, task, keys, text, checked["label"].notna().to_numpy())
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None

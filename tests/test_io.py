@@ -807,3 +807,11 @@ def test_label_studio_data_floats_round_trip_exactly(tmp_path):
     df = pd.DataFrame({"text": list("abcd"), "label": ["A"] * 4, "amount": amounts}, index=["r1", "r2", "r3", "r4"])
     back = jl.read(jl.export(df, tmp_path / "x.json"))
     np.testing.assert_array_equal(back["amount"].to_numpy(dtype=float), np.array(amounts))
+
+
+def test_a_foreign_parquet_file_with_number_labels_is_refused_clearly(tmp_path):
+    path = tmp_path / "foreign.parquet"
+    pd.DataFrame({"text": ["x", "y"], "label": [1, 2]}).to_parquet(path)  # not written by jlabel
+    assert jl.read(path, task=jl.Task(["1", "2"]))["label"].tolist() == [1, 2]  # was: TypeError, int has no len()
+    with pytest.raises(ValueError, match=r"foreign\.parquet"):
+        jl.read(path, task=jl.Task(["a", "b"]))

@@ -260,7 +260,7 @@ def report(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="note">Store {html.escape(str(store.path))}, generated {now}.</p>',
+        f'<p class="note">Store {html.escape(Path(store.path).name)}, generated {now}.</p>',  # not the folders
     ]
     if task is not None:
         parts.append(

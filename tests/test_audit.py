@@ -96,6 +96,8 @@ def test_report_is_self_contained(store, tmp_path):
         "http://www.w3.org/1999/xlink",
     }
     assert "ana" in page and "bob" in page and "Cohen" in page
+    # the store by its file name: a report sent by e-mail does not show the folders it came from
+    assert Path(store.path).name in page and str(Path(store.path).parent) not in page
 
 
 def test_report_of_an_empty_store(tmp_path, task):

@@ -35,6 +35,16 @@ from .task import Task
 _STATIC = Path(__file__).parent / "static"
 if not _STATIC.is_dir():  # an editable install runs from the source tree
     _STATIC = Path(__file__).parent.parent / "js"
+
+
+class StaleSuggestion(ValueError):
+    """A decision made against a suggestion the record no longer has (``position``: its place in the queue)."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
 _UNSAID = object()  # a decision that does not say which suggestion was shown (the Python API, an older front end)
 WINDOW = 6  # records the front end holds ahead of the current one
 PREFETCH = 3  # records whose live suggestions are computed ahead
@@ -319,6 +329,8 @@ class Labeler(anywidget.AnyWidget):
             records = self._records(first, self.position + 2)
         except Exception as error:  # the panel shows the error and stays usable (every request gets its answer)
             self.send({"type": "error", "id": request, "error": str(error)})
+            if isinstance(error, StaleSuggestion):  # the front end's copy is out of date: the record as it is now
+                self.send({"type": "records", "id": None, "records": self._records(error.position, error.position + 1)})
             return
         self.send({"type": "records", "id": request, "records": records, "position": self.position})
 
@@ -357,12 +369,15 @@ class Labeler(anywidget.AnyWidget):
         shown = suggestion is not None and not hidden
         if displayed is None:  # still coming when the key was pressed: the person decided without it
             shown = False
-        elif displayed is not _UNSAID and (
-            not shown or self.task.check_value(displayed) != self.task.check_value(suggestion["label"])
+        elif (
+            displayed is not _UNSAID
+            and action != "skip"  # a skip takes nothing from the suggestion
+            and (not shown or self.task.check_value(displayed) != self.task.check_value(suggestion["label"]))
         ):
-            raise ValueError(
+            raise StaleSuggestion(
                 f"The suggestion for record {key!r} changed while it was shown (the learner refitted): "
-                f"look at it again, then decide."
+                f"look at it again, then decide.",
+                position,
             )
         if action == "accept":
             if not shown:

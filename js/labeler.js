@@ -73,6 +73,7 @@ function render({ model, el: host }) {
   const fetches = new Map(); // request id of a fetch -> [start, end) of the positions it asked for
   let fetchError = ""; // why the last fetch failed; no new fetch until something changes
   let nextId = 1;
+  const viewId = Math.random().toString(36).slice(2, 10);
   let shownKey = null;
   let shownAt = performance.now();
   let chosen = []; // multi: toggled labels; spans: the spans being edited
@@ -89,7 +90,7 @@ function render({ model, el: host }) {
   const record = () => cache.get(position());
 
   function send(message) {
-    const id = `r${nextId++}`;
+    const id = `${viewId}-${nextId++}`; // every view of the widget hears every reply: ids say whose it is
     model.send({ ...message, id });
     return id;
   }
@@ -128,6 +129,8 @@ function render({ model, el: host }) {
       fetchError = message.error;
       show();
       runQueued();
+    } else if (message.type === "error" && message.id && !String(message.id).startsWith(`${viewId}-`)) {
+      return; // another view's refused request
     } else if (message.type === "error") {
       waiting.delete(message.id);
       localError = message.error;
@@ -441,13 +444,14 @@ function render({ model, el: host }) {
     if (event.target === filter) {
       event.stopPropagation();
       if (event.key === "Enter") {
-        const first = buttons.querySelector(".jlabel-label");
+        const first = filter.value.trim() ? buttons.querySelector(".jlabel-label") : null; // empty: choose nothing
         if (first) {
           const index = labels().indexOf(first.dataset.label);
           later(() => choose(index));
         }
         filter.value = "";
         root.focus();
+        show();
         event.preventDefault();
       } else if (event.key === "Escape") {
         filter.value = "";
@@ -459,7 +463,7 @@ function render({ model, el: host }) {
     const key = event.key;
     if (key === "Tab") return;
     if (key === "Escape") {
-      root.blur();
+      if (root.contains(document.activeElement)) document.activeElement.blur(); // the panel or one of its buttons
       return;
     }
     // the panel owns every plain key while focused: none reaches JupyterLab's command mode
@@ -485,6 +489,8 @@ function render({ model, el: host }) {
   function onClick(event) {
     const target = event.target instanceof Element ? event.target : null;
     if (!target) return;
+    // the second click of a double click would land on the next record, one nobody has seen yet
+    if (event.detail > 1 && target.closest(".jlabel-label, .jlabel-action")) return;
     const labelButton = target.closest(".jlabel-label");
     const actionButton = target.closest(".jlabel-action");
     const mark = target.closest(".jlabel-span");

@@ -670,6 +670,17 @@ def test_a_key_pressed_before_the_suggestion_arrived_is_a_label_not_an_accept(su
     assert p.w.store.events()["action"].iloc[-1] == "accept"
 
 
+def test_a_refused_stale_decision_brings_the_record_as_it_is_now(suggested, task):
+    p = Panel(suggested, task, annotator="ana")
+    stale = "World" if suggested["llm_label"].iloc[0] != "World" else "Sports"
+    reply = p.msg(type="decide", position=0, action="accept", shown=stale)
+    assert reply["type"] == "error"
+    pushed = [m for m in p.sent if m.get("type") == "records" and m.get("id") is None][-1]
+    assert pushed["records"][0]["position"] == 0  # was: nothing, so the panel kept its stale copy for good
+    assert pushed["records"][0]["suggestion"]["label"] == suggested["llm_label"].iloc[0]
+    assert p.msg(type="decide", position=0, action="skip", shown=stale)["type"] == "records"  # a skip needs none
+
+
 def test_undo_with_nothing_left_says_how_to_change_an_earlier_decision(small_df, task):
     w = Labeler(small_df, task, annotator="ana")
     with pytest.raises(ValueError, match=r"Nothing left to undo in this panel.*label it again"):

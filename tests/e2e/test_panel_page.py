@@ -115,6 +115,28 @@ def test_more_than_nine_labels_through_filter_and_buttons(panel_page):
     assert df["label"].iloc[:2].tolist() == ["topic-11", "topic-10"]
 
 
+def test_a_double_click_an_empty_filter_and_escape_from_a_button_decide_nothing_unseen(panel_page, page):
+    labels = [f"topic-{i:02d}" for i in range(12)]
+    df = pd.DataFrame({"text": ["a", "b", "c"]})
+    w = jl.Labeler(df, jl.Task(labels), annotator="ana")
+    panel = panel_page(w)
+    panel.root.locator(".jlabel-label", has_text="topic-03").dblclick()
+    expect(panel.root).to_have_attribute("data-position", "1")
+    page.wait_for_timeout(300)  # a second decision would have arrived by now
+    assert df["label"].iloc[0] == "topic-03" and pd.isna(df["label"].iloc[1])  # was: record 1 labeled too, unseen
+    panel.root.press("/")
+    panel.root.locator(".jlabel-filter").press("Enter")  # nothing typed: nothing chosen
+    expect(panel.root.locator(".jlabel-label")).to_have_count(12)
+    page.wait_for_timeout(300)
+    assert pd.isna(df["label"].iloc[1]) and w.position == 1  # was: the first label, never chosen
+    panel.root.locator(".jlabel-label", has_text="topic-05").focus()
+    page.keyboard.press("Escape")  # the keys go back to the page, also from a focused button
+    assert page.evaluate("document.activeElement.closest('.jlabel-labeler') === null")
+    page.keyboard.press("2")
+    page.wait_for_timeout(300)
+    assert pd.isna(df["label"].iloc[1])
+
+
 def test_multi_toggle_and_spans_by_selection(panel_page, page):
     task = jl.Task(["urgent", "billing", "bug"], kind="multi")
     df = pd.DataFrame({"text": ["pay now", "crash"]})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .frame import LABEL_COLUMNS, LLM_COLUMNS
+from .frame import LABEL_COLUMNS, LLM_COLUMNS, cell_missing, plain_data
 
 _NOT_TEXT = ("labeled_at", "llm_confidence", "llm_probs")  # times, a number, lists
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -121,7 +121,9 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     elif kind == "jsonl":
         plain = df.copy()
         if "llm_probs" in plain:
-            plain["llm_probs"] = plain["llm_probs"].astype(object).map(lambda v: None if _no_list(v) else _as_list(v))
+            plain["llm_probs"] = (
+                plain["llm_probs"].astype(object).map(lambda v: None if cell_missing(v) else _as_list(v))
+            )
         _keys_as_field(plain).to_json(path, orient="records", lines=True, force_ascii=False, date_format="iso")
     else:
         plain = df.copy()
@@ -129,7 +131,7 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
             plain["llm_probs"] = (
                 plain["llm_probs"]
                 .astype(object)
-                .map(lambda v: None if _no_list(v) else "[" + ", ".join(f"{x:.6g}" for x in _as_list(v)) + "]")
+                .map(lambda v: None if cell_missing(v) else "[" + ", ".join(f"{x:.6g}" for x in _as_list(v)) + "]")
             )
         for column in ("label", "llm_label"):
             if column in plain and plain[column].dtype == object:  # multi-label or span lists
@@ -153,18 +155,13 @@ def _keys_as_field(df: pd.DataFrame) -> pd.DataFrame:
 def _json_if_list(value):
     """A list cell (labels, spans) as JSON text; anything else as it is."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return json.dumps(value.tolist() if isinstance(value, np.ndarray) else list(value), ensure_ascii=False)
+        return json.dumps(plain_data(value), ensure_ascii=False)
     return value
 
 
 def _as_list(value) -> list:
     """A llm_probs cell as a list of numbers; a CSV read back holds it as the JSON text jlabel wrote."""
     return json.loads(value) if isinstance(value, str) else list(value)
-
-
-def _no_list(value) -> bool:
-    """A missing llm_probs cell (None, NA or NaN: a record without a suggestion)."""
-    return value is None or (not hasattr(value, "__len__") and pd.isna(value))
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import calibration
-from .frame import LABEL_COLUMNS, LLM_COLUMNS, probs, record_keys
+from .frame import LABEL_COLUMNS, LLM_COLUMNS, cell_missing, probs, record_keys
 from .prompts import Prompt, default_prompt
 from .task import Task
 
@@ -390,7 +390,7 @@ def _gold(gold, task: Task, label: str) -> tuple[pd.DataFrame, np.ndarray]:
     if len(gold) == 0:
         raise ValueError("The gold frame is empty: evaluate needs labeled records.")
     values = gold[label]
-    missing = values.isna().to_numpy() if task.kind == "single" else values.map(_is_missing).to_numpy(dtype=bool)
+    missing = values.isna().to_numpy() if task.kind == "single" else values.map(cell_missing).to_numpy(dtype=bool)
     if missing.any():
         shown = ", ".join(map(repr, keys[missing][:5].tolist()))
         raise ValueError(
@@ -421,12 +421,6 @@ def _gold(gold, task: Task, label: str) -> tuple[pd.DataFrame, np.ndarray]:
         truth[rows[present], codes[present]] = True
     frame = gold.drop(columns=[c for c in (*LABEL_COLUMNS, *LLM_COLUMNS, label) if c in gold.columns])
     return frame, truth
-
-
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    return isinstance(value, float) and np.isnan(value)
 
 
 def _suggest(frame: pd.DataFrame, llm: Any, prompt: Prompt, calibrate) -> pd.DataFrame:

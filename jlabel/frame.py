@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,7 +59,7 @@ def record_keys(df: pd.DataFrame, id: str | None = None) -> pd.Index:
             f"use df.reset_index(drop=True) or pass id= a column with unique values."
         )
     # the journal keys records by text: 1 and "1" (keys of mixed types) would be one record there
-    mixed = pd.api.types.infer_dtype(keys, skipna=False).startswith("mixed")
+    mixed = keys.dtype == object and pd.api.types.infer_dtype(keys, skipna=False).startswith("mixed")
     as_text = key_strings(keys) if mixed else None
     if as_text is not None and not as_text.is_unique:
         same = as_text[as_text.duplicated()].unique()
@@ -203,7 +203,7 @@ def _parse_label_lists(column: pd.Series) -> pd.Series:
     import ast
 
     def parse(value):
-        if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        if cell_missing(value):
             return None
         for reader in (json.loads, ast.literal_eval):
             try:
@@ -316,10 +316,26 @@ def _first_non_list(series: pd.Series):
     return series.dropna().iloc[0]
 
 
+def cell_missing(value) -> bool:
+    """Whether one cell holds nothing: None, NaN, NA or NaT (a list, even an empty one, is a value)."""
+    return value is None or (not hasattr(value, "__len__") and bool(pd.isna(value)))
+
+
+def plain_data(value):
+    """A cell as JSON-able Python data: numpy arrays and tuples as lists, numpy scalars as Python's."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _as_list_or_none(value):
-    if value is None or (not hasattr(value, "__len__") and pd.isna(value)):  # None, NaN, pd.NA
-        return None
-    return list(value)
+    return None if cell_missing(value) else list(value)
 
 
 def probs_column(matrix: np.ndarray, index: pd.Index) -> pd.Series:

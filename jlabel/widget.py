@@ -25,7 +25,17 @@ import pandas as pd
 import pyarrow as pa
 import traitlets
 
-from .frame import check_labels_match, ensure_columns, key_strings, probs, record_keys, texts, unlabeled
+from .frame import (
+    cell_missing,
+    check_labels_match,
+    ensure_columns,
+    key_strings,
+    plain_data,
+    probs,
+    record_keys,
+    texts,
+    unlabeled,
+)
 from .llm.base import LLM
 from .preannotate import ScoreCache, _open_cache, _score, default_cache, gives_vectors
 from .store import DECISIONS, SOURCE_OF, Store, current_annotator, open_for, replay
@@ -403,7 +413,7 @@ class Labeler(anywidget.AnyWidget):
             column = self.df.columns.get_loc
             before = tuple(self.df.iat[row, column(c)] for c in ("label", "label_source", "labeled_at", "annotator"))
             # the label the frame held (e.g. imported gold): what the store restores once every decision is undone
-            prior = None if _missing(before[0]) else _plain(before[0])
+            prior = None if cell_missing(before[0]) else plain_data(before[0])
             meta = {"blind": bool(hidden), "shown": bool(shown), "position": position, "before": prior}
             event = self._store.record(
                 self._key(row),
@@ -453,7 +463,7 @@ class Labeler(anywidget.AnyWidget):
             state = self._replay(key)
             if state is None:  # no decision survives in the store: back to what the frame held
                 label, source, when, who = before
-                if _missing(label):
+                if cell_missing(label):
                     self._write(position, None, None, None, None)
                 else:
                     self._write(position, label, _display(source) or None, when, _display(who) or None)
@@ -487,7 +497,7 @@ class Labeler(anywidget.AnyWidget):
     def _replay(self, key: str) -> Mapping | None:
         """The store's state of one record (None when no decision survives)."""
         state = replay(self._record_events(key))
-        if state.empty or pd.isna(state["status"].iloc[0]) or _missing(state["label"].iloc[0]):
+        if state.empty or pd.isna(state["status"].iloc[0]) or cell_missing(state["label"].iloc[0]):
             return None
         return state.iloc[0].to_dict()
 
@@ -509,9 +519,9 @@ class Labeler(anywidget.AnyWidget):
         column = self.df.columns.get_loc
         # iat sets one cell without validating the whole column: O(1) on a 1,000,000-row frame
         self.df.iat[row, column("label")] = _cell(self.df["label"].dtype, value)
-        self.df.iat[row, column("label_source")] = pd.NA if value is None or _missing(source) else source
-        self.df.iat[row, column("annotator")] = pd.NA if value is None or _missing(annotator) else annotator
-        self.df.iat[row, column("labeled_at")] = pd.NaT if value is None or _missing(when) else when
+        self.df.iat[row, column("label_source")] = pd.NA if value is None or cell_missing(source) else source
+        self.df.iat[row, column("annotator")] = pd.NA if value is None or cell_missing(annotator) else annotator
+        self.df.iat[row, column("labeled_at")] = pd.NaT if value is None or cell_missing(when) else when
         self._labeled[position] = value is not None
 
     # -- what the front end sees -------------------------------------------------
@@ -550,7 +560,7 @@ class Labeler(anywidget.AnyWidget):
                 "key": key,
                 "text": text[i],
                 "context": {c: _display(columns[c][i]) for c in self._context},
-                "label": None if _missing(label) else _plain(label),
+                "label": None if cell_missing(label) else plain_data(label),
                 "label_source": _display(columns["label_source"][i]) or None,
                 "suggestion": None,
                 "suggestion_state": "none",
@@ -581,13 +591,13 @@ class Labeler(anywidget.AnyWidget):
         sources = sub["llm_source"].tolist() if "llm_source" in sub.columns else [None] * len(sub)
         out = []
         for i, label in enumerate(labels):
-            if _missing(label):
+            if cell_missing(label):
                 out.append(None)
                 continue
             out.append(
                 {
-                    "label": _plain(label),
-                    "confidence": None if _missing(confidences[i]) else float(confidences[i]),
+                    "label": plain_data(label),
+                    "confidence": None if cell_missing(confidences[i]) else float(confidences[i]),
                     "probs": None if np.isnan(matrix[i]).any() else [round(float(p), 6) for p in matrix[i]],
                     "model": _display(models[i]) or None,
                     "prompt": _display(prompts[i]) or None,
@@ -912,7 +922,7 @@ class Labeler(anywidget.AnyWidget):
         if "llm_source" in self.df.columns:
             self.df.iat[row, column("llm_source")] = pd.NA if source is None else source
         # a learned suggestion keeps llm_model: it names the model whose probabilities it combines
-        if not (keep_model and (self._llm is None or not _missing(self.df.iat[row, column("llm_model")]))):
+        if not (keep_model and (self._llm is None or not cell_missing(self.df.iat[row, column("llm_model")]))):
             self.df.iat[row, column("llm_model")] = str(getattr(self._llm, "id", type(self._llm).__name__))
             prompt = prompt or getattr(self._llm, "prompt_hash", None)
             if prompt is not None:
@@ -955,32 +965,11 @@ def _cell(dtype, value):
     return value
 
 
-def _missing(value) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, (list, tuple, dict, np.ndarray)):
-        return False
-    return bool(pd.isna(value))
-
-
-def _plain(value):
-    """A label value as JSON-able Python data."""
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def _display(value) -> str:
-    if _missing(value):
+    if cell_missing(value):
         return ""
     if isinstance(value, float) and math.isfinite(value):
         return f"{value:g}"
     if isinstance(value, (list, dict)):
-        return json.dumps(_plain(value), ensure_ascii=False)
+        return json.dumps(plain_data(value), ensure_ascii=False)
     return str(value)

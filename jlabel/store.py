@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .frame import STRING_DTYPE, ensure_columns, key_strings, record_keys
+from .frame import STRING_DTYPE, cell_missing, ensure_columns, key_strings, record_keys
 from .task import Task
 
 ACTIONS = ("label", "accept", "edit", "reject", "skip", "undo", "suggest", "check")
@@ -535,7 +535,8 @@ class Store:
         labeled = events.loc[events["action"].isin(list(SOURCE_OF)), "record"]  # undone ones too
         undone = state.index[~decided & state.index.isin(labeled)]
         _write_state(df, keys, state[decided], self.task)
-        _write_state(df, keys, self._labels_before(events, undone, df, keys), self.task)
+        if len(undone):
+            _write_state(df, keys, self._labels_before(events, undone, df, keys), self.task)
         return df
 
     def _labels_before(self, events: pd.DataFrame, records: pd.Index, df: pd.DataFrame, keys: pd.Index) -> pd.DataFrame:
@@ -701,8 +702,8 @@ def _epoch_seconds(column: pd.Series, now: np.ndarray) -> np.ndarray:
 
 def _same_label(held, journalled) -> bool:
     """Whether a frame's label (a list may be a numpy array there) is the journalled one."""
-    if _is_missing(held) or journalled is None:
-        return _is_missing(held) and journalled is None
+    if cell_missing(held) or journalled is None:
+        return cell_missing(held) and journalled is None
     return _canonical_json(held) == _canonical_json(journalled)
 
 
@@ -746,12 +747,8 @@ def _dump(value) -> str | None:
 def _nullable(column: pd.Series) -> pd.Series:
     """An object column with every missing value (NaN, NA, NaT) as None."""
     column = column.astype(object)
-    missing = column.map(_is_missing, na_action=None) if column.dtype == object else column.isna()
+    missing = column.map(cell_missing, na_action=None) if column.dtype == object else column.isna()
     return column.where(~missing.astype(bool), None)
-
-
-def _is_missing(value) -> bool:
-    return value is None or (not isinstance(value, (list, dict, tuple, np.ndarray)) and pd.isna(value))
 
 
 def _dump_column(column: pd.Series) -> list:

@@ -42,6 +42,7 @@ from .frame import (
     STRING_DTYPE,
     ensure_columns,
     key_strings,
+    plain_data,
     probs_column,
     record_keys,
 )
@@ -131,7 +132,7 @@ def export(
     text = record_texts(frame, task)
     _validate(frame, task, keys, text, labeled)
     if format == "parquet":
-        _export_parquet(df, path, task)
+        write_parquet(df, path, task=task)
     elif format == "jsonl":
         lines = _training_lines(frame, task, keys, text, labeled)
         _write_lines(path, lines)
@@ -222,7 +223,8 @@ def infer_task(df: pd.DataFrame) -> Task:
     values = pd.concat([df[c].dropna() for c in ("label", "llm_label") if c in df.columns])
     if values.empty:
         raise ValueError("The frame has no labels or suggestions to infer the task from; pass task=jl.Task(...).")
-    kind = _kind_of(_first_telling(values))
+    first = _first_telling(values)
+    kind = _kind_of(values.iloc[0] if first is None else first)
     if kind == "single":
         names = values.astype(object)
     elif kind == "multi":
@@ -259,12 +261,9 @@ def infer_task(df: pd.DataFrame) -> Task:
     return task
 
 
-def _first_telling(values: pd.Series):
-    """The first label that says its kind: a name or a non-empty list (an empty list may be multi or spans)."""
-    for value in values:
-        if not isinstance(value, _LIST_TYPES) or len(value):
-            return value
-    return values.iloc[0]
+def _first_telling(values):
+    """The first label that says its kind: a name or a non-empty list (an empty list may be multi or spans); None."""
+    return next((value for value in values if not isinstance(value, _LIST_TYPES) or len(value)), None)
 
 
 def _probs_width(df: pd.DataFrame) -> int | None:
@@ -309,7 +308,6 @@ def _kind_of(value) -> str:
 
 def _validate(frame: pd.DataFrame, task: Task, keys: pd.Index, text: pd.Series, labeled: np.ndarray) -> None:
     # by position: the frame's index may repeat (keys from an id= column), ``keys`` names the records
-    length = text.str.len().reset_index(drop=True)
     for column in ("label", "llm_label"):
         values = frame[column].reset_index(drop=True)
         present = values.notna().to_numpy()
@@ -333,7 +331,7 @@ def _validate(frame: pd.DataFrame, task: Task, keys: pd.Index, text: pd.Series, 
                 raise ValueError(f"{column} of a span task must hold lists of {{start, end, label}} dicts.")
             spans = pd.DataFrame(exploded.tolist(), index=exploded.index)
             names = spans["label"]
-            within = length.reindex(spans.index)
+            within = text.str.len().reset_index(drop=True).reindex(spans.index)
             bad = ~((spans["start"] >= 0) & (spans["start"] < spans["end"]) & (spans["end"] <= within)).to_numpy()
             if bad.any():
                 first = int(np.flatnonzero(bad)[0])
@@ -386,15 +384,6 @@ def _plain_value(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _json_label(value):
-    """A label as json takes it: list-likes (numpy arrays from Parquet, tuples) as lists, numpy scalars as Python's."""
-    if isinstance(value, _LIST_TYPES):
-        return [_json_label(item) for item in value]
-    if isinstance(value, Mapping):
-        return {name: _json_label(item) for name, item in value.items()}
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _iso(column: pd.Series) -> np.ndarray:
     stamps = pd.to_datetime(column, utc=True)
     out = stamps.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").to_numpy(dtype=object, na_value=None)
@@ -407,7 +396,7 @@ def _iso(column: pd.Series) -> np.ndarray:
 def _training_lines(frame, task, keys, text, labeled) -> list[dict]:
     rows = np.flatnonzero(labeled)
     return [
-        {"id": k, "text": t, "label": _json_label(v)}
+        {"id": k, "text": t, "label": plain_data(v)}
         for k, t, v in zip(_plain(keys[rows].to_numpy()), text.to_numpy()[rows], frame["label"].to_numpy()[rows])
     ]
 
@@ -433,7 +422,7 @@ def _prodigy_lines(frame, task, keys, text, labeled) -> list[dict]:
         stamps,
     ):
         line = {"text": t, "meta": {"id": key}, "_input_hash": _hash(t)}
-        value = _json_label(value)
+        value = plain_data(value)
         if task.kind == "spans":
             line["spans"] = value
             line["_view_id"] = "ner_manual"
@@ -544,10 +533,6 @@ def _exact_floats(data: list[dict], frame: pd.DataFrame) -> None:
             values = frame[column].to_numpy(dtype=float, na_value=np.nan)
             for row, value in zip(data, values):
                 row[str(column)] = float(value) if np.isfinite(value) else None
-
-
-def _export_parquet(df: pd.DataFrame, path: Path, task: Task) -> None:
-    write_parquet(df, path, task=task)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path, *, task: Task | None = None) -> None:
@@ -1037,8 +1022,7 @@ def _check_parquet(frame: pd.DataFrame, task: Task, path: Path) -> None:
     columns = [c for c in ("label", "llm_label") if c in frame.columns]
     kind = (frame.attrs.get("jlabel_task") or {}).get("kind")
     if kind is None:  # a file jlabel did not write: the kind of its first label that says one
-        telling = (v for c in columns for v in frame[c].dropna() if not isinstance(v, _LIST_TYPES) or len(v) > 0)
-        first = next(telling, None)
+        first = _first_telling(v for c in columns for v in frame[c].dropna())
         kind = None if first is None else _kind_of(first)
     if kind is not None and kind != task.kind:
         raise ValueError(f"{path} holds {kind} labels but the task is a {task.kind!r} task.")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import dashboard as dash
+from .quality import CHECK_DETAILS
 from .store import DECISIONS, Store, StoreError, _pop_undos
 
 AUDIT_COLUMNS = [
@@ -32,7 +33,6 @@ AUDIT_COLUMNS = [
     "current",
 ]
 REPORT_ROWS = 500
-CHECK_DETAILS = ["label", "score", "reason", "explanation"]  # the keys of a check event's meta, in order
 
 
 def audit(store: Store) -> pd.DataFrame:

@@ -22,6 +22,12 @@ import numpy as np
 CONTENT_FREE = ("", "N/A", "[MASK]")
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(n, k)`` logits."""
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def rescale(probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
     """Divide each row by ``prior`` and renormalise (rows of NaN stay NaN).
 

@@ -64,6 +64,7 @@ import scipy.linalg
 import scipy.sparse
 
 from .calibration import newton_multinomial
+from .calibration import softmax as _softmax
 from .calibration import temperature as fit_temperature
 from .frame import STRING_DTYPE, _parse_label_lists, record_keys, set_suggestions, texts
 from .frame import probs as probs_of
@@ -262,12 +263,6 @@ class _Fusion:
 
 class _NotFinite(ValueError):
     """A combination whose fitted weights are not finite (its sources' scores are not)."""
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _fit_fusion(F: np.ndarray, y: np.ndarray, *, bias: bool = True, l2: float = 1e-3, steps: int = 50) -> _Fusion:

@@ -27,6 +27,9 @@ from .task import Task
 BANDS = (0.0, 0.5, 0.8, 1.0)
 BAND_NAMES = ("low", "mid", "high")
 
+#: the keys of a suspect's check event ``meta``, in the order the report shows them
+CHECK_DETAILS = ["label", "score", "reason", "explanation"]
+
 
 # --- shared -------------------------------------------------------------------------------------
 
@@ -290,7 +293,7 @@ def _check_events(store, df: pd.DataFrame, keys: pd.Index, codes, suspects: pd.D
         else pd.Series(None, index=checked, dtype=object)
     )
     # why, for the suspects only (an "ok" event carries none)
-    details = suspects[["label", "score", "reason"] + (["explanation"] if "explanation" in suspects else [])]
+    details = suspects[[c for c in CHECK_DETAILS if c in suspects]]
     why = [
         {k: v for k, v in row.items() if v is not None and not (isinstance(v, float) and np.isnan(v))}
         for row in details.astype(object).to_dict("records")
@@ -522,11 +525,6 @@ def fit_temperature(df: pd.DataFrame, task: Task, *, probs: str = "llm_probs") -
     return calibration.temperature(np.log(np.clip(p, 1e-12, None)), y)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs: str = "llm_probs") -> pd.DataFrame:
     """A copy of ``df`` with the model's probabilities scaled by ``temperature`` (llm_* columns rewritten).
 
@@ -538,7 +536,7 @@ def apply_temperature(df: pd.DataFrame, task: Task, temperature: float, *, probs
     matrix = probs_matrix(df, task, probs)
     scored = ~np.isnan(matrix).any(axis=1)
     scaled = np.full_like(matrix, np.nan)
-    scaled[scored] = _softmax(np.log(np.clip(matrix[scored], 1e-12, None)) / temperature)
+    scaled[scored] = calibration.softmax(np.log(np.clip(matrix[scored], 1e-12, None)) / temperature)
     out = set_suggestions(df, task, scaled, model="")
     for column in ("llm_model", "llm_prompt", "llm_source"):
         if column in df.columns:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import numbers
@@ -240,6 +241,7 @@ def _check_new_labels(names: tuple[str, ...], kind: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=256)  # read on every record the panel shows: parsed once per text
 def _template_fields(text: str) -> tuple[str, ...]:
     """The columns a template names, in order, once each (as frame.texts fills them); () for a column name."""
     if "{" not in text and "}" not in text:

@@ -1161,6 +1161,16 @@ def test_multi_label_labels_written_as_text_are_read():
         Assistant(plain, task, probs=None).fit()
 
 
+def test_a_few_labels_taken_back_below_min_labels_trigger_a_new_selection():
+    df, task, _ = synthetic(1200, seed=5, labeled=55)
+    a = Assistant(df, task).fit()
+    assert a.source != "zero-shot"
+    selections = a.selections
+    df.loc[49:54, "label"] = pd.NA  # 6 taken back: under the 25 that trigger a selection, but 49 < min_labels
+    a.fit()
+    assert a.selections == selections + 1 and a.source == "zero-shot"
+
+
 def test_labels_taken_back_trigger_a_new_selection():
     df, task, _ = synthetic(1200, seed=5, labeled=70)
     a = Assistant(df, task).fit()

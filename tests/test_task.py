@@ -161,14 +161,23 @@ def test_numpy_label_names_become_str():
 
 
 @pytest.mark.parametrize(
-    "saved",
+    ("saved", "earlier_id"),  # the ids jlabel at c08e1a1 gave these tasks
     [
-        {"labels": ["toxic"], "descriptions": {}, "kind": "single", "instructions": "", "text": "text"},
-        {"labels": ["Sports ", "sports"], "descriptions": {}, "kind": "single", "instructions": "", "text": "text"},
-        {"labels": ["a", "b"], "descriptions": {}, "kind": "single", "instructions": "", "text": "{{x}} {body}"},
+        (
+            {"labels": ["toxic"], "descriptions": {}, "kind": "single", "instructions": "", "text": "text"},
+            "d5f9ade3514f4f37",
+        ),
+        (
+            {"labels": ["Sports ", "sports"], "descriptions": {}, "kind": "single", "instructions": "", "text": "text"},
+            "a3fbdd1dfa62742a",
+        ),
+        (
+            {"labels": ["a", "b"], "descriptions": {}, "kind": "single", "instructions": "", "text": "{{x}} {body}"},
+            "57f1165cc4071796",
+        ),
     ],
 )
-def test_a_store_an_earlier_jlabel_made_still_opens(saved, tmp_path):
+def test_a_store_an_earlier_jlabel_made_still_opens(saved, earlier_id, tmp_path):
     import json
     import sqlite3
 
@@ -178,4 +187,4 @@ def test_a_store_an_earlier_jlabel_made_still_opens(saved, tmp_path):
         conn.execute("UPDATE jlabel_meta SET value = ? WHERE key = 'task'", (json.dumps(saved),))
     with jl.Store(path) as store:  # was: ValueError from today's checks, the store locked
         assert store.task.to_dict() == saved
-    assert jl.Task.from_dict(saved).id == jl.Task.from_dict(store.task.to_dict()).id
+    assert store.task.id == earlier_id  # its events are found by this id
